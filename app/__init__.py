@@ -1,0 +1,1 @@
+"""Command-line interface, Python API and (later) the reader UI."""

@@ -1,0 +1,1 @@
+"""Readers for PDFs, text and repositories; tokenization; the streaming ingest pipeline."""

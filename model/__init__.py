@@ -1,0 +1,1 @@
+"""Megalodon language model: config, layers, typed streaming state, checkpoints, generation."""

@@ -1,0 +1,1 @@
+"""Persistent store: documents, locations, chunk text, state snapshots, sessions (SQLAlchemy)."""
