@@ -1,0 +1,1 @@
+"""Timestep normalization (causal cumulative group norm): float64 loop oracle, PyTorch twin, Triton kernel."""
