@@ -1,0 +1,72 @@
+"""Attention strictly inside each chunk of C tokens, with the unfinished chunk's keys/values carried.
+
+A call sees n cached tokens of the current chunk (n = position mod C) and L new ones. The new tokens that
+finish the current chunk attend to the cache plus themselves (bottom-right-aligned causal mask); the rest
+start at a chunk boundary and are cut into chunks of C (the last one may be partial), each with plain
+causal attention. Softmax scale is 1.0: the learnt q/k scale replaces the temperature (paper Eq. 9).
+Positions restart at 0 in every chunk; cached keys are stored already rotated.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from megalodoc.model.rotary import Rotary
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool,
+          dropout: float) -> torch.Tensor:
+    """(B, Lq, H, d), (B, Lk, H, d), (B, Lk, H, dv) -> (B, Lq, H, dv)."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+        attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=1.0,
+    )
+    return out.transpose(1, 2)
+
+
+def chunked_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cached_keys: torch.Tensor,
+    cached_values: torch.Tensor,
+    *,
+    chunk_size: int,
+    rotary: Rotary,
+    dropout: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k (B, L, H, d_z) unrotated; v (B, L, H, d_v); cached_keys (B, n, H, d_z) rotated;
+    cached_values (B, n, H, d_v). Returns o (B, L, H, d_v) and the new cache (keys, values) holding the
+    tokens of the chunk that is still unfinished after this call."""
+    B, L, H, _ = q.shape
+    C = chunk_size
+    n = cached_keys.shape[1]
+    positions = (n + torch.arange(L, device=q.device)) % C  # (L,) position inside the chunk
+    q, k = rotary(q, positions), rotary(k, positions)
+    outputs = []
+    head = min(L, C - n) if n > 0 else 0  # new tokens that finish the current chunk
+    if head:
+        keys = torch.cat((cached_keys, k[:, :head]), dim=1)  # (B, n+head, H, d_z)
+        values = torch.cat((cached_values, v[:, :head]), dim=1)
+        rows = torch.arange(head, device=q.device)[:, None]
+        cols = torch.arange(n + head, device=q.device)[None, :]
+        mask = cols <= rows + n  # (head, n+head): bottom-right-aligned causal
+        outputs.append(_sdpa(q[:, :head], keys, values, mask, False, dropout))
+    rest = L - head
+    if rest:
+        num_chunks = -(-rest // C)
+        span = C if num_chunks > 1 else rest
+        pad = num_chunks * span - rest  # only the last chunk can be partial; its padding is never attended
+        def fold(t: torch.Tensor) -> torch.Tensor:  # (B, rest, H, d) -> (B*num_chunks, span, H, d)
+            t = F.pad(t[:, head:], (0, 0, 0, 0, 0, pad))
+            return t.reshape(B * num_chunks, span, H, t.shape[-1])
+        o = _sdpa(fold(q), fold(k), fold(v), None, True, dropout)  # (B*num_chunks, span, H, d_v)
+        outputs.append(o.reshape(B, num_chunks * span, H, -1)[:, :rest])
+    o = torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]
+    # the unfinished chunk after this call: its last (n + L) mod C tokens
+    keep = (n + L) % C
+    if keep == 0:
+        return o, k[:, :0], v[:, :0]
+    if keep > L:  # still inside the chunk the cache started
+        return o, torch.cat((cached_keys, k), dim=1), torch.cat((cached_values, v), dim=1)
+    return o, k[:, L - keep :], v[:, L - keep :]

@@ -1,0 +1,218 @@
+"""Model folders: config.json + safetensors weights (shards of at most 16 MiB) + optional tokenizer.
+
+    save_model(model, folder, tokenizer="tokenizer.model")
+    model = load_model(folder)            # also a Hugging Face Hub repo id, or a reference checkpoint folder
+    model = load_model()                  # the default model shipped with megalodoc
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from megalodoc.model.config import MegalodonConfig
+from megalodoc.model.megalodon import Megalodon
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT_NAME = "megalodoc"
+FORMAT_VERSION = 1
+# Shards stay under 16 MiB so every file fits comfortably in a git repository and in one upload.
+SHARD_BYTES = 16 * 1024 * 1024
+TOKENIZER_FILE = "tokenizer.model"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class CheckpointError(ValueError):
+    """A model folder is unusable; the message names the file and the problem."""
+
+
+def model_fingerprint(model: Megalodon, tokenizer_path: str | os.PathLike | None = None) -> str:
+    """sha256 over the architecture, every weight (name, dtype, shape, bytes) and the tokenizer file."""
+    h = hashlib.sha256(model.config.fingerprint().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if tokenizer_path is not None:
+        h.update(Path(tokenizer_path).read_bytes())
+    return h.hexdigest()
+
+
+def _shards(tensors: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """Greedy split in name order; a single tensor larger than a shard gets a shard of its own."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name in sorted(tensors):
+        nbytes = tensors[name].numel() * tensors[name].element_size()
+        if shards[-1] and size + nbytes > SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensors[name]
+        size += nbytes
+    return shards
+
+
+def save_model(
+    model: Megalodon, folder: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None
+) -> Path:
+    """Write config.json, the weights and (if given) the tokenizer into `folder`; returns the folder.
+    Files are written under temporary names and renamed, so a crash never leaves a half-written model."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    shards = _shards(tensors)
+    names = [SINGLE_FILE] if len(shards) == 1 else [
+        f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))
+    ]
+    for name, shard in zip(names, shards, strict=True):
+        tmp = folder / (name + ".tmp")
+        save_file(shard, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, folder / name)
+    if len(shards) > 1:
+        weight_map = {k: name for name, shard in zip(names, shards, strict=True) for k in shard}
+        _write_json(folder / INDEX_FILE, {"weight_map": weight_map})
+    tokenizer_name = None
+    if tokenizer is not None:
+        if Path(tokenizer).resolve() != (folder / TOKENIZER_FILE).resolve():
+            shutil.copyfile(tokenizer, folder / TOKENIZER_FILE)
+        tokenizer_name = TOKENIZER_FILE
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "weights": names,
+        "tokenizer": tokenizer_name,
+        "fingerprint": model_fingerprint(model, folder / TOKENIZER_FILE if tokenizer_name else None),
+    }
+    _write_json(folder / "config.json", meta)
+    return folder
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """The parsed config.json of a model folder, with errors that name the file."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no config.json in the model folder")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _load_tensors(folder: Path, files: list[str]) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: weight file listed in config.json is missing")
+        try:
+            tensors.update(load_file(str(path)))
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({exc})") from exc
+    return tensors
+
+
+def load_state_dict_strict(model: Megalodon, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy tensors into the model, refusing missing, unexpected or mis-shaped entries by name."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}" + (" ..." if len(unexpected) > 8 else ""))
+    for key in sorted(set(expected) & set(tensors)):
+        if tuple(expected[key].shape) != tuple(tensors[key].shape):
+            problems.append(f"{key} has shape {tuple(tensors[key].shape)}, expected {tuple(expected[key].shape)}")
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match the config: " + "; ".join(problems))
+    model.load_state_dict(tensors, strict=True)
+
+
+def _load_local(folder: Path) -> Megalodon:
+    from megalodoc.model import upstream  # local import: upstream imports this module
+
+    if upstream.is_upstream_folder(folder):
+        return upstream.load_upstream(folder)
+    meta = read_config(folder)
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            f"{folder / 'config.json'}: not a megalodoc model (no \"format\": \"megalodoc\") and no "
+            "reference checkpoint (consolidated.pth) beside it"
+        )
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder / 'config.json'}: format version {meta['format_version']} is newer than this "
+            f"megalodoc supports ({FORMAT_VERSION}); upgrade megalodoc"
+        )
+    try:
+        config = MegalodonConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder / 'config.json'}: invalid model config ({exc})") from exc
+    model = Megalodon(config)
+    load_state_dict_strict(model, _load_tensors(folder, list(meta.get("weights") or [])), str(folder))
+    tok = meta.get("tokenizer")
+    model.tokenizer_path = (folder / tok) if tok else None
+    if tok and not model.tokenizer_path.is_file():
+        raise CheckpointError(f"{model.tokenizer_path}: tokenizer named in config.json is missing")
+    model.source_dir = folder
+    return model
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=repo_id))
+    except Exception as exc:  # offline, unknown repo, network: all mean "could not fetch"
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        why = "the Hugging Face Hub is offline (HF_HUB_OFFLINE is set)" if offline else f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(
+            f"could not fetch model {repo_id!r} from the Hugging Face Hub ({why}); "
+            "download the folder elsewhere and pass its local path instead"
+        ) from exc
+
+
+def load_model(
+    path_or_repo_id: str | os.PathLike | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> Megalodon:
+    """Load a model in eval mode from a local folder (ours or a reference checkpoint), a Hub repo id,
+    or (None) the default model shipped with megalodoc."""
+    if path_or_repo_id is None:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise CheckpointError(
+                f"no default model is installed at {DEFAULT_MODEL_DIR}; pass a model folder explicitly"
+            )
+        path_or_repo_id = DEFAULT_MODEL_DIR
+    path = Path(path_or_repo_id)
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: a model is a folder (config.json + weights), not a file")
+        model = _load_local(path)
+    elif isinstance(path_or_repo_id, str) and _REPO_ID.match(path_or_repo_id):
+        model = _load_local(_download(path_or_repo_id))
+    else:
+        raise CheckpointError(f"{path}: no such model folder (and not a Hub repo id of the form owner/name)")
+    model = model.to(device=device)
+    if dtype is not None:
+        model = model.to(dtype=dtype)
+    return model.eval()

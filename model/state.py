@@ -1,0 +1,160 @@
+"""The typed recurrent state of a Megalodon model, and its flat named-tensor form.
+
+At a chunk boundary a layer's state is only its CEMA hidden state and its timestep-norm statistics; in
+the middle of a chunk it also holds the rotated keys and values of the unfinished chunk. The model's
+state adds the final norm's statistics and the number of tokens consumed. Every dataclass is frozen and
+the model never mutates a state it was handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from megalodoc.model.config import MegalodonConfig
+
+# Bumped whenever the flat layout or the meaning of a field changes.
+STATE_SCHEMA_VERSION = 1
+
+
+class StateMismatchError(ValueError):
+    """A state does not fit the model it is used with; the message says what differs."""
+
+
+@dataclass(frozen=True)
+class NormState:
+    """Timestep-norm statistics: count (B,) int64, mean and population variance (B, G) fp32."""
+
+    count: torch.Tensor
+    mean: torch.Tensor
+    var: torch.Tensor
+
+    def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.count, self.mean, self.var
+
+
+@dataclass(frozen=True)
+class LayerState:
+    """One block: CEMA hidden (B, D, N) complex64, norm statistics, keys (B, n, H, d_z) and values
+    (B, n, H, d_v) of the unfinished chunk (n = tokens already in it, 0 at a chunk boundary)."""
+
+    ema: torch.Tensor
+    norm: NormState
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The whole model's streaming state after `position` tokens."""
+
+    layers: tuple[LayerState, ...]
+    final_norm: NormState
+    position: int
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.final_norm.count.shape[0])
+
+    @property
+    def at_chunk_boundary(self) -> bool:
+        return all(layer.keys.shape[1] == 0 for layer in self.layers)
+
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors."""
+        return sum(t.numel() * t.element_size() for t in self.to_flat().values())
+
+    # ---- flat form ----
+    def to_flat(self) -> dict[str, torch.Tensor]:
+        """Named tensors, complex stored as (..., 2) real pairs; `from_flat` inverts it bit-exactly."""
+        flat: dict[str, torch.Tensor] = {"position": torch.tensor(self.position, dtype=torch.int64)}
+        for i, layer in enumerate(self.layers):
+            flat[f"layers.{i}.ema"] = torch.view_as_real(layer.ema).contiguous()
+            flat[f"layers.{i}.keys"] = layer.keys.contiguous()
+            flat[f"layers.{i}.values"] = layer.values.contiguous()
+            _put_norm(flat, f"layers.{i}.norm", layer.norm)
+        _put_norm(flat, "final_norm", self.final_norm)
+        return flat
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, torch.Tensor], config: MegalodonConfig | None = None) -> ModelState:
+        """Rebuild a state from `to_flat` output; with a config, validate every shape against it."""
+        if "position" not in flat:
+            raise StateMismatchError("flat state has no 'position' entry")
+        num_layers = 0
+        while f"layers.{num_layers}.ema" in flat:
+            num_layers += 1
+        layers = []
+        for i in range(num_layers):
+            prefix = f"layers.{i}"
+            layers.append(
+                LayerState(
+                    ema=torch.view_as_complex(_need(flat, f"{prefix}.ema").contiguous()),
+                    norm=_get_norm(flat, f"{prefix}.norm"),
+                    keys=_need(flat, f"{prefix}.keys"),
+                    values=_need(flat, f"{prefix}.values"),
+                )
+            )
+        state = cls(tuple(layers), _get_norm(flat, "final_norm"), int(_need(flat, "position").item()))
+        if config is not None:
+            state.validate(config)
+        return state
+
+    # ---- checks ----
+    def validate(self, config: MegalodonConfig, batch_size: int | None = None) -> None:
+        """Raise StateMismatchError naming every field that does not fit `config` (and the batch)."""
+        B = self.batch_size if batch_size is None else batch_size
+        c = config
+        problems = []
+        if len(self.layers) != c.num_layers:
+            problems.append(f"state has {len(self.layers)} layers, model has {c.num_layers}")
+        n = self.position % c.chunk_size
+        expect = {
+            "ema": ((B, c.model_dim, c.cema_ndim), True),
+            "keys": ((B, n, c.num_heads, c.head_dim), False),
+            "values": ((B, n, c.num_heads, c.value_head_dim), False),
+        }
+        for i, layer in enumerate(self.layers[: c.num_layers]):
+            for name, (shape, is_complex) in expect.items():
+                t = getattr(layer, name)
+                if tuple(t.shape) != shape:
+                    problems.append(f"layers.{i}.{name} has shape {tuple(t.shape)}, expected {shape}")
+                if t.is_complex() != is_complex:
+                    kind = "complex" if is_complex else "real"
+                    problems.append(f"layers.{i}.{name} has dtype {t.dtype}, expected a {kind} dtype")
+            problems += _norm_problems(layer.norm, f"layers.{i}.norm", B, c.norm_num_groups, self.position)
+        problems += _norm_problems(self.final_norm, "final_norm", B, c.norm_num_groups, self.position)
+        if self.position < 0:
+            problems.append(f"position {self.position} is negative")
+        if problems:
+            raise StateMismatchError("state does not match the model: " + "; ".join(problems))
+
+
+def _put_norm(flat: dict[str, torch.Tensor], prefix: str, norm: NormState) -> None:
+    flat[f"{prefix}.count"] = norm.count.contiguous()
+    flat[f"{prefix}.mean"] = norm.mean.contiguous()
+    flat[f"{prefix}.var"] = norm.var.contiguous()
+
+
+def _get_norm(flat: Mapping[str, torch.Tensor], prefix: str) -> NormState:
+    return NormState(_need(flat, f"{prefix}.count"), _need(flat, f"{prefix}.mean"), _need(flat, f"{prefix}.var"))
+
+
+def _need(flat: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in flat:
+        raise StateMismatchError(f"flat state is missing {key!r}")
+    return flat[key]
+
+
+def _norm_problems(norm: NormState, prefix: str, B: int, G: int, position: int) -> list[str]:
+    problems = []
+    if tuple(norm.count.shape) != (B,) or norm.count.dtype != torch.int64:
+        problems.append(f"{prefix}.count is {norm.count.dtype}{tuple(norm.count.shape)}, expected int64({B},)")
+    elif bool((norm.count != position).any()):
+        problems.append(f"{prefix}.count {norm.count.tolist()} disagrees with position {position}")
+    for name in ("mean", "var"):
+        t = getattr(norm, name)
+        if tuple(t.shape) != (B, G) or t.dtype not in (torch.float32, torch.float64):
+            problems.append(f"{prefix}.{name} is {t.dtype}{tuple(t.shape)}, expected float32({B}, {G})")
+    return problems
