@@ -1,0 +1,115 @@
+"""Engine setup: database URL resolution, SQLite pragmas on every connection, explicit transactions.
+
+SQLite is driven in autocommit mode at the driver level and every transaction is begun here: read units
+of work use a plain (deferred) BEGIN, so in WAL mode they never wait for a writer; write units use
+BEGIN IMMEDIATE, so they take the write lock up front (waiting up to the busy timeout) instead of failing
+half-way with "database is locked" when two writers meet. DDL is therefore transactional too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from megalodoc.storage.errors import StorageError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+DEFAULT_DB_FILE = "megalodoc.db"
+DB_ENV_VAR = "MEGALODOC_DB"
+# How long SQLite waits for another writer's lock before giving up with "database is locked" (then the
+# unit of work is retried, see `unit.py`). Long enough for a 16 MiB snapshot commit on a slow disk.
+BUSY_TIMEOUT_MS = 15_000
+# Cap on the WAL file left behind after checkpoints; large snapshots would otherwise keep it huge.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+READ_OPTION = "megalodoc_read_only"
+
+PragmaValue = int | str
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL to use: `url`, else $MEGALODOC_DB, else the SQLite file megalodoc.db in the current
+    directory. A value without "://" is a SQLite file path; postgresql:// and postgres:// get psycopg 3."""
+    raw = url or os.environ.get(DB_ENV_VAR) or DEFAULT_DB_FILE
+    if "://" not in raw:
+        if raw == ":memory:":
+            return "sqlite://"
+        return f"sqlite:///{Path(raw).expanduser().resolve()}"
+    for prefix in ("postgresql://", "postgres://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def display_url(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory databases and other backends."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def create_store_engine(url: str, sqlite_pragmas: Mapping[str, PragmaValue] | None = None) -> Engine:
+    """A SQLAlchemy engine for `url` (already resolved). For SQLite: WAL, foreign keys,
+    synchronous=NORMAL and a busy timeout on every connection, plus any extra `sqlite_pragmas`."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"not a database URL: {url!r} ({exc})") from exc
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not in_memory:
+        parent = Path(database).expanduser().parent
+        if not parent.is_dir():
+            raise StorageError(f"cannot open database {database}: directory {parent} does not exist")
+    if in_memory:
+        # One shared connection, or every connection would see its own empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    _install_sqlite_hooks(engine, dict(sqlite_pragmas or {}), wal=not in_memory)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, extra: dict[str, PragmaValue], wal: bool) -> None:
+    for name, value in extra.items():
+        if not name.replace("_", "").isalnum() or not str(value).replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"bad SQLite pragma {name}={value!r}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 (driver objects)
+        dbapi_connection.isolation_level = None  # the driver must not open transactions on its own
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if wal:
+                mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StorageError(f"SQLite refused WAL mode (journal_mode is {mode})")
+                cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            for name, value in extra.items():
+                cursor.execute(f"PRAGMA {name} = {value}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # noqa: ANN001
+        read_only = connection.get_execution_options().get(READ_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the megalodoc database (run by `megalodoc db upgrade`)."""

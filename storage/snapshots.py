@@ -1,0 +1,268 @@
+"""Snapshots: content-addressed state blobs, written together with the document's committed position and
+the text and locations read since the previous snapshot, in one transaction; verified on every read."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from megalodoc.storage.codec import decode_state
+from megalodoc.storage.convert import SNAPSHOT_COLUMNS, require_int, require_text, snapshot_info, to_json
+from megalodoc.storage.documents import load_document
+from megalodoc.storage.errors import (
+    ClaimLostError,
+    CorruptSnapshotError,
+    DocumentStatusError,
+    NotFoundError,
+    SnapshotExistsError,
+    SnapshotOrderError,
+)
+from megalodoc.storage.locations import chunk_rows, location_rows
+from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
+from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo
+from megalodoc.storage.unit import UnitOfWork
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put_blob(session: Session, digest: str, data: bytes) -> None:
+    """Store `data` under its sha256 unless already there. A stored copy that no longer matches its hash
+    (damaged on disk) is overwritten with these good bytes."""
+    present = session.scalar(select(StateBlob.size_bytes).where(StateBlob.sha256 == digest))
+    if present is None:
+        values = {"sha256": digest, "size_bytes": len(data), "data": data, "created_at": utcnow()}
+        dialect = session.get_bind().dialect.name
+        if dialect == "sqlite":
+            statement = sqlite_insert(StateBlob).values(values).on_conflict_do_nothing(index_elements=["sha256"])
+        elif dialect == "postgresql":
+            statement = postgresql_insert(StateBlob).values(values).on_conflict_do_nothing(index_elements=["sha256"])
+        else:
+            statement = insert(StateBlob).values(values)
+        session.execute(statement)
+        return
+    stored = session.scalar(select(StateBlob.data).where(StateBlob.sha256 == digest))
+    if stored is None or sha256_hex(bytes(stored)) != digest:
+        session.execute(update(StateBlob).where(StateBlob.sha256 == digest).values(data=data, size_bytes=len(data)))
+
+
+def new_snapshot_row(
+    document_id: int,
+    kind: str,
+    position: int,
+    state_bytes: bytes,
+    digest: str,
+    model_fingerprint: str,
+    schema_version: int,
+    metadata_json: str,
+) -> SnapshotRow:
+    return SnapshotRow(
+        document_id=document_id,
+        kind=kind,
+        position=position,
+        blob_sha256=digest,
+        size_bytes=len(state_bytes),
+        model_fingerprint=model_fingerprint,
+        schema_version=schema_version,
+        metadata_json=metadata_json,
+        created_at=utcnow(),
+    )
+
+
+def check_state_args(position: int, state_bytes: bytes, model_fingerprint: str, schema_version: int) -> None:
+    require_int("position", position)
+    if not isinstance(state_bytes, (bytes, bytearray, memoryview)) or len(state_bytes) == 0:
+        raise ValueError(f"state_bytes must be non-empty bytes, got {type(state_bytes).__name__}")
+    require_text("model_fingerprint", model_fingerprint)
+    require_int("schema_version", schema_version)
+
+
+def check_fingerprint(document: Document, model_fingerprint: str) -> None:
+    if document.model_fingerprint != model_fingerprint:
+        raise ValueError(
+            f"state from model {model_fingerprint[:16]}... cannot be stored for document {document.id}, "
+            f"which is read by model {document.model_fingerprint[:16]}..."
+        )
+
+
+class SnapshotsMixin:
+    _uow: UnitOfWork
+
+    def add_snapshot(
+        self,
+        document_id: int,
+        position: int,
+        state_bytes: bytes,
+        model_fingerprint: str,
+        schema_version: int,
+        metadata: dict[str, Any] | None = None,
+        *,
+        chunks: Sequence[ChunkText] = (),
+        locations: Sequence[Location] = (),
+        worker_id: str | None = None,
+    ) -> SnapshotInfo:
+        """Store the state at chunk boundary `position` of an "ingesting" document, in ONE transaction with:
+        the blob (sha256, deduplicated), the snapshot row, `chunks` and `locations` (the text read since
+        the previous snapshot; every range must end at or before `position`), and the document's
+        committed position moved to `position`. A crash leaves all of it or none of it.
+
+        Positions must increase: `position` must lie after the committed position (`SnapshotOrderError`).
+        Re-adding the snapshot already stored at (document, position) with the same bytes is a no-op that
+        returns it (chunks and locations are then not added again); different bytes raise
+        `SnapshotExistsError`. With `worker_id`, the write is refused (`ClaimLostError`) unless that worker
+        still holds the document's claim. `schema_version` is the version of the state's own format.
+        """
+        check_state_args(position, state_bytes, model_fingerprint, schema_version)
+        state_bytes = bytes(state_bytes)
+        metadata_json = to_json("snapshot metadata", metadata)
+        new_chunks = chunk_rows(document_id, chunks, up_to=position)
+        new_locations = location_rows(document_id, locations, up_to=position)
+        digest = sha256_hex(state_bytes)
+
+        def work(session: Session) -> SnapshotInfo:
+            document = load_document(session, document_id, lock=True)
+            check_fingerprint(document, model_fingerprint)
+            existing = session.execute(
+                select(*SNAPSHOT_COLUMNS).where(
+                    SnapshotRow.document_id == document_id,
+                    SnapshotRow.kind == "document",
+                    SnapshotRow.position == position,
+                )
+            ).first()
+            if existing is not None:
+                if existing.blob_sha256 == digest:
+                    return snapshot_info(existing)
+                raise SnapshotExistsError(
+                    f"document {document_id} already has a different snapshot (id {existing.id}) at position "
+                    f"{position}; stored snapshots are never replaced"
+                )
+            if document.status != "ingesting":
+                raise DocumentStatusError(
+                    f"document {document_id} is {document.status}, not ingesting: snapshot at {position} refused"
+                )
+            if worker_id is not None and document.claimed_by != worker_id:
+                raise ClaimLostError(
+                    f"worker {worker_id} no longer holds document {document_id} "
+                    f"(held by {document.claimed_by or 'nobody'}): snapshot at {position} refused"
+                )
+            if position <= document.committed_position:
+                raise SnapshotOrderError(
+                    f"snapshot position {position} of document {document_id} is not after its committed "
+                    f"position {document.committed_position}"
+                )
+            put_blob(session, digest, state_bytes)
+            row = new_snapshot_row(
+                document_id,
+                "document",
+                position,
+                state_bytes,
+                digest,
+                model_fingerprint,
+                schema_version,
+                metadata_json,
+            )
+            session.add(row)
+            if new_chunks:
+                session.execute(insert(ChunkRow), new_chunks)
+            if new_locations:
+                session.execute(insert(LocationRow), new_locations)
+            document.committed_position = position
+            document.updated_at = utcnow()
+            session.flush()
+            return snapshot_info(row)
+
+        return self._uow.write(work)
+
+    def get_snapshot(self, snapshot_id: int) -> SnapshotInfo:
+        """The snapshot's description (no bytes); `NotFoundError` when there is none."""
+
+        def work(session: Session) -> SnapshotInfo:
+            row = session.execute(select(*SNAPSHOT_COLUMNS).where(SnapshotRow.id == snapshot_id)).first()
+            if row is None:
+                raise NotFoundError(f"no snapshot with id {snapshot_id}")
+            return snapshot_info(row)
+
+        return self._uow.read(work)
+
+    def list_snapshots(self, document_id: int, kind: str = "document") -> list[SnapshotInfo]:
+        """The document's snapshots of `kind` ("document" or "turn") by position. Never loads blobs."""
+        if kind not in SNAPSHOT_KINDS:
+            raise ValueError(f"unknown snapshot kind {kind!r}; expected one of {', '.join(SNAPSHOT_KINDS)}")
+        query = (
+            select(*SNAPSHOT_COLUMNS)
+            .where(SnapshotRow.document_id == document_id, SnapshotRow.kind == kind)
+            .order_by(SnapshotRow.position, SnapshotRow.id)
+        )
+
+        def work(session: Session) -> list[SnapshotInfo]:
+            rows = session.execute(query).all()
+            if not rows and session.get(Document, document_id) is None:
+                raise NotFoundError(f"no document with id {document_id}")
+            return [snapshot_info(row) for row in rows]
+
+        return self._uow.read(work)
+
+    def latest_snapshot_at(self, document_id: int, position: int) -> SnapshotInfo | None:
+        """The document snapshot at the largest position <= `position`, or None when there is none."""
+        require_int("position", position)
+        query = (
+            select(*SNAPSHOT_COLUMNS)
+            .where(
+                SnapshotRow.document_id == document_id,
+                SnapshotRow.kind == "document",
+                SnapshotRow.position <= position,
+            )
+            .order_by(SnapshotRow.position.desc())
+            .limit(1)
+        )
+
+        def work(session: Session) -> SnapshotInfo | None:
+            row = session.execute(query).first()
+            return None if row is None else snapshot_info(row)
+
+        return self._uow.read(work)
+
+    def load_snapshot_bytes(self, snapshot_id: int) -> bytes:
+        """The snapshot's state bytes, verified against their sha256 on every read. A mismatch raises
+        `CorruptSnapshotError` naming the snapshot; wrong state is never returned."""
+        query = (
+            select(
+                SnapshotRow.id,
+                SnapshotRow.document_id,
+                SnapshotRow.position,
+                SnapshotRow.blob_sha256,
+                SnapshotRow.size_bytes,
+                StateBlob.data,
+            )
+            .join(StateBlob, StateBlob.sha256 == SnapshotRow.blob_sha256)
+            .where(SnapshotRow.id == snapshot_id)
+        )
+        row = self._uow.read(lambda s: s.execute(query).first())
+        if row is None:
+            raise NotFoundError(f"no snapshot with id {snapshot_id}")
+        return verified_bytes(row)
+
+    def load_state(self, snapshot_id: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The snapshot decoded by `decode_state`: (named tensors, metadata)."""
+        return decode_state(self.load_snapshot_bytes(snapshot_id))
+
+
+def verified_bytes(row: Row) -> bytes:
+    """The row's blob bytes after checking length and sha256 against the snapshot's record."""
+    data = bytes(row.data)
+    actual = sha256_hex(data)
+    if actual != row.blob_sha256 or len(data) != row.size_bytes:
+        raise CorruptSnapshotError(
+            f"snapshot {row.id} (document {row.document_id}, position {row.position}) is corrupt: its state "
+            f"blob should be {row.size_bytes} bytes with sha256 {row.blob_sha256[:16]}..., but the stored "
+            f"bytes are {len(data)} long with sha256 {actual[:16]}...; the state was not loaded. Resume from "
+            "an earlier snapshot or ingest the document again."
+        )
+    return data

@@ -1,0 +1,103 @@
+"""`Store`: the one object callers hold. Thread-safe; every method is its own unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+
+from megalodoc.storage.documents import DocumentsMixin
+from megalodoc.storage.engine import PragmaValue, create_store_engine, display_url, resolve_url, sqlite_file
+from megalodoc.storage.errors import StorageError
+from megalodoc.storage.locations import LocationsMixin
+from megalodoc.storage.maintenance import MaintenanceMixin
+from megalodoc.storage.schema import SCHEMA_VERSION, SchemaStatus, require_current, schema_status, upgrade
+from megalodoc.storage.search import SearchMixin
+from megalodoc.storage.sessions import SessionsMixin
+from megalodoc.storage.snapshots import SnapshotsMixin
+from megalodoc.storage.unit import UnitOfWork
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+
+class Store(DocumentsMixin, SnapshotsMixin, LocationsMixin, SearchMixin, SessionsMixin, MaintenanceMixin):
+    """Documents, snapshots, locations, chunk text and sessions in one database. Build with `open_store`."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self.url = display_url(url)
+        self.dialect = engine.dialect.name
+        self._uow = UnitOfWork(engine, f"database {self.url}")
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for storage's own tools and tests; callers use the methods)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection. The store must not be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url})"
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    create: bool = True,
+    sqlite_pragmas: Mapping[str, PragmaValue] | None = None,
+) -> Store:
+    """Open the store at `url` (default: $MEGALODOC_DB, else ./megalodoc.db; a plain path means SQLite).
+    Checks the schema: a brand-new empty database gets the current schema (when `create`); one behind
+    raises `SchemaBehindError` saying to run `megalodoc db upgrade`; one from a newer megalodoc raises
+    `SchemaNewerError`. `sqlite_pragmas` adds pragmas set on every SQLite connection."""
+    resolved = resolve_url(url)
+    path = sqlite_file(resolved)
+    if not create and path is not None and not path.exists():
+        raise StorageError(f"no database at {path}")
+    engine = create_store_engine(resolved, sqlite_pragmas)
+    try:
+        require_current(engine, resolved, create_if_empty=create)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise StorageError(f"cannot open database {display_url(resolved)}: {exc.orig}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine, resolved)
+
+
+def upgrade_database(url: str | None = None) -> tuple[str | None, str]:
+    """Bring the database at `url` (resolved like `open_store`) to this code's schema, creating it when
+    empty. Returns (revision before, revision after). Refuses a database from a newer megalodoc."""
+    resolved = resolve_url(url)
+    engine = create_store_engine(resolved)
+    try:
+        return upgrade(engine, resolved)
+    except DBAPIError as exc:
+        raise StorageError(f"cannot upgrade database {display_url(resolved)}: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+
+
+def database_status(url: str | None = None) -> SchemaStatus:
+    """Where the database at `url` stands against this code's schema (changes nothing)."""
+    resolved = resolve_url(url)
+    path = sqlite_file(resolved)
+    if path is not None and not path.exists():
+        return SchemaStatus("missing", None, SCHEMA_VERSION, display_url(resolved))
+    engine = create_store_engine(resolved)
+    try:
+        return schema_status(engine, resolved)
+    except DBAPIError as exc:
+        raise StorageError(f"cannot read database {display_url(resolved)}: {exc.orig}") from exc
+    finally:
+        engine.dispose()
