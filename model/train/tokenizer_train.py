@@ -1,0 +1,145 @@
+"""Train the sentencepiece tokenizer of the default model on the corpus's train split only.
+
+Lossless by construction: identity normalization (no NFKC), no whitespace folding, no dummy prefix
+(so tokenizing a document piece by piece, as streaming ingest does, equals tokenizing it whole up to
+the piece seams), whitespace-only pieces (indentation) and byte fallback (any byte the vocabulary
+lacks becomes one of 256 byte pieces), so `decode(encode(x)) == x` for every string.
+Training text keeps its newlines: documents are cut into multi-line chunks, not lines, so pieces such
+as "):\\n" and "\\n\\n" exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+from megalodoc.model.train.corpus import SLICES, read_work_text, split_files
+
+# 8192 pieces: for a 5-15M parameter model the (tied) embedding costs V*D = 8192*256 = 2.1M parameters,
+# a fifth to a third of the model. Measured on the held-out works (bytes/token books, tech, code):
+# 4k 2.81/2.96/3.21, 8k 3.19/3.49/3.67, 16k 3.49/3.89/3.96. Doubling to 16k buys only 8-11% fewer
+# tokens for 2.1M more embedding parameters; halving to 4k saves 1M parameters but costs 14-18% more
+# tokens (slower ingest per byte, less text per chunk). 8192 also tiles matmuls and fits uint16.
+VOCAB_SIZE = 8192
+# Special ids. pad=0 so zero-initialized buffers are padding; unk is unreachable with byte fallback but
+# sentencepiece requires it; bos/eos mark document boundaries in the packed training stream.
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+# Characters covered by the vocabulary; the rarest 0.01% fall back to bytes.
+CHARACTER_COVERAGE = 0.9999
+# Training chunks of at most this many characters, cut at line ends (sentencepiece's max sentence).
+CHUNK_CHARS = 4000
+# Bytes sampled per slice, so the books' Bibles and the large manuals do not dominate the merges.
+SAMPLE_BYTES_PER_SLICE = 12_000_000
+
+
+@dataclass(frozen=True)
+class TokenizerStats:
+    """Compression of a tokenizer on a set of files."""
+
+    files: int
+    bytes: int
+    tokens: int
+
+    @property
+    def bytes_per_token(self) -> float:
+        return self.bytes / max(1, self.tokens)
+
+
+def text_chunks(text: str, max_chars: int = CHUNK_CHARS) -> Iterator[str]:
+    """Consecutive pieces of `text` of at most `max_chars` characters, cut after a newline when one
+    is near (lines longer than the limit are cut inside); concatenated they give `text` back."""
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + max_chars)
+        if end < len(text):
+            cut = text.rfind("\n", start, end)
+            if cut > start:
+                end = cut + 1
+        yield text[start:end]
+        start = end
+
+
+def _keep(key: str, fraction: float) -> bool:
+    """A deterministic pseudo-random choice of a fraction of the chunks."""
+    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+    return h < fraction * 2**64
+
+
+def sample_chunks(files_by_slice: dict[str, list[Path]], bytes_per_slice: int) -> list[str]:
+    """About `bytes_per_slice` bytes of chunks from each slice, chosen uniformly and deterministically."""
+    out: list[str] = []
+    for slice_name, files in sorted(files_by_slice.items()):
+        total = sum(f.stat().st_size for f in files)
+        fraction = min(1.0, bytes_per_slice / max(1, total))
+        for f in files:
+            text = read_work_text(f)
+            for i, chunk in enumerate(text_chunks(text)):
+                if _keep(f"{slice_name}/{f.name}/{i}", fraction):
+                    out.append(chunk)
+    return out
+
+
+def train_sentencepiece(chunks: Iterable[str], vocab_size: int = VOCAB_SIZE, threads: int = 2) -> bytes:
+    """Train a lossless BPE sentencepiece model on text chunks; returns the serialized model."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(chunks),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=False,
+        allow_whitespace_only_pieces=True,
+        byte_fallback=True,
+        split_digits=True,
+        character_coverage=CHARACTER_COVERAGE,
+        max_sentence_length=4 * CHUNK_CHARS,  # bytes; a chunk of CHUNK_CHARS characters always fits
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        num_threads=threads,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def train_corpus_tokenizer(corpus_dir: Path, out_path: Path, vocab_size: int = VOCAB_SIZE,
+                           bytes_per_slice: int = SAMPLE_BYTES_PER_SLICE, threads: int = 2) -> Path:
+    """Train on the corpus's train split (sampled per slice) and write `out_path` (a .model file)."""
+    files = {s: split_files(corpus_dir, "train", [s]) for s in SLICES}
+    chunks = sample_chunks({s: f for s, f in files.items() if f}, bytes_per_slice)
+    if not chunks:
+        raise ValueError(f"{corpus_dir}: the train split is empty")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(train_sentencepiece(chunks, vocab_size, threads))
+    return out_path
+
+
+def load_processor(model_path: Path) -> spm.SentencePieceProcessor:
+    """A sentencepiece processor for a .model file, with a clear error for a missing or bad file."""
+    if not Path(model_path).is_file():
+        raise FileNotFoundError(f"{model_path}: no such tokenizer model")
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.load(str(model_path))
+    except Exception as e:  # sentencepiece raises OSError or RuntimeError depending on the version
+        raise ValueError(f"{model_path}: not a sentencepiece model ({e})") from e
+    return sp
+
+
+def measure(model_path: Path, files: Iterable[Path]) -> TokenizerStats:
+    """Bytes per token of a tokenizer over whole files (UTF-8 bytes / token count)."""
+    sp = load_processor(model_path)
+    n_files = n_bytes = n_tokens = 0
+    for f in files:
+        text = read_work_text(f)
+        n_files += 1
+        n_bytes += len(text.encode("utf-8"))
+        n_tokens += sum(len(ids) for ids in sp.encode(list(text_chunks(text, 1 << 16))))
+    return TokenizerStats(n_files, n_bytes, n_tokens)
