@@ -1,0 +1,168 @@
+"""Byte-level helpers: binary sniffing, encoding choice with a recorded fallback, newline normalisation."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SNIFF_BYTES = 8192
+"""Bytes inspected to decide text or binary (git looks at the first 8000 for NULs)."""
+
+CONTROL_RATIO_LIMIT = 0.10
+"""More than this share of C0 control bytes (other than tab, newlines, form feed, backspace, escape)
+in the sniffed head means binary; text files practically never carry any."""
+
+READ_BLOCK = 1 << 20
+"""Block size for streaming reads (1 MiB)."""
+
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")
+"""Tried in order when a file is not valid UTF-8. latin-1 decodes any byte, so decoding never fails."""
+
+_BOMS = (  # longest first: the UTF-32-LE BOM starts with the UTF-16-LE one
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f\b\x1b")
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f"
+_SPACE_BYTES = b" \t\r\n\f\v"
+
+
+def bom_encoding(head: bytes) -> str | None:
+    """The codec named by a byte-order mark at the start of ``head``, or None."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    return None
+
+
+def sniff_binary(head: bytes) -> str | None:
+    """Why ``head`` (the first bytes of a file) looks binary, or None if it looks like text."""
+    if not head or bom_encoding(head) in ("utf-16", "utf-32"):
+        return None
+    nul = head.find(b"\0")
+    if nul >= 0:
+        return f"binary file (NUL byte at offset {nul})"
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    if controls > CONTROL_RATIO_LIMIT * len(head):
+        return f"binary file ({100 * controls / len(head):.0f}% control bytes in the first {len(head)} bytes)"
+    return None
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode a whole file: BOM codec, else UTF-8, else cp1252, else latin-1. Returns (text, codec)."""
+    encoding = bom_encoding(data)
+    if encoding is not None:
+        return data.decode(encoding), encoding
+    for encoding in ("utf-8", *FALLBACK_ENCODINGS):
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def has_visible_bytes(data: bytes) -> bool:
+    """Whether ``data`` holds anything but ASCII whitespace."""
+    return bool(data.translate(None, _SPACE_BYTES))
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """One streaming pass over a file: its hash, size, first bytes, the codec to decode it with and
+    whether anything but whitespace is in it."""
+
+    sha256: str
+    size: int
+    head: bytes
+    encoding: str
+    has_text: bool
+
+
+def scan_file(path: Path, declared: str | None = None) -> FileScan:
+    """Hash ``path`` and choose its codec in one streaming pass (constant memory).
+
+    Codec order: a byte-order mark's; else ``declared`` (e.g. an HTML meta charset), UTF-8, cp1252,
+    latin-1, keeping the first under which the whole file decodes.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    has_text = False
+    candidates: list[str] = []
+    decoders: dict[str, codecs.IncrementalDecoder] = {}
+    wide: codecs.IncrementalDecoder | None = None  # UTF-16/32 files: whitespace check on decoded text
+    with open(path, "rb") as handle:
+        while block := handle.read(READ_BLOCK):
+            if not size:
+                head = block[:SNIFF_BYTES]
+                bom = bom_encoding(head)
+                candidates = [bom] if bom else list(dict.fromkeys(
+                    [name for name in (declared, "utf-8", *FALLBACK_ENCODINGS) if name]))
+                decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
+                if bom in ("utf-16", "utf-32"):
+                    wide = codecs.getincrementaldecoder(bom)(errors="replace")
+            digest.update(block)
+            size += len(block)
+            for name in candidates[:-1]:  # the last candidate decodes anything: always kept
+                try:
+                    decoders[name].decode(block)
+                except UnicodeDecodeError:
+                    candidates.remove(name)
+            if not has_text:
+                has_text = bool(wide.decode(block).strip()) if wide else has_visible_bytes(block)
+    for name in candidates[:-1]:
+        try:
+            decoders[name].decode(b"", final=True)
+        except UnicodeDecodeError:
+            candidates.remove(name)
+    return FileScan(digest.hexdigest(), size, head, candidates[0] if candidates else "utf-8", has_text)
+
+
+def iter_decoded(path: Path, encoding: str) -> Iterator[str]:
+    """Yield the text of ``path`` decoded with ``encoding`` in blocks, newlines normalised to "\\n"."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    newlines = NewlineNormalizer()
+    with open(path, "rb") as handle:
+        while block := handle.read(READ_BLOCK):
+            text = newlines.feed(decoder.decode(block))
+            if text:
+                yield text
+    tail = newlines.feed(decoder.decode(b"", final=True)) + newlines.finish()
+    if tail:
+        yield tail
+
+
+class NewlineNormalizer:
+    """Turns "\\r\\n" and lone "\\r" into "\\n" across block boundaries."""
+
+    def __init__(self) -> None:
+        self._pending_cr = False
+
+    def feed(self, text: str) -> str:
+        """Normalise a block; a trailing "\\r" is held back until the next block shows what follows."""
+        if self._pending_cr:
+            text = "\r" + text
+            self._pending_cr = False
+        if text.endswith("\r"):
+            text = text[:-1]
+            self._pending_cr = True
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text
+
+    def finish(self) -> str:
+        """What is still held back at the end of the stream."""
+        pending, self._pending_cr = self._pending_cr, False
+        return "\n" if pending else ""
+
+
+def normalize_newlines(text: str) -> str:
+    """"\\r\\n" and lone "\\r" become "\\n"."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+

@@ -1,0 +1,133 @@
+"""``open_source``: look at a path, decide what it is, check it and open the matching reader."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+from .decoding import SNIFF_BYTES, iter_decoded, scan_file
+from .errors import (
+    CorruptArchiveError,
+    CorruptPdfError,
+    EmptySourceError,
+    SourceError,
+    SourceNotFoundError,
+    UnsupportedSourceError,
+)
+from .html_text import declared_charset, html_to_text, looks_like_html
+from .pdf import PdfSource
+from .pdf_extract import file_sha256
+from .repo import RepoSource
+from .repo_tree import FolderTree, TarTree, Tree, ZipTree
+from .text import FORMAT_BY_SUFFIX, TextFormat, TextSource, check_text_file
+from .types import Source, SourceOptions
+
+PDF_HEADER_WINDOW = 1024
+"""The "%PDF-" header may follow a little junk; readers accept it within the first KiB."""
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+OFFICE_SUFFIXES = frozenset({".epub", ".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp"})
+
+
+def open_source(path: str | os.PathLike[str], options: SourceOptions | None = None) -> Source:
+    """Open ``path`` as a PDF, a text document (plain, Markdown, reStructuredText, HTML) or a repository
+    (a folder, a .zip, a tar archive), detected from its content (magic bytes) before its name.
+
+    Checks the input and computes the content hash; the text is read later by ``pieces()``.
+    Raises a SourceError subclass whose message names the path and the cause.
+    """
+    options = options or SourceOptions()
+    path = Path(path)
+    mode = _stat(path)
+    if stat.S_ISDIR(mode):
+        return RepoSource(path, FolderTree(path), options)
+    if not stat.S_ISREG(mode):
+        raise UnsupportedSourceError(path, "not a regular file or folder")
+    head = _head(path)
+    if not head:
+        raise EmptySourceError(path, "empty file (0 bytes)")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffixes else ""
+    if b"%PDF-" in head[:PDF_HEADER_WINDOW]:
+        return PdfSource(path, file_sha256(path), options)
+    if path.suffix.lower() == ".pdf":
+        raise CorruptPdfError(path, "no %PDF- header: not a PDF, or a damaged one")
+    if head.startswith(ZIP_MAGIC):
+        if path.suffix.lower() in OFFICE_SUFFIXES:
+            raise UnsupportedSourceError(path, f"{path.suffix} documents are not supported; export it as PDF, "
+                                               "HTML or text")
+        return RepoSource(path, _open_archive(path, ZipTree), options)
+    if head[257:262] == b"ustar" or any(head.startswith(magic) for magic in COMPRESSED_MAGIC):
+        if _is_tar(path):
+            return RepoSource(path, _open_archive(path, TarTree), options)
+        kind = next((name for magic, name in COMPRESSED_MAGIC.items() if head.startswith(magic)), "tar")
+        raise UnsupportedSourceError(path, f"a {kind}-compressed file that is not a tar archive; unpack it first")
+    if suffix.endswith((".zip", ".tgz", ".tar", ".tar.gz")):
+        raise CorruptArchiveError(path, f"named like an archive ({suffix}) but not one: damaged or mislabelled")
+    return _open_text(path, head, options)
+
+
+def _stat(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise SourceNotFoundError(path, f"broken symlink (-> {os.readlink(path)})") from None
+        raise SourceNotFoundError(path, "no such file or folder") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SourceError(path, "symlink loop: the path resolves to itself") from None
+        if isinstance(error, PermissionError):
+            raise SourceError(path, "permission denied") from None
+        raise SourceError(path, f"cannot be opened ({error.strerror or error})") from None
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    except PermissionError:
+        raise SourceError(path, "unreadable: permission denied") from None
+    except OSError as error:
+        raise SourceError(path, f"unreadable ({error.strerror or error})") from None
+
+
+def _is_tar(path: Path) -> bool:
+    try:
+        with tarfile.open(path, mode="r:*") as archive:
+            return archive.next() is not None
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        return False
+
+
+def _open_archive(path: Path, kind: type[ZipTree] | type[TarTree]) -> Tree:
+    try:
+        return kind(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        label = "zip" if kind is ZipTree else "tar"
+        raise CorruptArchiveError(path, f"damaged {label} archive ({type(error).__name__}: {error})") from error
+
+
+def _text_format(path: Path, head: bytes) -> TextFormat:
+    text_format = FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if text_format is not None:
+        return text_format
+    return "html" if looks_like_html(head) else "plain"
+
+
+def _open_text(path: Path, head: bytes, options: SourceOptions) -> TextSource:
+    text_format = _text_format(path, head)
+    declared = declared_charset(head) if text_format == "html" else None
+    try:
+        scan = scan_file(path, declared)
+    except OSError as error:
+        raise SourceError(path, f"unreadable ({error.strerror or error})") from None
+    check_text_file(path, scan)
+    if text_format == "html" and not any(text.strip() for text in html_to_text(iter_decoded(path, scan.encoding))):
+        raise EmptySourceError(path, "HTML file with no readable text (only markup, scripts or styles)")
+    return TextSource(path, scan, text_format, options)

@@ -1,0 +1,190 @@
+"""Opening a PDF with pypdf and extracting cleaned page text; used in-process and in worker processes.
+
+Kept free of heavy imports: spawned extraction workers import this module and nothing of the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pypdf import PdfReader
+from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+from pypdf.generic import DictionaryObject, IndirectObject, StreamObject
+
+from ..normalize import clean_pdf_text
+from .decoding import READ_BLOCK
+from .errors import (
+    CorruptPdfError,
+    EmptySourceError,
+    EncryptedPdfError,
+    ExtractionError,
+    SourceChangedError,
+)
+
+EOF_WINDOW = 8192
+"""A complete PDF ends with "%%EOF" within this many bytes (a little trailing junk is common)."""
+
+MAX_WARNINGS_PER_PAGE = 5
+"""pypdf can log the same complaint hundreds of times on one damaged page."""
+
+
+@dataclass(frozen=True)
+class PageText:
+    """The cleaned text of one page (``page`` 1-based) and what pypdf complained about on it."""
+
+    page: int
+    text: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_pdf(path: Path, expected_sha256: str | None = None) -> PdfReader:
+    """Open ``path`` with pypdf, decrypting with an empty password when needed.
+
+    Raises CorruptPdfError, EncryptedPdfError, EmptySourceError (no pages) or SourceChangedError (when
+    ``expected_sha256`` is given and the bytes differ), each naming the file.
+    """
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise SourceChangedError(path, "the file changed after it was opened; open it again")
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - EOF_WINDOW))
+        if b"%%EOF" not in handle.read():
+            raise CorruptPdfError(path, "truncated or corrupt PDF: no %%EOF marker at the end of the file")
+    with _quiet_pypdf():
+        try:
+            reader = PdfReader(path, strict=False)
+        except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+            raise CorruptPdfError(path, f"corrupt PDF: pypdf cannot parse it ({_describe(error)})") from error
+        if reader.is_encrypted:
+            _decrypt(reader, path)
+        try:
+            pages = len(reader.pages)
+        except (PdfReadError, FileNotDecryptedError, ValueError, KeyError, TypeError, AttributeError,
+                IndexError) as error:
+            raise CorruptPdfError(path, f"corrupt PDF: cannot read its page tree ({_describe(error)})") from error
+    if pages == 0:
+        raise EmptySourceError(path, "the PDF has no pages")
+    return reader
+
+
+def _decrypt(reader: PdfReader, path: Path) -> None:
+    try:
+        opened = reader.decrypt("")
+    except DependencyError as error:
+        raise EncryptedPdfError(path, f"encrypted PDF; decrypting it needs {error}") from error
+    except (PdfReadError, NotImplementedError, ValueError, KeyError) as error:
+        raise EncryptedPdfError(path, f"encrypted PDF with an unsupported scheme ({_describe(error)})") from error
+    if not opened:  # PasswordType.NOT_DECRYPTED == 0
+        raise EncryptedPdfError(
+            path, "encrypted PDF: it needs a password (an empty one does not open it); "
+                  "save a decrypted copy first, e.g. `qpdf --decrypt --password=PASSWORD in.pdf out.pdf`")
+
+
+def has_text_objects(reader: PdfReader) -> bool:
+    """Whether any page (or a form XObject it draws) shows text (a Tj, TJ, ' or " operator).
+
+    Scans content streams until the first hit, so a normal PDF answers at its first page; a PDF of
+    scanned images has none at all. A stream that cannot be decoded counts as text (extraction will
+    tell), so this never rejects a readable PDF.
+    """
+    seen: set[int] = set()
+    for page in reader.pages:
+        try:
+            contents = page.get_contents()
+            if contents is not None and _TEXT_OBJECT.search(contents.get_data()):
+                return True
+            if _xobjects_have_text(page.get("/Resources"), seen, depth=0):
+                return True
+        except Exception:  # noqa: BLE001 (undecodable stream: let extraction decide)
+            return True
+    return False
+
+
+# Text-showing operators: Tj and TJ, or ' and " after a string operand. An empty "BT ... ET" block
+# (reportlab writes one on every page) shows nothing, so BT alone is not evidence of text.
+_TEXT_OBJECT = re.compile(rb"(?<![A-Za-z0-9_#])T[jJ](?![A-Za-z0-9_#])|[)>]\s*['\"]")
+_MAX_FORM_DEPTH = 8  # nested form XObjects deeper than this are not looked into
+
+
+def _xobjects_have_text(resources: object, seen: set[int], depth: int) -> bool:
+    resources = resources.get_object() if isinstance(resources, IndirectObject) else resources
+    if not isinstance(resources, DictionaryObject) or depth > _MAX_FORM_DEPTH:
+        return False
+    xobjects = resources.get("/XObject")
+    if xobjects is None:
+        return False
+    for ref in xobjects.get_object().values():
+        if isinstance(ref, IndirectObject):
+            if ref.idnum in seen:
+                continue
+            seen.add(ref.idnum)
+        xobject = ref.get_object()
+        if not isinstance(xobject, StreamObject) or xobject.get("/Subtype") != "/Form":
+            continue
+        if _TEXT_OBJECT.search(xobject.get_data()) or _xobjects_have_text(xobject.get("/Resources"), seen,
+                                                                            depth + 1):
+            return True
+    return False
+
+
+def extract_page(reader: PdfReader, index: int, path: Path) -> PageText:
+    """Extract and clean page ``index`` (0-based) of ``path``, collecting pypdf's warnings about it.
+
+    Raises ExtractionError naming the file and the page when pypdf fails on it.
+    """
+    with _quiet_pypdf() as complaints:
+        try:
+            raw = reader.pages[index].extract_text()
+        except Exception as error:  # pypdf raises many types on damaged content streams
+            raise ExtractionError(path, f"page {index + 1}: text extraction failed ({_describe(error)})") from error
+    unique = list(dict.fromkeys(complaints))[:MAX_WARNINGS_PER_PAGE]
+    return PageText(index + 1, clean_pdf_text(raw or ""), unique)
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+class _quiet_pypdf:  # noqa: N801 (used as a context manager, reads like one)
+    """Route pypdf's log records and warnings into a list instead of stderr."""
+
+    def __enter__(self) -> list[str]:
+        self._logger = logging.getLogger("pypdf")
+        self._collector = _Collector()
+        self._propagate = self._logger.propagate
+        self._logger.addHandler(self._collector)
+        self._logger.propagate = False
+        self._warnings = warnings.catch_warnings(record=True)
+        self._caught = self._warnings.__enter__()
+        warnings.simplefilter("always")
+        return self._collector.messages
+
+    def __exit__(self, *exc: object) -> None:
+        self._warnings.__exit__(*exc)
+        self._collector.messages.extend(str(w.message) for w in self._caught)
+        self._logger.removeHandler(self._collector)
+        self._logger.propagate = self._propagate
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,313 @@
+"""Uniform read access to a repository held in a folder, a .zip or a tar archive (.tar, .tar.gz, .tgz,
+.tar.bz2, .tar.xz).
+
+A tree lists folders (entries plus problems found while listing) and reads files by their path
+relative to the repository root. Symbolic links are never followed, as git does not follow them: each
+is reported with what it is (a loop, broken, pointing outside the repository, or a duplicate of a path
+inside it). Archives are checked for unsafe member names. Tar archives cannot be read at random cheaply
+when compressed, so the files finally chosen are copied to a private temporary folder in one
+sequential pass (``prepare``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import weakref
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from .types import Notice
+
+EntryKind = Literal["file", "dir"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file or folder inside a tree: ``path`` relative to the root, "/"-separated."""
+
+    name: str
+    path: str
+    kind: EntryKind
+    size: int = 0
+
+
+class Tree:
+    """Base of the three tree kinds. ``root_name`` is the repository's name (first path component shown
+    in headers and locators); ``label`` names the repository in messages."""
+
+    root_name: str
+    label: str
+
+    def list_dir(self, path: str) -> tuple[list[Entry], list[Notice]]:
+        """Entries of folder ``path`` ("" is the root) sorted by name, and problems met on the way."""
+        raise NotImplementedError
+
+    def read(self, path: str) -> bytes:
+        """The bytes of file ``path``. Raises OSError when it cannot be read."""
+        raise NotImplementedError
+
+    def prepare(self, paths: list[str]) -> list[Notice]:
+        """Make ``paths`` cheap to read in any order; returns problems met. Default: nothing to do."""
+        return []
+
+    def show(self, path: str) -> str:
+        """``path`` as shown to people: prefixed with the repository name."""
+        return f"{self.root_name}/{path}" if path else self.root_name
+
+    def close(self) -> None:
+        """Release temporary files."""
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+class FolderTree(Tree):
+    """A repository in a folder of the file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.root_name = self.root.name or "repository"
+        self.label = str(root)
+
+    def list_dir(self, path: str) -> tuple[list[Entry], list[Notice]]:
+        folder = self.root / path if path else self.root
+        entries: list[Entry] = []
+        problems: list[Notice] = []
+        try:
+            with os.scandir(folder) as listing:
+                items = sorted(listing, key=lambda item: item.name)
+        except OSError as error:
+            return [], [Notice(self.show(path), f"unreadable folder ({_os_reason(error)})")]
+        for item in items:
+            child = _join(path, item.name)
+            try:
+                if item.is_symlink():
+                    problems.append(Notice(self.show(child), self._symlink_reason(Path(item.path), folder)))
+                elif item.is_dir(follow_symlinks=False):
+                    entries.append(Entry(item.name, child, "dir"))
+                elif item.is_file(follow_symlinks=False):
+                    entries.append(Entry(item.name, child, "file", item.stat(follow_symlinks=False).st_size))
+                else:
+                    mode = item.stat(follow_symlinks=False).st_mode
+                    problems.append(Notice(self.show(child), f"not a regular file ({_file_type(mode)})"))
+            except OSError as error:
+                problems.append(Notice(self.show(child), f"unreadable ({_os_reason(error)})"))
+        return entries, problems
+
+    def _symlink_reason(self, link: Path, folder: Path) -> str:
+        target = os.readlink(link)
+        try:
+            resolved = Path(os.path.realpath(link, strict=True))
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return f"symlink loop ({link.name} -> {target} resolves to itself); not followed"
+            if error.errno == errno.ENOENT:
+                return f"broken symlink (-> {target}: target missing)"
+            return f"symlink (-> {target}) cannot be resolved ({_os_reason(error)})"
+        real_folder = Path(os.path.realpath(folder))
+        if resolved == real_folder or resolved in real_folder.parents:
+            return f"symlink loop (-> {target} points to its own parent folder); not followed"
+        if resolved != self.root and self.root not in resolved.parents:
+            return f"symlink to outside the repository (-> {target}); not followed"
+        inside = resolved.relative_to(self.root).as_posix()
+        return f"symlink (-> {target}); not followed, its target is read as {self.show(inside)}"
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+
+class _IndexedTree(Tree):
+    """A tree known from a member list (archives): folders are implied by the file paths."""
+
+    def __init__(self, archive: Path) -> None:
+        self.archive = archive
+        self.label = str(archive)
+        self._dirs: dict[str, dict[str, Entry]] = {"": {}}
+        self._problems: dict[str, list[Notice]] = {}
+        self._strip = ""
+
+    def _index(self, names: list[tuple[str, str, int]]) -> None:
+        """``names``: (member name, kind "file"/"dir"/other description, size). Sets root_name."""
+        cleaned: list[tuple[str, str, int]] = []
+        for name, kind, size in names:
+            path = clean_member_name(name)
+            if path is None:
+                self._problem("", Notice(f"{self.archive.name}:{name}", "unsafe path in the archive; skipped"))
+                continue
+            cleaned.append((path, kind, size))
+        tops = {path.split("/", 1)[0] for path, _, _ in cleaned}
+        single_top = len(tops) == 1 and any("/" in path or kind == "dir" for path, kind, _ in cleaned)
+        if single_top:
+            self.root_name = tops.pop()
+            self._strip = self.root_name + "/"
+        else:
+            self.root_name = _archive_stem(self.archive)
+        for path, kind, size in cleaned:
+            if self._strip:
+                if path == self.root_name:
+                    continue
+                path = path[len(self._strip):]
+            folder, _, name = path.rpartition("/")
+            self._ensure_dir(folder)
+            if kind == "dir":
+                self._ensure_dir(path)
+            elif kind == "file":
+                self._dirs[folder][name] = Entry(name, path, "file", size)
+            else:
+                self._problem(folder, Notice(self.show(path), kind))
+
+    def _ensure_dir(self, path: str) -> None:
+        while path not in self._dirs:
+            self._dirs[path] = {}
+            parent, _, name = path.rpartition("/")
+            self._ensure_dir(parent)
+            self._dirs[parent][name] = Entry(name, path, "dir")
+            path = parent
+
+    def _problem(self, folder: str, notice: Notice) -> None:
+        self._problems.setdefault(folder, []).append(notice)
+
+    def list_dir(self, path: str) -> tuple[list[Entry], list[Notice]]:
+        entries = sorted(self._dirs.get(path, {}).values(), key=lambda entry: entry.name)
+        return entries, list(self._problems.get(path, []))
+
+    def member_name(self, path: str) -> str:
+        return self._strip + path
+
+
+class ZipTree(_IndexedTree):
+    """A repository in a .zip file."""
+
+    def __init__(self, archive: Path) -> None:
+        super().__init__(archive)
+        self._zip = zipfile.ZipFile(archive)
+        self._members: dict[str, zipfile.ZipInfo] = {}
+        names: list[tuple[str, str, int]] = []
+        for info in self._zip.infolist():
+            mode = info.external_attr >> 16
+            if info.is_dir():
+                kind = "dir"
+            elif stat.S_ISLNK(mode):
+                kind = "symlink in the archive; not followed"
+            elif info.flag_bits & 0x1:
+                kind = "encrypted archive member; cannot be read"
+            else:
+                kind = "file"
+            names.append((info.filename, kind, info.file_size))
+            self._members[clean_member_name(info.filename) or info.filename] = info
+        self._index(names)
+
+    def read(self, path: str) -> bytes:
+        try:
+            return self._zip.read(self._members[self.member_name(path)])
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, KeyError) as error:
+            raise OSError(f"corrupt archive member ({type(error).__name__}: {error})") from error
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+class TarTree(_IndexedTree):
+    """A repository in a tar archive, plain or compressed."""
+
+    def __init__(self, archive: Path) -> None:
+        super().__init__(archive)
+        self._tar = tarfile.open(archive, mode="r:*")
+        self._members: dict[str, tarfile.TarInfo] = {}
+        names: list[tuple[str, str, int]] = []
+        for member in self._tar.getmembers():
+            if member.isdir():
+                kind = "dir"
+            elif member.issym() or member.islnk():
+                kind = f"{'symlink' if member.issym() else 'hard link'} in the archive (-> {member.linkname}); " \
+                       "not followed"
+            elif member.isfile():
+                kind = "file"
+            else:
+                kind = "not a regular file (device, fifo or other special member)"
+            names.append((member.name, kind, member.size))
+            self._members[clean_member_name(member.name) or member.name] = member
+        self._index(names)
+        self._copies: Path | None = None
+        self._cleanup: weakref.finalize | None = None
+
+    def _member(self, path: str) -> tarfile.TarInfo:
+        name = self.member_name(path)
+        member = self._members.get(name)
+        if member is None:
+            raise OSError(f"no member {name!r} in {self.archive.name}")
+        return member
+
+    def read(self, path: str) -> bytes:
+        if self._copies is not None and (self._copies / path).is_file():
+            return (self._copies / path).read_bytes()
+        handle = self._tar.extractfile(self._member(path))
+        if handle is None:
+            raise OSError(f"member {path!r} has no data")
+        try:
+            return handle.read()
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise OSError(f"corrupt archive member ({type(error).__name__}: {error})") from error
+
+    def prepare(self, paths: list[str]) -> list[Notice]:
+        """Copy ``paths`` into a temporary folder in one pass in archive order."""
+        if self._copies is None:
+            self._copies = Path(tempfile.mkdtemp(prefix="megalodoc-repo-"))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._copies, True)
+        problems: list[Notice] = []
+        wanted = sorted(paths, key=lambda path: self._member(path).offset_data)
+        for path in wanted:
+            target = self._copies / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.write_bytes(self.read(path))
+            except OSError as error:
+                problems.append(Notice(self.show(path), f"unreadable ({_os_reason(error)})"))
+        return problems
+
+    def close(self) -> None:
+        self._tar.close()
+        if self._cleanup is not None:
+            self._cleanup()
+
+
+def clean_member_name(name: str) -> str | None:
+    """An archive member's path as "a/b/c", or None when it is absolute or climbs out with "..". """
+    if name.startswith(("/", "\\")):
+        return None
+    parts = [part for part in PurePosixPath(name.replace("\\", "/")).parts if part not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def _archive_stem(archive: Path) -> str:
+    name = archive.name
+    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return archive.stem or name
+
+
+def _file_type(mode: int) -> str:
+    for test, label in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                        (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return label
+    return "special file"
+
+
+def _os_reason(error: BaseException) -> str:
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}" + (f" [errno {error.errno}]" if error.errno else "")
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,187 @@
+"""The sentencepiece tokenizer that comes with a model folder (``tokenizer.model``).
+
+Lossless settings matter for ingest: a document is tokenized piece by piece and citations map tokens
+back to characters, so ``decode(encode(a) + encode(b))`` must give ``a + b`` exactly. That holds for a
+model trained with identity normalization, byte fallback, no dummy prefix, no whitespace clean-up and
+whitespace-only pieces allowed: ``LOSSLESS_TRAINER_SETTINGS``, which ``train_tokenizer`` applies.
+``Tokenizer.is_lossless`` checks a loaded model against a probe string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+
+LOSSLESS_TRAINER_SETTINGS: dict[str, object] = {
+    "normalization_rule_name": "identity",  # NFKC would rewrite text (ligatures, full-width forms)
+    "byte_fallback": True,  # unseen characters become byte tokens instead of <unk>
+    "add_dummy_prefix": False,  # a leading "▁" per encode() call would insert spaces between pieces
+    "remove_extra_whitespaces": False,  # keep indentation and runs of spaces in code
+    "allow_whitespace_only_pieces": True,  # so indentation gets its own tokens
+    "split_digits": True,  # numbers tokenized digit by digit: no arbitrary multi-digit tokens
+    "unk_id": 0,
+    "bos_id": 1,
+    "eos_id": 2,
+    "pad_id": 3,
+}
+"""sentencepiece trainer arguments for a tokenizer that round-trips any text exactly."""
+
+_PROBE = "Tabs\tand  spaces,\n    indented code;\n\nnon-ASCII: déjà vu, ﬁ, 日本語, 🙂\r\n"
+
+
+class TokenizerError(ValueError):
+    """A tokenizer model file that is missing or cannot be loaded; the message names the path."""
+
+
+class Tokenizer:
+    """A loaded sentencepiece model with its fingerprint and special ids."""
+
+    def __init__(self, model_bytes: bytes, *, source: str = "<bytes>") -> None:
+        processor = spm.SentencePieceProcessor()
+        try:
+            processor.LoadFromSerializedProto(model_bytes)
+        except (RuntimeError, OSError, TypeError, ValueError) as error:
+            raise TokenizerError(f"{source}: not a valid sentencepiece model ({error})") from error
+        if processor.GetPieceSize() == 0:
+            raise TokenizerError(f"{source}: not a valid sentencepiece model (empty vocabulary)")
+        self._sp = processor
+        self.source = source
+        self.fingerprint = hashlib.sha256(model_bytes).hexdigest()
+        """Hex sha256 of the model file's bytes."""
+        self._model_bytes = model_bytes
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Load ``path`` (a sentencepiece ``.model`` file). Raises TokenizerError naming the path."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise TokenizerError(f"{path}: tokenizer model file not found") from None
+        except IsADirectoryError:
+            raise TokenizerError(f"{path}: is a folder, expected a sentencepiece .model file") from None
+        except OSError as error:
+            raise TokenizerError(f"{path}: cannot read the tokenizer model ({error.strerror or error})") from None
+        if not data:
+            raise TokenizerError(f"{path}: empty file, not a sentencepiece model")
+        return cls(data, source=str(path))
+
+    def model_bytes(self) -> bytes:
+        """The serialized model (what ``from_file`` read), e.g. to copy it into a model folder."""
+        return self._model_bytes
+
+    # vocabulary -----------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of pieces, special and byte pieces included."""
+        return self._sp.GetPieceSize()
+
+    @property
+    def bos_id(self) -> int | None:
+        """Begin-of-sequence id, or None when the model has none."""
+        return _optional(self._sp.bos_id())
+
+    @property
+    def eos_id(self) -> int | None:
+        """End-of-sequence id, or None when the model has none."""
+        return _optional(self._sp.eos_id())
+
+    @property
+    def pad_id(self) -> int | None:
+        """Padding id, or None when the model has none."""
+        return _optional(self._sp.pad_id())
+
+    @property
+    def unk_id(self) -> int:
+        """Unknown-piece id (sentencepiece always has one)."""
+        return self._sp.unk_id()
+
+    def special_ids(self) -> dict[str, int | None]:
+        """The special ids by name, as recorded in a model folder's config.json."""
+        return {"bos_id": self.bos_id, "eos_id": self.eos_id, "pad_id": self.pad_id, "unk_id": self.unk_id}
+
+    def id_to_piece(self, token_id: int) -> str:
+        """The vocabulary entry of ``token_id`` (e.g. "▁the", "<0x0A>")."""
+        return self._sp.IdToPiece(token_id)
+
+    # encoding -------------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no BOS/EOS added)."""
+        return self._sp.EncodeAsIds(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; for a lossless model ``decode(encode(x)) == x``."""
+        return self._sp.DecodeIds(list(ids))
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` and, per token, its half-open character span in ``text``.
+
+        Spans are in order and cover ``text`` without gaps for a lossless model. A character that byte
+        fallback splits into several byte tokens gives each of those tokens the span of the whole
+        character (sentencepiece reports an empty span for all but the last of them).
+        """
+        ids, spans = self._raw_offsets(text)
+        fixed: list[tuple[int, int]] = [(0, 0)] * len(spans)
+        following: tuple[int, int] | None = None
+        for position in range(len(spans) - 1, -1, -1):
+            begin, end = spans[position]
+            if begin == end and following is not None and following[0] == begin:
+                begin, end = following  # a leading byte of a character completed by a later token
+            fixed[position] = (begin, end)
+            following = (begin, end)
+        return ids, fixed
+
+    def _raw_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        try:
+            result = self._sp.Encode(text, return_type="offset_mapping")
+        except (ValueError, TypeError):  # sentencepiece builds without offset_mapping: byte spans
+            return self._offsets_from_proto(text)
+        return list(result["ids"]), [(int(b), int(e)) for b, e in result["offsets"]]
+
+    def _offsets_from_proto(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        # Older sentencepiece: the immutable proto gives byte offsets into the UTF-8 of ``text``.
+        proto = self._sp.Encode(text, out_type="immutable_proto")
+        char_of_byte: list[int] = []  # byte offset -> index of the character holding that byte
+        for index, char in enumerate(text):
+            char_of_byte.extend([index] * len(char.encode("utf-8")))
+        char_of_byte.append(len(text))
+        ids = [piece.id for piece in proto.pieces]
+        # an end inside a character maps to that character's start: the empty span is fixed up above
+        spans = [(char_of_byte[piece.begin], char_of_byte[piece.end]) for piece in proto.pieces]
+        return ids, spans
+
+    def is_lossless(self) -> bool:
+        """Whether encode/decode round-trips a probe of tabs, indentation, newlines and non-ASCII text,
+        also when the text is encoded in two halves (no dummy prefix)."""
+        probe = _PROBE
+        middle = len(probe) // 2
+        whole = self.decode(self.encode(probe)) == probe
+        halves = self.decode(self.encode(probe[:middle]) + self.encode(probe[middle:])) == probe
+        return whole and halves
+
+    def __repr__(self) -> str:
+        return f"<Tokenizer {self.source} vocab={self.vocab_size} sha256={self.fingerprint[:12]}>"
+
+
+def _optional(token_id: int) -> int | None:
+    return None if token_id < 0 else token_id
+
+
+def train_tokenizer(lines: Iterable[str], out_path: str | os.PathLike[str], vocab_size: int, *,
+                    model_type: str = "bpe", **settings: object) -> Tokenizer:
+    """Train a sentencepiece model on ``lines`` (one sentence or line of text each) with
+    LOSSLESS_TRAINER_SETTINGS (overridable by ``settings``), write it to ``out_path`` and load it."""
+    model = io.BytesIO()
+    arguments = {**LOSSLESS_TRAINER_SETTINGS, "model_type": model_type, "vocab_size": vocab_size,
+                 "minloglevel": 2, **settings}
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, **arguments)
+    out_path = Path(out_path)
+    out_path.write_bytes(model.getvalue())
+    return Tokenizer.from_file(out_path)
