@@ -12,6 +12,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from megalodoc.model.config import MegalodonConfig
 from megalodoc.model.ffn import NormalizedFeedForward
 from megalodoc.model.init import init_embedding_like, init_linear
@@ -19,7 +21,6 @@ from megalodoc.model.mega_attention import MovingAverageGatedAttention
 from megalodoc.model.norms import TimestepNorm
 from megalodoc.model.rotary import Rotary
 from megalodoc.model.state import LayerState, ModelState, NormState
-from torch import nn
 
 
 class MegaBlock(nn.Module):
@@ -120,8 +121,8 @@ class Megalodon(nn.Module):
     def forward(
         self, ids: torch.Tensor, state: ModelState | None = None, *, compute_logits: bool = True
     ) -> tuple[torch.Tensor | None, ModelState]:
-        """ids (B, L) int64 -> logits (B, L, V) float32 (None when compute_logits=False, which skips the
-        LM head entirely) and the state after the last token."""
+        """ids (B, L) int64 -> logits (B, L, V) float32 (float64 for a float64 model; None when
+        compute_logits=False, which skips the LM head entirely) and the state after the last token."""
         self._check_ids(ids)
         B, L = ids.shape
         if state is not None:
@@ -143,7 +144,9 @@ class Megalodon(nn.Module):
         if not compute_logits:
             return None, new_state
         head = self.embed.weight if cfg.share_emb else self.output.output.weight  # (V, D)
-        logits = F.linear(x, head).float()  # (B, L, V)
+        logits = F.linear(x, head)  # (B, L, V)
+        if logits.dtype != torch.float64:
+            logits = logits.float()  # fp32 logits whatever the compute dtype
         return logits, new_state
 
     def num_parameters(self) -> int:

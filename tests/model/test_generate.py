@@ -1,0 +1,69 @@
+"""Generation: greedy equals argmax of a full forward, seeds, stop tokens, filters, from a state."""
+
+import pytest
+import torch
+
+from megalodoc.model import Generation, Megalodon, MegalodonConfig, SamplingSettings, generate
+from megalodoc.model.generate import filter_logits
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return Megalodon(MegalodonConfig.preset("tiny")).eval()
+
+
+def test_greedy_matches_full_forward_argmax(tiny):
+    prompt = [2, 17, 99, 4]
+    tokens = list(generate(tiny, prompt, max_new_tokens=20, greedy=True))
+    assert len(tokens) == 20
+    seq = torch.tensor([prompt + tokens])
+    with torch.no_grad():
+        logits, _ = tiny(seq)
+    expected = logits[0, len(prompt) - 1 : -1].argmax(-1).tolist()
+    assert tokens == expected
+
+
+def test_seed_reproducible_and_state_covers_everything(tiny):
+    a = Generation(tiny, [2, 5], settings=SamplingSettings(max_new_tokens=12, seed=7, top_k=50, top_p=0.9))
+    b = Generation(tiny, [2, 5], settings=SamplingSettings(max_new_tokens=12, seed=7, top_k=50, top_p=0.9))
+    ta, tb = list(a), list(b)
+    assert ta == tb and a.stopped_by == "max_new_tokens"
+    assert a.state.position == 2 + 12
+    c = list(generate(tiny, [2, 5], max_new_tokens=12, seed=8, top_k=50))
+    assert c != ta
+
+
+def test_stop_token_ends_generation(tiny):
+    first = list(generate(tiny, [2, 9], max_new_tokens=10, greedy=True))
+    stop = first[3]
+    gen = Generation(tiny, [2, 9], settings=SamplingSettings(max_new_tokens=10, greedy=True, stop_tokens=(stop,)))
+    got = list(gen)
+    assert got == first[: first.index(stop) + 1] and gen.stopped_by == "stop_token"
+
+
+def test_generation_from_a_state_equals_from_the_whole_prompt(tiny):
+    prefix = torch.randint(0, 256, (1, 37), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        _, state = tiny(prefix[:, :-1])
+    from_state = list(generate(tiny, prefix[0, -1:], state, max_new_tokens=8, greedy=True))
+    from_scratch = list(generate(tiny, prefix[0], None, max_new_tokens=8, greedy=True))
+    assert from_state == from_scratch
+
+
+def test_filters():
+    logits = torch.tensor([1.0, 3.0, 2.0, 0.0])
+    assert torch.isinf(filter_logits(logits, 2, 1.0)).tolist() == [True, False, False, True]
+    # nucleus 0.5: the best token alone holds > 0.5 of the mass
+    assert torch.isfinite(filter_logits(logits, 0, 0.5)).tolist() == [False, True, False, False]
+    top1 = list(generate(Megalodon(MegalodonConfig.preset("tiny")).eval(), [1], max_new_tokens=3, top_k=1, seed=0))
+    assert len(top1) == 3
+
+
+def test_bad_settings_are_named(tiny):
+    with pytest.raises(ValueError, match=r"top_p=0 must be in \(0, 1\]"):
+        SamplingSettings(top_p=0)
+    with pytest.raises(ValueError, match="temperature=-1"):
+        SamplingSettings(temperature=-1)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        Generation(tiny, [])

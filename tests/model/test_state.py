@@ -1,0 +1,77 @@
+"""ModelState: flat round trip, validation against a config, save -> restore -> continue bit-exact."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from megalodoc.model import Megalodon, MegalodonConfig, ModelState, StateMismatchError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return Megalodon(MegalodonConfig.preset("tiny")).eval()
+
+
+def test_flat_round_trip_is_bit_exact_mid_chunk(tiny):
+    ids = torch.randint(0, 256, (2, 37))
+    with torch.no_grad():
+        _, state = tiny(ids)
+    flat = state.to_flat()
+    assert "layers.1.ema" in flat and "final_norm.var" in flat and "position" in flat
+    again = ModelState.from_flat(flat, tiny.config)
+    for key, value in again.to_flat().items():
+        assert value.dtype == flat[key].dtype and torch.equal(value, flat[key]), key
+    assert again.position == 37 and not again.at_chunk_boundary
+
+
+def test_restored_state_continues_bit_identically(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    ids = torch.randint(0, 256, (1, 60))
+    with torch.no_grad():
+        _, state = tiny(ids[:, :32])
+        expected, expected_state = tiny(ids[:, 32:], state)
+        save_file(state.to_flat(), str(tmp_path / "s.safetensors"))
+        restored = ModelState.from_flat(load_file(str(tmp_path / "s.safetensors")), tiny.config)
+        got, got_state = tiny(ids[:, 32:], restored)
+    assert torch.equal(got, expected)
+    for key, value in expected_state.to_flat().items():
+        assert torch.equal(value, got_state.to_flat()[key]), key
+
+
+def test_boundary_state_size_is_constant(tiny):
+    sizes = []
+    with torch.no_grad():
+        for L in (16, 64, 160):
+            _, s = tiny(torch.randint(0, 256, (1, L)))
+            sizes.append(s.nbytes())
+    assert len(set(sizes)) == 1
+
+
+def test_state_from_another_config_is_refused(tiny):
+    other = Megalodon(dataclasses.replace(tiny.config, model_dim=64, norm_num_groups=4)).eval()
+    with torch.no_grad():
+        _, foreign = other(torch.randint(0, 256, (1, 5)))
+    with pytest.raises(StateMismatchError, match=r"layers\.0\.ema has shape \(1, 64, 4\), expected \(1, 32, 4\)"):
+        tiny(torch.randint(0, 256, (1, 3)), foreign)
+    with pytest.raises(StateMismatchError, match="model has 2"):
+        ModelState.from_flat({k: v for k, v in foreign.to_flat().items() if not k.startswith("layers.1")},
+                             dataclasses.replace(other.config, num_layers=2)).validate(
+            dataclasses.replace(other.config, num_layers=3))
+
+
+def test_batch_size_mismatch_and_missing_entry(tiny):
+    with torch.no_grad():
+        _, state = tiny(torch.randint(0, 256, (2, 5)))
+    with pytest.raises(StateMismatchError, match=r"expected \(1,"):
+        tiny(torch.randint(0, 256, (1, 3)), state)
+    flat = state.to_flat()
+    del flat["layers.0.norm.var"]
+    with pytest.raises(StateMismatchError, match="missing 'layers.0.norm.var'"):
+        ModelState.from_flat(flat)
+    flat = state.to_flat()
+    flat["final_norm.count"] = flat["final_norm.count"] + 1
+    with pytest.raises(StateMismatchError, match="disagrees with position"):
+        ModelState.from_flat(flat, tiny.config)

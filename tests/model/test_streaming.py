@@ -1,0 +1,151 @@
+"""Streaming contract: any split of a sequence (mid-chunk, token by token) equals one call."""
+
+import pytest
+import torch
+
+from megalodoc.model import Megalodon, MegalodonConfig
+
+from model_helpers import micro_config
+from tolerances import FLOAT64_EXACT, STREAM_VS_ONESHOT_LOGITS, assert_close
+
+
+def run_in_pieces(model, ids, sizes):
+    state, outs, pos = None, [], 0
+    for size in sizes:
+        logits, state = model(ids[:, pos : pos + size], state)
+        outs.append(logits)
+        pos += size
+    assert pos == ids.shape[1]
+    return torch.cat(outs, dim=1), state
+
+
+def assert_states_close(a, b, atol, what):
+    assert a.position == b.position, f"{what}: position {a.position} != {b.position}"
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers, strict=True)):
+        assert_close(la.ema, lb.ema, atol, f"{what}: layers.{i}.ema")
+        assert torch.equal(la.norm.count, lb.norm.count), f"{what}: layers.{i}.norm.count"
+        assert_close(la.norm.mean, lb.norm.mean, atol, f"{what}: layers.{i}.norm.mean")
+        assert_close(la.norm.var, lb.norm.var, atol, f"{what}: layers.{i}.norm.var")
+        assert_close(la.keys, lb.keys, atol, f"{what}: layers.{i}.keys")
+        assert_close(la.values, lb.values, atol, f"{what}: layers.{i}.values")
+    assert_close(a.final_norm.mean, b.final_norm.mean, atol, f"{what}: final_norm.mean")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = Megalodon(MegalodonConfig.preset("tiny")).eval()
+    # non-zero norm and q/k parameters so nothing hides behind the zero initialisation
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("norm.weight", "norm.bias", "mega.gamma", "mega.beta")):
+                p.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[5, 11, 16, 20, 18], [16, 16, 16, 22], [33, 37], [15, 1, 54], [1] * 70],
+    ids=["mid-chunk", "chunk-aligned", "two-calls", "C-1+1", "token-by-token"],
+)
+def test_split_equals_one_shot(tiny, sizes):
+    ids = torch.randint(0, 256, (2, 70), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full, full_state = tiny(ids)
+        pieces, state = run_in_pieces(tiny, ids, sizes)
+    assert_close(pieces, full, STREAM_VS_ONESHOT_LOGITS, f"logits split {sizes[:6]}")
+    assert_states_close(state, full_state, 1e-5, "final state")
+
+
+@pytest.mark.parametrize("L", [15, 16, 17])  # C-1, C, C+1
+def test_lengths_around_chunk_size(tiny, L):
+    ids = torch.randint(0, 256, (3, L), generator=torch.Generator().manual_seed(L))
+    with torch.no_grad():
+        full, full_state = tiny(ids)
+        steps, state = run_in_pieces(tiny, ids, [1] * L)
+    assert_close(steps, full, STREAM_VS_ONESHOT_LOGITS, f"token-by-token L={L}")
+    assert full_state.layers[0].keys.shape[1] == L % 16
+    assert_states_close(state, full_state, 1e-5, f"state L={L}")
+
+
+def test_float64_streaming_is_exact_to_rounding():
+    torch.manual_seed(3)
+    model = Megalodon(micro_config()).double().eval()
+    ids = torch.randint(0, 16, (2, 19))
+    with torch.no_grad():
+        full, _ = model(ids)
+        pieces, _ = run_in_pieces(model, ids, [3, 1, 6, 9])
+    assert_close(pieces, full.double(), FLOAT64_EXACT * 100, "float64 streamed logits")
+
+
+def test_attention_is_chunk_local(tiny):
+    """Changing a token in an earlier chunk must not change the attention of a later chunk directly:
+    the influence is only through CEMA and the norms, so with those states equal the outputs are equal."""
+    ids = torch.randint(0, 256, (1, 40), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        _, state = tiny(ids[:, :32])
+        assert state.at_chunk_boundary
+        a, _ = tiny(ids[:, 32:], state)
+        b, _ = tiny(ids[:, 32:], state)
+        ids2 = ids.clone()
+        ids2[0, 3] = (ids2[0, 3] + 1) % 256
+        full2, _ = tiny(ids2)
+        full1, _ = tiny(ids)
+    assert torch.equal(a, b)
+    # but the earliest chunk still influences late logits through the carried state
+    assert (full2[0, -1] - full1[0, -1]).abs().max() > 1e-6
+
+
+def test_state_is_never_mutated(tiny):
+    ids = torch.randint(0, 256, (2, 21), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        _, state = tiny(ids)
+        before = {k: v.clone() for k, v in state.to_flat().items()}
+        tiny(ids[:, :9], state)
+        tiny(ids[:, :1], state)
+    after = state.to_flat()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), f"{key} was modified by a forward call"
+
+
+def test_without_logits_gives_same_state(tiny):
+    ids = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        logits, s1 = tiny(ids)
+        none, s2 = tiny(ids, compute_logits=False)
+    assert none is None and logits is not None
+    for key, value in s1.to_flat().items():
+        assert torch.equal(value, s2.to_flat()[key]), key
+
+
+def test_explicit_initial_state_equals_none(tiny):
+    ids = torch.randint(0, 256, (2, 25), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        a, _ = tiny(ids)
+        b, _ = tiny(ids, tiny.initial_state(2))
+    assert_close(b, a, 1e-6, "explicit fresh state")
+
+
+def test_gradcheck_state_carrying_path_batch3():
+    """Gradients through a carried state with B=3 rows that differ: the second call's loss w.r.t. the
+    model parameters and the first call's inputs (float64, micro config)."""
+    torch.manual_seed(11)
+    model = Megalodon(micro_config()).double().train()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("norm.weight", "norm.bias", "mega.gamma", "mega.beta")):
+                p.normal_(0, 0.3)
+    ids = torch.randint(0, 16, (3, 10))
+    # the parameters of the stateful pieces (CEMA, timestep norms) and the q/k affine of every layer
+    stateful = ("mega.cema.", "mega.timenorm.", "final_norm.", "mega.gamma", "mega.beta")
+    names = [n for n, _ in model.named_parameters() if any(s in n for s in stateful)]
+    params = [dict(model.named_parameters())[n] for n in names]
+
+    def loss_fn(*flat):
+        replaced = dict(zip(names, flat, strict=True))
+        _, state = torch.func.functional_call(model, replaced, (ids[:, :6],))
+        logits, _ = torch.func.functional_call(model, replaced, (ids[:, 6:], state))
+        return logits
+
+    inputs = [p.detach().clone().requires_grad_(True) for p in params]
+    assert torch.autograd.gradcheck(loss_fn, inputs, fast_mode=True, atol=1e-6)

@@ -1,0 +1,78 @@
+"""Timestep norm: PyTorch twin and Welford loop vs a direct float64 evaluation of paper Eq. 4."""
+
+import pytest
+import torch
+
+from megalodoc.kernels.timestep_norm.cumulative import timestep_norm_cumulative
+from megalodoc.kernels.timestep_norm.naive import timestep_norm_naive
+
+from tolerances import FLOAT64_EXACT, assert_close
+
+
+def eq4_direct(x, weight, bias, G, eps=1e-5):
+    """Eq. 4 straight from its definition: statistics over every scalar of the group up to t."""
+    B, L, D = x.shape
+    xg = x.double().reshape(B, L, G, D // G)
+    out = torch.empty_like(xg)
+    for t in range(L):
+        seen = xg[:, : t + 1].permute(0, 2, 1, 3).reshape(B, G, -1)  # (B, G, (t+1)*g)
+        mu = seen.mean(-1)
+        var = seen.var(-1, unbiased=False)
+        out[:, t] = (xg[:, t] - mu[..., None]) / torch.sqrt(var[..., None] + eps)
+    out = out * (weight.double() + 1).reshape(G, -1) + bias.double().reshape(G, -1)
+    return out.reshape(B, L, D)
+
+
+@pytest.mark.parametrize("impl", [timestep_norm_cumulative, timestep_norm_naive], ids=["cumulative", "naive"])
+def test_matches_eq4(impl):
+    B, L, D, G = 2, 40, 12, 3
+    x = torch.randn(B, L, D, dtype=torch.float64) * 1.5 + 0.3
+    w, b = torch.randn(D, dtype=torch.float64) * 0.1, torch.randn(D, dtype=torch.float64) * 0.1
+    y, _ = impl(x, w, b, num_groups=G)
+    assert_close(y, eq4_direct(x, w, b, G), FLOAT64_EXACT, f"{impl.__name__} vs Eq. 4")
+
+
+def test_chunked_equals_whole_and_loop():
+    B, L, D, G = 3, 50, 8, 2
+    x = torch.randn(B, L, D, dtype=torch.float64) * 2 + 5  # large offset: tests the shifted sums
+    w, b = torch.randn(D, dtype=torch.float64), torch.randn(D, dtype=torch.float64)
+    y_full, s_full = timestep_norm_cumulative(x, w, b, num_groups=G, output_final_state=True)
+    ys, s = [], None
+    for a, c in [(0, 1), (1, 17), (17, 18), (18, 50)]:
+        y, s = timestep_norm_cumulative(x[:, a:c], w, b, num_groups=G, initial_state=s, output_final_state=True)
+        ys.append(y)
+    assert_close(torch.cat(ys, 1), y_full, FLOAT64_EXACT, "chunked y")
+    _, s_loop = timestep_norm_naive(x, w, b, num_groups=G, output_final_state=True)
+    assert torch.equal(s[0], s_full[0]) and torch.equal(s[0], s_loop[0])
+    for i, name in [(1, "mean"), (2, "var")]:
+        assert_close(s[i], s_full[i], FLOAT64_EXACT, f"chunked {name}")
+        assert_close(s_loop[i], s_full[i], FLOAT64_EXACT, f"loop {name}")
+
+
+def test_fp32_state_has_fp32_dtypes_and_count():
+    x = torch.randn(2, 5, 8)
+    _, (count, mean, var) = timestep_norm_cumulative(
+        x, torch.zeros(8), torch.zeros(8), num_groups=4, output_final_state=True
+    )
+    assert count.dtype == torch.int64 and count.tolist() == [5, 5]
+    assert mean.dtype == torch.float32 and var.dtype == torch.float32
+
+
+def test_gradcheck_with_carried_state_batch3():
+    B, L, D, G = 3, 6, 4, 2
+    inputs = [
+        torch.randn(B, L, D, dtype=torch.float64, requires_grad=True),
+        (torch.randn(D, dtype=torch.float64) * 0.1).requires_grad_(),
+        (torch.randn(D, dtype=torch.float64) * 0.1).requires_grad_(),
+        torch.randn(B, G, dtype=torch.float64, requires_grad=True),
+        (torch.rand(B, G, dtype=torch.float64) + 0.5).requires_grad_(),
+    ]
+    count = torch.tensor([3, 1, 7])
+
+    def f(x, w, b, mean, var):
+        y, (_, m, v) = timestep_norm_cumulative(
+            x, w, b, num_groups=G, initial_state=(count, mean, var), output_final_state=True
+        )
+        return y, m, v
+
+    assert torch.autograd.gradcheck(f, inputs)

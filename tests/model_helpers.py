@@ -1,0 +1,31 @@
+"""Shared builders for model tests: random CEMA coefficients and small configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from megalodoc.model import MegalodonConfig
+
+
+def random_cema_coefficients(D: int, N: int, dtype: torch.dtype = torch.float64, seed: int = 0):
+    """p (D, N), q (D, N) with |q| in (0.5, 1) (long memory included), gamma (D, N), omega (D,)."""
+    g = torch.Generator().manual_seed(seed)
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    p = torch.rand(D, N, generator=g, dtype=dtype)
+    mag = 1 - 0.5 * torch.rand(D, N, generator=g, dtype=dtype) ** 2
+    angle = torch.rand(D, 1, generator=g, dtype=dtype) * torch.arange(1, N + 1, dtype=dtype) * 0.4
+    q = torch.polar(mag, angle).to(cdtype)
+    gamma = torch.complex(torch.randn(D, N, generator=g, dtype=dtype), torch.randn(D, N, generator=g, dtype=dtype))
+    omega = torch.randn(D, generator=g, dtype=dtype)
+    return p, q, gamma.to(cdtype) / N**0.5, omega
+
+
+def micro_config(**overrides) -> MegalodonConfig:
+    """A model small enough for float64 gradient checks (chunk 4, so short inputs span chunks)."""
+    base = MegalodonConfig(
+        vocab_size=16, num_layers=2, model_dim=8, z_dim=4, value_dim=8, num_heads=2, ffn_hidden_dim=8,
+        cema_ndim=2, chunk_size=4, norm_num_groups=2, swiglu=True,
+    )
+    return dataclasses.replace(base, **overrides)
