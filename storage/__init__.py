@@ -55,10 +55,12 @@ Errors: StorageError and its subclasses below; StorageFullError when the disk is
 is rolled back, earlier data kept).
 """
 
-from megalodoc.storage.codec import decode_state, encode_state
+from typing import TYPE_CHECKING, Any
+
 from megalodoc.storage.engine import DB_ENV_VAR, DEFAULT_DB_FILE, resolve_url
 from megalodoc.storage.errors import (
     ClaimLostError,
+    ConflictError,
     CorruptSnapshotError,
     DocumentExistsError,
     DocumentInUseError,
@@ -90,6 +92,19 @@ from megalodoc.storage.records import (
 from megalodoc.storage.schema import SCHEMA_VERSION, SchemaStatus
 from megalodoc.storage.store import Store, database_status, open_store, upgrade_database
 
+if TYPE_CHECKING:
+    from megalodoc.storage.codec import decode_state, encode_state
+
+
+def __getattr__(name: str) -> Any:
+    """The codec (and with it torch) is imported on first use, so database tools start quickly."""
+    if name in ("encode_state", "decode_state"):
+        from megalodoc.storage import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_DB_FILE",
@@ -100,6 +115,7 @@ __all__ = [
     "ChunkRecord",
     "ChunkText",
     "ClaimLostError",
+    "ConflictError",
     "CorruptSnapshotError",
     "DocumentExistsError",
     "DocumentInUseError",

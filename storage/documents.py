@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
 from megalodoc.storage.clock import db_now
 from megalodoc.storage.convert import document_record, require_int, require_text
-from megalodoc.storage.errors import DocumentExistsError, DocumentInUseError, NotFoundError
+from megalodoc.storage.errors import ConflictError, DocumentExistsError, DocumentInUseError, NotFoundError
 from megalodoc.storage.models import (
     ChunkRow,
     Document,
@@ -17,9 +20,6 @@ from megalodoc.storage.models import (
 )
 from megalodoc.storage.records import DOCUMENT_KINDS, DOCUMENT_STATUSES, DocumentRecord
 from megalodoc.storage.unit import UnitOfWork
-from sqlalchemy import delete, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 
 def load_document(session: Session, document_id: int, lock: bool = False) -> Document:
@@ -87,7 +87,7 @@ class DocumentsMixin:
 
         try:
             return self._uow.write(work)
-        except IntegrityError as exc:
+        except ConflictError as exc:
             existing = self.find_document(content_hash, model_fingerprint)
             if existing is None:
                 raise
@@ -320,5 +320,5 @@ class DocumentsMixin:
         statement = delete(StateBlob).where(orphan).execution_options(synchronize_session=False)
         try:
             return self._uow.write(lambda s: s.execute(statement).rowcount)
-        except IntegrityError:
+        except ConflictError:
             return 0  # a concurrent snapshot started using one of them: keep it, collect later

@@ -12,11 +12,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from megalodoc.storage.errors import StorageError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
+
+from megalodoc.storage.errors import StorageError
 
 DEFAULT_DB_FILE = "megalodoc.db"
 DB_ENV_VAR = "MEGALODOC_DB"

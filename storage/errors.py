@@ -31,7 +31,11 @@ class StorageFullError(StorageError):
     """The disk (or the database's size limit) is full; the failed write was rolled back."""
 
 
-class DocumentExistsError(StorageError):
+class ConflictError(StorageError):
+    """The write broke a uniqueness or reference rule of the stored data; nothing of it was kept."""
+
+
+class DocumentExistsError(ConflictError):
     """A document with the same content hash and model fingerprint is already stored."""
 
     def __init__(self, message: str, existing_id: int) -> None:
@@ -43,7 +47,7 @@ class DocumentInUseError(StorageError):
     """Deleting the document was refused: sessions point at it, or a worker is ingesting it."""
 
 
-class SnapshotExistsError(StorageError):
+class SnapshotExistsError(ConflictError):
     """A different snapshot is already stored at that (document, position)."""
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
 from megalodoc.storage.convert import (
     LOCATION_COLUMNS,
     chunk_record,
@@ -19,8 +22,6 @@ from megalodoc.storage.errors import StorageError
 from megalodoc.storage.models import ChunkRow, LocationRow
 from megalodoc.storage.records import ChunkRecord, ChunkText, Location, LocationRecord, describe_locations
 from megalodoc.storage.unit import UnitOfWork
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
 
 
 def chunk_rows(document_id: int, chunks: Sequence[ChunkText], up_to: int | None = None) -> list[dict[str, Any]]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from megalodoc.storage.models import Document, SnapshotRow, StateBlob
-from megalodoc.storage.snapshots import sha256_hex
-from megalodoc.storage.unit import UnitOfWork
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from megalodoc.storage.models import Document, SnapshotRow, StateBlob
+from megalodoc.storage.snapshots import sha256_hex
+from megalodoc.storage.unit import UnitOfWork
 
 
 class MaintenanceMixin:

@@ -6,6 +6,7 @@ upgraded (`megalodoc db upgrade`); one ahead of it (written by a newer megalodoc
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +14,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+
 from megalodoc.storage.engine import display_url
 from megalodoc.storage.errors import SchemaBehindError, SchemaError, SchemaNewerError
-from sqlalchemy import Connection, Engine, inspect
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SCHEMA_VERSION = "0001"
 VERSION_TABLE = "alembic_version"
+# Alembic keeps the running migration in module-level state: one migration per process at a time.
+_ALEMBIC_LOCK = threading.Lock()
 OWN_TABLES = frozenset({"documents", "locations", "chunks", "state_blobs", "snapshots", "sessions", "turns"})
 
 
@@ -84,12 +88,13 @@ def require_current(engine: Engine, url: str, create_if_empty: bool = True) -> S
 
 def upgrade(engine: Engine, url: str) -> tuple[str | None, str]:
     """Bring the database to the code's head revision. Returns (revision before, revision after)."""
-    status = schema_status(engine, url)
-    if status.state in ("newer", "foreign"):
-        raise _error_for(status)
-    if status.state != "current":
-        with engine.begin() as connection:  # one transaction; SQLite: BEGIN IMMEDIATE serializes openers
-            command.upgrade(alembic_config(url, connection), "head")
+    with _ALEMBIC_LOCK:
+        status = schema_status(engine, url)
+        if status.state in ("newer", "foreign"):
+            raise _error_for(status)
+        if status.state != "current":
+            with engine.begin() as connection:  # one transaction; SQLite: BEGIN IMMEDIATE serializes openers
+                command.upgrade(alembic_config(url, connection), "head")
     return status.current, SCHEMA_VERSION
 
 

@@ -3,14 +3,15 @@ a plain LIKE scan elsewhere. Hits carry their locations."""
 
 from __future__ import annotations
 
+from sqlalchemy import and_, select, text
+from sqlalchemy.orm import Session
+
 from megalodoc.storage.convert import require_int
 from megalodoc.storage.fts_query import fts5_query, parse_terms, websearch_query
 from megalodoc.storage.locations import overlapping_locations
 from megalodoc.storage.models import ChunkRow
 from megalodoc.storage.records import ChunkHit
 from megalodoc.storage.unit import UnitOfWork
-from sqlalchemy import and_, select, text
-from sqlalchemy.orm import Session
 
 HIGHLIGHT = ("**", "**")  # Markdown bold around matched words in snippets
 SNIPPET_TOKENS = 24

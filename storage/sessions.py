@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
 from megalodoc.storage.convert import (
     require_int,
     session_record,
@@ -17,8 +20,6 @@ from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
 from megalodoc.storage.snapshots import check_fingerprint, check_state_args, new_snapshot_row, put_blob, sha256_hex
 from megalodoc.storage.unit import UnitOfWork
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
 
 
 def _load_session(session: Session, session_id: int) -> SessionRow:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from megalodoc.storage.codec import decode_state
 from megalodoc.storage.convert import SNAPSHOT_COLUMNS, require_int, require_text, snapshot_info, to_json
 from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import (
@@ -23,6 +21,9 @@ from megalodoc.storage.locations import chunk_rows, location_rows
 from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
 from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo
 from megalodoc.storage.unit import UnitOfWork
+
+if TYPE_CHECKING:
+    import torch
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -251,6 +252,8 @@ class SnapshotsMixin:
 
     def load_state(self, snapshot_id: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """The snapshot decoded by `decode_state`: (named tensors, metadata)."""
+        from megalodoc.storage.codec import decode_state
+
         return decode_state(self.load_snapshot_bytes(snapshot_id))
 
 

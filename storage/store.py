@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import TracebackType
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
 from megalodoc.storage.documents import DocumentsMixin
 from megalodoc.storage.engine import PragmaValue, create_store_engine, display_url, resolve_url, sqlite_file
 from megalodoc.storage.errors import StorageError
@@ -15,8 +18,6 @@ from megalodoc.storage.search import SearchMixin
 from megalodoc.storage.sessions import SessionsMixin
 from megalodoc.storage.snapshots import SnapshotsMixin
 from megalodoc.storage.unit import UnitOfWork
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 
 class Store(DocumentsMixin, SnapshotsMixin, LocationsMixin, SearchMixin, SessionsMixin, MaintenanceMixin):

@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from megalodoc.storage.engine import READ_OPTION
-from megalodoc.storage.errors import StorageError, StorageFullError
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from megalodoc.storage.engine import READ_OPTION
+from megalodoc.storage.errors import ConflictError, StorageError, StorageFullError
 
 T = TypeVar("T")
 
@@ -78,12 +79,16 @@ class UnitOfWork:
                         f"the disk holding {self._where} is full (or the database reached its size limit); "
                         "the write was rolled back and earlier data is intact. Free some space and retry."
                     ) from exc
-                if not is_busy(exc) or attempt == MAX_ATTEMPTS:
-                    if is_busy(exc):
-                        raise StorageError(
-                            f"{self._where} stayed busy through {MAX_ATTEMPTS} attempts: {exc.orig}"
-                        ) from exc
+                if isinstance(exc, IntegrityError):
+                    raise ConflictError(f"the write conflicts with data in {self._where}: {exc.orig}") from exc
+                if isinstance(exc, OSError):
                     raise
+                if not is_busy(exc):
+                    raise StorageError(f"{self._where} failed: {exc.orig}") from exc
+                if attempt == MAX_ATTEMPTS:
+                    raise StorageError(
+                        f"{self._where} stayed busy through {MAX_ATTEMPTS} attempts: {exc.orig}"
+                    ) from exc
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(2.0, delay * 2)
         raise AssertionError("unreachable")

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
+
 from megalodoc.storage.engine import create_store_engine, resolve_url
 from megalodoc.storage.models import Base
-from sqlalchemy import text
 
 # Any constant: all upgraders of one PostgreSQL database take this transaction-level lock in turn.
 _PG_MIGRATION_LOCK = 0x6D65_6761
