@@ -24,10 +24,12 @@ LOSSLESS_TRAINER_SETTINGS: dict[str, object] = {
     "remove_extra_whitespaces": False,  # keep indentation and runs of spaces in code
     "allow_whitespace_only_pieces": True,  # so indentation gets its own tokens
     "split_digits": True,  # numbers tokenized digit by digit: no arbitrary multi-digit tokens
-    "unk_id": 0,
-    "bos_id": 1,
-    "eos_id": 2,
-    "pad_id": 3,
+    # The project's special ids: pad=0 so zero-filled buffers are padding; unk is unreachable with
+    # byte fallback but sentencepiece requires one; bos/eos mark document boundaries.
+    "pad_id": 0,
+    "unk_id": 1,
+    "bos_id": 2,
+    "eos_id": 3,
 }
 """sentencepiece trainer arguments for a tokenizer that round-trips any text exactly."""
 
@@ -174,14 +176,18 @@ def _optional(token_id: int) -> int | None:
     return None if token_id < 0 else token_id
 
 
-def train_tokenizer(lines: Iterable[str], out_path: str | os.PathLike[str], vocab_size: int, *,
-                    model_type: str = "bpe", **settings: object) -> Tokenizer:
-    """Train a sentencepiece model on ``lines`` (one sentence or line of text each) with
-    LOSSLESS_TRAINER_SETTINGS (overridable by ``settings``), write it to ``out_path`` and load it."""
+def train_tokenizer(texts: Iterable[str], out_path: str | os.PathLike[str], vocab_size: int, *,
+                    model_type: str = "bpe", max_text_chars: int = 4000, **settings: object) -> Tokenizer:
+    """Train a sentencepiece model on ``texts`` with LOSSLESS_TRAINER_SETTINGS (overridable by
+    ``settings``), write it to ``out_path`` and load it.
+
+    ``texts`` are training "sentences": multi-line chunks of at most ``max_text_chars`` characters work
+    best (pieces such as "):\\n" then exist); longer ones are dropped by sentencepiece.
+    """
     model = io.BytesIO()
     arguments = {**LOSSLESS_TRAINER_SETTINGS, "model_type": model_type, "vocab_size": vocab_size,
-                 "minloglevel": 2, **settings}
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, **arguments)
+                 "max_sentence_length": 4 * max_text_chars, "minloglevel": 2, **settings}
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, **arguments)
     out_path = Path(out_path)
     out_path.write_bytes(model.getvalue())
     return Tokenizer.from_file(out_path)
