@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 
 import torch
+
 from megalodoc.kernels.cema.fft import cema_fft
 from megalodoc.kernels.cema.naive import cema_naive
 from megalodoc.kernels.timestep_norm.cumulative import NormStats, timestep_norm_cumulative

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-from megalodoc.kernels.dispatch import cema
 from torch import nn
+
+from megalodoc.kernels.dispatch import cema
 
 
 class ComplexEMA(nn.Module):

@@ -15,10 +15,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from megalodoc.model.config import MegalodonConfig
-from megalodoc.model.megalodon import Megalodon
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from megalodoc.model.config import MegalodonConfig
+from megalodoc.model.megalodon import Megalodon
 
 FORMAT_NAME = "megalodoc"
 FORMAT_VERSION = 1

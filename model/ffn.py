@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from megalodoc.model.config import MegalodonConfig
 from megalodoc.model.norms import LayerNorm
-from torch import nn
 
 
 class NormalizedFeedForward(nn.Module):

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from megalodoc.model.megalodon import Megalodon
 from megalodoc.model.state import ModelState
 

@@ -6,13 +6,14 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from megalodoc.model.attention import chunked_attention
 from megalodoc.model.cema import ComplexEMA
 from megalodoc.model.config import MegalodonConfig
 from megalodoc.model.norms import RMSNorm, TimestepNorm
 from megalodoc.model.rotary import Rotary
 from megalodoc.model.state import LayerState
-from torch import nn
 
 
 class MovingAverageGatedAttention(nn.Module):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from megalodoc.kernels.dispatch import timestep_norm
 from megalodoc.model.state import NormState
-from torch import nn
 
 
 class RMSNorm(nn.Module):

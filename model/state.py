@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+
 from megalodoc.model.config import MegalodonConfig
 
 # Bumped whenever the flat layout or the meaning of a field changes.

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import torch
+
 from megalodoc.model.checkpoint import CheckpointError, load_state_dict_strict, save_model
 from megalodoc.model.config import DEFAULT_ROPE_BASE, MegalodonConfig
 from megalodoc.model.megalodon import Megalodon
