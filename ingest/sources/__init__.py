@@ -31,7 +31,7 @@ Public API
 ``SourceOptions`` (frozen): ``max_file_bytes`` (1 MiB), ``ignore_defaults``, ``extra_ignore``,
     ``honour_gitignore``, ``repo_piece_lines`` (64), ``text_piece_chars`` (4096), ``pdf_workers``
     (0 = in-process), ``pdf_pages_per_task`` (4), ``pdf_tasks_ahead`` (None = 2 per worker + 1),
-    ``pdf_in_process_below`` (8 pages).
+    ``pdf_in_process_below`` (16 pages).
 
 Errors (all ``SourceError(path, reason)``, message "PATH: reason"): ``SourceNotFoundError``,
 ``EmptySourceError``, ``BinaryFileError``, ``UnsupportedSourceError``, ``CorruptPdfError``,

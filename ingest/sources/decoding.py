@@ -160,9 +160,3 @@ class NewlineNormalizer:
         """What is still held back at the end of the stream."""
         pending, self._pending_cr = self._pending_cr, False
         return "\n" if pending else ""
-
-
-def normalize_newlines(text: str) -> str:
-    """"\\r\\n" and lone "\\r" become "\\n"."""
-    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
-

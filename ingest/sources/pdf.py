@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import NoTextLayerError
+from .errors import ExtractionError, NoTextLayerError
 from .pdf_extract import PageText, extract_page, has_text_objects, open_pdf
 from .pdf_workers import PageStream
 from .types import Locator, Notice, Source, SourceOptions, TextPiece
@@ -48,7 +48,7 @@ class PdfSource(Source):
         if options.pdf_workers == 0 or len(pages) < options.pdf_in_process_below:
             reader = open_pdf(self.path, self.content_hash)
             for index in pages:
-                yield extract_page(reader, index, self.path)
+                yield extract_page(reader, index)
             return
         stream = PageStream(self.path, self.content_hash, pages, workers=options.pdf_workers,
                             pages_per_task=options.pdf_pages_per_task, tasks_ahead=options.pdf_tasks_ahead)
@@ -59,14 +59,21 @@ class PdfSource(Source):
 
     def pieces(self, start: int = 0) -> Iterator[TextPiece]:
         blank: list[int] = []
+        failed: list[str] = []
         for page in self._pages(start):
             for message in page.warnings:
                 self._note(f"page {page.page}: pypdf: {message}")
-            if not page.text.strip():
+            if page.error is not None:
+                failed.append(f"page {page.page}: text extraction failed ({page.error})")
+                self._note(f"{failed[-1]}; the page is left out")
+            elif not page.text.strip():
                 blank.append(page.page)
             text = page.text + PAGE_SEPARATOR if page.text else ""
             yield TextPiece(text, Locator.for_page(page.page), page.page - 1)
-        if start == 0 and len(blank) == self.page_count:
+        if start == 0 and len(blank) + len(failed) == self.page_count:
+            if failed:
+                raise ExtractionError(self.path, f"no page could be read: {len(failed)} of {self.page_count} "
+                                                 f"failed, e.g. {failed[0]}")
             raise NoTextLayerError(self.path, f"none of its {self.page_count} pages has extractable text; "
                                               f"{OCR_HINT}")
         if blank:

@@ -10,6 +10,8 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +21,7 @@ from pypdf.generic import DictionaryObject, IndirectObject, StreamObject
 
 from ..normalize import clean_pdf_text
 from .decoding import READ_BLOCK
-from .errors import (
-    CorruptPdfError,
-    EmptySourceError,
-    EncryptedPdfError,
-    ExtractionError,
-    SourceChangedError,
-)
+from .errors import CorruptPdfError, EmptySourceError, EncryptedPdfError, SourceChangedError
 
 EOF_WINDOW = 8192
 """A complete PDF ends with "%%EOF" within this many bytes (a little trailing junk is common)."""
@@ -36,11 +32,14 @@ MAX_WARNINGS_PER_PAGE = 5
 
 @dataclass(frozen=True)
 class PageText:
-    """The cleaned text of one page (``page`` 1-based) and what pypdf complained about on it."""
+    """The cleaned text of one page (``page`` 1-based), what pypdf complained about on it, and the
+    error that stopped its extraction if any."""
 
     page: int
     text: str
     warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    """Why extraction failed on this page (its text is then empty), or None."""
 
 
 def file_sha256(path: Path) -> str:
@@ -64,18 +63,18 @@ def open_pdf(path: Path, expected_sha256: str | None = None) -> PdfReader:
         handle.seek(max(0, os.fstat(handle.fileno()).st_size - EOF_WINDOW))
         if b"%%EOF" not in handle.read():
             raise CorruptPdfError(path, "truncated or corrupt PDF: no %%EOF marker at the end of the file")
-    with _quiet_pypdf():
+    with quiet_pypdf():
         try:
             reader = PdfReader(path, strict=False)
         except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
-            raise CorruptPdfError(path, f"corrupt PDF: pypdf cannot parse it ({_describe(error)})") from error
+            raise CorruptPdfError(path, f"corrupt PDF: pypdf cannot parse it ({describe_error(error)})") from error
         if reader.is_encrypted:
             _decrypt(reader, path)
         try:
             pages = len(reader.pages)
         except (PdfReadError, FileNotDecryptedError, ValueError, KeyError, TypeError, AttributeError,
                 IndexError) as error:
-            raise CorruptPdfError(path, f"corrupt PDF: cannot read its page tree ({_describe(error)})") from error
+            raise CorruptPdfError(path, f"corrupt PDF: cannot read its page tree ({describe_error(error)})") from error
     if pages == 0:
         raise EmptySourceError(path, "the PDF has no pages")
     return reader
@@ -87,7 +86,7 @@ def _decrypt(reader: PdfReader, path: Path) -> None:
     except DependencyError as error:
         raise EncryptedPdfError(path, f"encrypted PDF; decrypting it needs {error}") from error
     except (PdfReadError, NotImplementedError, ValueError, KeyError) as error:
-        raise EncryptedPdfError(path, f"encrypted PDF with an unsupported scheme ({_describe(error)})") from error
+        raise EncryptedPdfError(path, f"encrypted PDF with an unsupported scheme ({describe_error(error)})") from error
     if not opened:  # PasswordType.NOT_DECRYPTED == 0
         raise EncryptedPdfError(
             path, "encrypted PDF: it needs a password (an empty one does not open it); "
@@ -102,15 +101,16 @@ def has_text_objects(reader: PdfReader) -> bool:
     tell), so this never rejects a readable PDF.
     """
     seen: set[int] = set()
-    for page in reader.pages:
-        try:
-            contents = page.get_contents()
-            if contents is not None and _TEXT_OBJECT.search(contents.get_data()):
+    with quiet_pypdf():
+        for page in reader.pages:
+            try:
+                contents = page.get_contents()
+                if contents is not None and _TEXT_OBJECT.search(contents.get_data()):
+                    return True
+                if _xobjects_have_text(page.get("/Resources"), seen, depth=0):
+                    return True
+            except Exception:  # noqa: BLE001 (undecodable stream: let extraction decide)
                 return True
-            if _xobjects_have_text(page.get("/Resources"), seen, depth=0):
-                return True
-        except Exception:  # noqa: BLE001 (undecodable stream: let extraction decide)
-            return True
     return False
 
 
@@ -141,18 +141,21 @@ def _xobjects_have_text(resources: object, seen: set[int], depth: int) -> bool:
     return False
 
 
-def extract_page(reader: PdfReader, index: int, path: Path) -> PageText:
-    """Extract and clean page ``index`` (0-based) of ``path``, collecting pypdf's warnings about it.
+def extract_page(reader: PdfReader, index: int) -> PageText:
+    """Extract and clean page ``index`` (0-based), collecting pypdf's warnings about it.
 
-    Raises ExtractionError naming the file and the page when pypdf fails on it.
+    A page pypdf fails on (a damaged content stream) gives empty text and the reason in ``error``:
+    one bad page should not cost the rest of the book.
     """
-    with _quiet_pypdf() as complaints:
+    error: str | None = None
+    raw = ""
+    with quiet_pypdf() as complaints:
         try:
-            raw = reader.pages[index].extract_text()
-        except Exception as error:  # pypdf raises many types on damaged content streams
-            raise ExtractionError(path, f"page {index + 1}: text extraction failed ({_describe(error)})") from error
+            raw = reader.pages[index].extract_text() or ""
+        except Exception as failure:  # noqa: BLE001 (pypdf raises many types on damaged content streams)
+            error = describe_error(failure)
     unique = list(dict.fromkeys(complaints))[:MAX_WARNINGS_PER_PAGE]
-    return PageText(index + 1, clean_pdf_text(raw or ""), unique)
+    return PageText(index + 1, clean_pdf_text(raw), unique, error)
 
 
 class _Collector(logging.Handler):
@@ -164,27 +167,28 @@ class _Collector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-class _quiet_pypdf:  # noqa: N801 (used as a context manager, reads like one)
-    """Route pypdf's log records and warnings into a list instead of stderr."""
+@contextmanager
+def quiet_pypdf() -> Iterator[list[str]]:
+    """Collect pypdf's log records and warnings in the yielded list (filled on exit) instead of
+    letting them reach stderr."""
+    logger = logging.getLogger("pypdf")
+    collector = _Collector()
+    propagate = logger.propagate
+    logger.addHandler(collector)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield collector.messages
+            finally:
+                collector.messages.extend(str(warning.message) for warning in caught)
+    finally:
+        logger.removeHandler(collector)
+        logger.propagate = propagate
 
-    def __enter__(self) -> list[str]:
-        self._logger = logging.getLogger("pypdf")
-        self._collector = _Collector()
-        self._propagate = self._logger.propagate
-        self._logger.addHandler(self._collector)
-        self._logger.propagate = False
-        self._warnings = warnings.catch_warnings(record=True)
-        self._caught = self._warnings.__enter__()
-        warnings.simplefilter("always")
-        return self._collector.messages
 
-    def __exit__(self, *exc: object) -> None:
-        self._warnings.__exit__(*exc)
-        self._collector.messages.extend(str(w.message) for w in self._caught)
-        self._logger.removeHandler(self._collector)
-        self._logger.propagate = self._propagate
-
-
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """"Type: message" of an exception, for error reasons."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import ExtractionError, SourceError
-from .pdf_extract import _describe, extract_page, open_pdf
+from .pdf_extract import describe_error, extract_page, open_pdf
 
 
 def frame(message: Any) -> bytes:
@@ -46,7 +46,7 @@ def main() -> None:
         send(("error", None, error))
         return
     except Exception as error:  # noqa: BLE001 (any failure must reach the consumer, naming the file)
-        send(("error", None, ExtractionError(path, f"worker could not open it ({_describe(error)})")))
+        send(("error", None, ExtractionError(path, f"worker could not open it ({describe_error(error)})")))
         return
     while True:
         try:
@@ -54,7 +54,7 @@ def main() -> None:
         except EOFError:
             return
         try:
-            pages = [extract_page(reader, index, path) for index in range(start, stop)]
+            pages = [extract_page(reader, index) for index in range(start, stop)]
         except SourceError as error:
             send(("error", task_id, error))
             return

@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .decoding import decode_bytes, normalize_newlines, sniff_binary
+from ..normalize import normalize_newlines
+from .decoding import decode_bytes, sniff_binary
 from .errors import EmptySourceError, SourceChangedError
 from .ignore import VENV_MARKER, IgnoreRules
 from .repo_tree import Tree

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from megalodoc.ingest.sources import (
     CorruptPdfError,
@@ -126,7 +127,9 @@ def test_encrypted_with_an_empty_user_password_opens(pdfkit):
     plain = pdfkit.draw("plain.pdf", pdfkit.book_pages(2))
     locked = pdfkit.encrypt(plain, "empty-password.pdf", "")
     assert b"/Encrypt" in locked.read_bytes()
-    assert open_source(locked, IN_PROCESS).text() == open_source(plain, IN_PROCESS).text()
+    expected = open_source(plain, IN_PROCESS).text()
+    assert open_source(locked, IN_PROCESS).text() == expected
+    assert open_source(locked, WORKERS).text() == expected
 
 
 def test_encrypted_with_a_real_password_is_refused_naming_the_file(pdfkit):
@@ -153,6 +156,38 @@ def test_pages_without_text_in_a_text_pdf_give_a_warning(pdfkit):
     assert [bool(piece.text) for piece in pieces] == [True, False, False, True]
     assert [str(notice) for notice in source.warnings] == [
         f"{path}: no text on 2 of 4 pages (pages 2-3): blank, or images that need OCR"]
+
+
+def _damage_pages(path: Path, pages: list[int]) -> Path:
+    """Overwrite the start of the content streams of ``pages`` (1-based) with garbage of the same
+    length, so the file still parses but pypdf fails on those pages."""
+    data = bytearray(path.read_bytes())
+    reader = PdfReader(path)
+    for page in pages:
+        number = reader.pages[page - 1].get("/Contents").idnum
+        start = data.index(b"stream\n", data.index(f"\n{number} 0 obj".encode())) + len(b"stream\n")
+        data[start:start + 30] = b"\x00\x01\x02" * 10
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("options", [IN_PROCESS, WORKERS], ids=["in-process", "workers"])
+def test_a_damaged_page_is_left_out_with_a_warning(pdfkit, options):
+    path = _damage_pages(pdfkit.draw("damaged.pdf", pdfkit.book_pages(5)), [2])
+    source = open_source(path, options)
+    pieces = list(source.pieces())
+    assert [bool(piece.text) for piece in pieces] == [True, False, True, True, True]
+    assert "Page 3 line 1" in pieces[2].text
+    damaged = [str(notice) for notice in source.warnings if "extraction failed" in notice.reason]
+    assert len(damaged) == 1
+    assert damaged[0].startswith(f"{path}: page 2: text extraction failed (") and "left out" in damaged[0]
+
+
+def test_a_pdf_whose_every_page_is_damaged_is_an_error(pdfkit):
+    path = _damage_pages(pdfkit.draw("ruined.pdf", pdfkit.book_pages(2)), [1, 2])
+    with pytest.raises(ExtractionError) as error:
+        list(open_source(path, IN_PROCESS).pieces())
+    assert str(error.value).startswith(f"{path}: no page could be read: 2 of 2 failed, e.g. page 1: ")
 
 
 def test_truncated_pdf_is_reported_as_corrupt(pdfkit, tmp_path):
