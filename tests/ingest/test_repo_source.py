@@ -22,6 +22,7 @@ from megalodoc.ingest.sources import (
     Locator,
     RepoSource,
     SourceChangedError,
+    SourceError,
     SourceOptions,
     open_source,
 )
@@ -277,6 +278,14 @@ def _unprivileged() -> int:
         return 65534
 
 
+def _read_locked(root: Path) -> tuple[RepoSource, str, SourceError]:
+    source = open_source(root)
+    text = source.text()
+    with pytest.raises(SourceError) as error:
+        open_source(root / "closed.py")  # the unreadable file given on its own
+    return source, text, error.value
+
+
 def test_unreadable_file_is_reported_and_the_rest_is_read():
     # chmod 000 does not stop root, so as root the reading runs with the effective uid of "nobody"
     # (seteuid, restored afterwards); the files live in a world-traversable folder under /tmp.
@@ -297,13 +306,12 @@ def test_unreadable_file_is_reported_and_the_rest_is_read():
                 pytest.skip("running as root without the right to drop privileges (seteuid): a chmod 000 "
                             "file stays readable, so an unreadable file cannot be made")
             try:
-                source = open_source(root)
-                text = source.text()
+                source, text, single = _read_locked(root)
             finally:
                 os.seteuid(0)
         else:
-            source = open_source(root)
-            text = source.text()
+            source, text, single = _read_locked(root)
+        assert str(single) == f"{root / 'closed.py'}: unreadable: permission denied"
         assert text == "# file: locked/open.py\nok = True\n"
         reasons = skipped(source)
         assert reasons["locked/closed.py"] == "unreadable (permission denied)"
