@@ -41,11 +41,11 @@ EXCLUDED = {
 }
 
 
-def split_of(key: str) -> str:
+def split_of(key: str, heldout: Iterable[str] = HELDOUT, excluded: Iterable[str] = tuple(EXCLUDED)) -> str:
     """`train`, `heldout` or `excluded` for a work key `slice/name`."""
-    if key in HELDOUT:
+    if key in heldout:
         return "heldout"
-    if key in EXCLUDED:
+    if key in excluded:
         return "excluded"
     return "train"
 
@@ -82,15 +82,17 @@ def _prepare_outdir(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
 
 
-def write_corpus(works: Iterable[cw.Work], packages: dict[str, FetchedPackage], outdir: Path) -> dict:
-    """Write the split text files and the manifest; returns the manifest."""
+def write_corpus(works: Iterable[cw.Work], packages: dict[str, FetchedPackage], outdir: Path,
+                 heldout: tuple[str, ...] = HELDOUT, excluded: dict[str, str] = EXCLUDED) -> dict:
+    """Write the split text files and the manifest; returns the manifest. `heldout` and `excluded` are
+    the recipe's split rules (other rules only for corpora made from other works, e.g. in tests)."""
     _prepare_outdir(outdir)
     entries, seen = [], set()
     for work in works:
         if work.key in seen:
             raise ValueError(f"two works named {work.key}")
         seen.add(work.key)
-        split = split_of(work.key)
+        split = split_of(work.key, heldout, excluded)
         data = normalize_work_text(work).encode("utf-8")
         path = None
         if split != "excluded":
@@ -101,11 +103,11 @@ def write_corpus(works: Iterable[cw.Work], packages: dict[str, FetchedPackage], 
         source = work.source.split(", ")[0]
         entries.append({
             "key": work.key, "title": work.title, "slice": work.slice, "split": split, "path": path,
-            "source": work.source, "license": cw.LICENSES[source], "bytes": len(data),
+            "source": work.source, "license": cw.LICENSES.get(source, "see the source package"), "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
-            **({"excluded_because": EXCLUDED[work.key]} if split == "excluded" else {}),
+            **({"excluded_because": excluded[work.key]} if split == "excluded" else {}),
         })
-    missing = sorted((set(HELDOUT) | set(EXCLUDED)) - seen)
+    missing = sorted((set(heldout) | set(excluded)) - seen)
     if missing:
         raise RuntimeError(f"the recipe produced no work named {missing}; the split rules are out of date")
     entries.sort(key=lambda e: e["key"])
@@ -117,8 +119,8 @@ def write_corpus(works: Iterable[cw.Work], packages: dict[str, FetchedPackage], 
     manifest = {
         "recipe": RECIPE,
         "corpus_sha256": hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest(),
-        "heldout": list(HELDOUT),
-        "excluded": EXCLUDED,
+        "heldout": list(heldout),
+        "excluded": dict(excluded),
         "totals": totals,
         "packages": {n: {"version": p.version, "archive": p.archive, "sha256": p.sha256}
                      for n, p in sorted(packages.items())},

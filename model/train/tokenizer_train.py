@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
+
 from megalodoc.model.train.corpus import SLICES, read_work_text, split_files
 
 # 8192 pieces: for a 5-15M parameter model the (tied) embedding costs V*D = 8192*256 = 2.1M parameters,
@@ -141,5 +142,5 @@ def measure(model_path: Path, files: Iterable[Path]) -> TokenizerStats:
         text = read_work_text(f)
         n_files += 1
         n_bytes += len(text.encode("utf-8"))
-        n_tokens += sum(len(ids) for ids in sp.encode(list(text_chunks(text, 1 << 16))))
+        n_tokens += len(sp.encode(text))
     return TokenizerStats(n_files, n_bytes, n_tokens)

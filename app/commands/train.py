@@ -1,0 +1,79 @@
+"""`megalodoc train`: train a Megalodon on a built corpus (one process, or data parallel under torchrun).
+
+    megalodoc train --config default-10m --data CORPUS --tokenizer TOK.model --out RUN --steps 2000
+    torchrun --standalone --nproc-per-node 2 -m megalodoc.app.cli train ...   # DDP, same global batch
+    megalodoc train ... --resume                                              # continue RUN's checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from megalodoc.model.train.distributed import barrier, setup, teardown
+    from megalodoc.model.train.token_data import corpus_token_file, open_token_file
+    from megalodoc.model.train.tokenizer_train import load_processor
+    from megalodoc.model.train.train_config import TrainConfig, resolve_model_config
+    from megalodoc.model.train.trainer import train
+
+    cfg = resolve_model_config(args.config)
+    tokenizer = Path(args.tokenizer)
+    sp = load_processor(tokenizer)
+    # The model's vocabulary and special ids are the tokenizer's.
+    cfg = dataclasses.replace(cfg, vocab_size=sp.get_piece_size(), pad_id=sp.pad_id(), unk_id=sp.unk_id(),
+                              bos_id=sp.bos_id(), eos_id=sp.eos_id())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    tcfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    data_path = Path(args.data)
+    info = setup(args.device)  # joins the process group under torchrun
+    try:
+        if data_path.is_file():  # a token file made earlier
+            data, val = open_token_file(data_path), None
+        else:
+            splits = ["train"] + (["heldout"] if args.val_batches != 0 else [])
+            if info.local_rank == 0:  # one process per machine tokenizes the corpus (cached) ...
+                for split in splits:
+                    corpus_token_file(data_path, tokenizer, split)
+            barrier(info)  # ... the others then read the cache
+            data = corpus_token_file(data_path, tokenizer, "train")
+            val = corpus_token_file(data_path, tokenizer, "heldout") if "heldout" in splits else None
+        train(cfg, tcfg, data, Path(args.out), tokenizer_path=tokenizer, val_data=val, resume=args.resume,
+              stop_at=args.stop_at, device=args.device)
+    finally:
+        teardown()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train` to the CLI."""
+    p = subparsers.add_parser("train", help="train a model on a corpus built by `megalodoc corpus build`",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="preset name (tiny, default-10m, ...) or a JSON config file")
+    p.add_argument("--data", required=True, help="corpus folder (tokens are cached inside it) or a .u16 token file")
+    p.add_argument("--tokenizer", required=True, help="sentencepiece .model file")
+    p.add_argument("--out", required=True, help="run folder: checkpoints/, train_log.jsonl, model/")
+    p.add_argument("--steps", type=int, help="optimizer steps (default 1000)")
+    p.add_argument("--seq-chunks", type=int, dest="seq_chunks", help="chunks per training sequence (default 4)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="global sequences per step (default 16)")
+    p.add_argument("--micro-batch-size", type=int, dest="micro_batch_size",
+                   help="sequences per forward pass per process (default: the whole per-process batch)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--min-lr-ratio", type=float, dest="min_lr_ratio", help="final lr / peak lr (default 0.1)")
+    p.add_argument("--warmup-steps", type=int, dest="warmup_steps", help="linear warmup steps (default 100)")
+    p.add_argument("--weight-decay", type=float, dest="weight_decay", help="AdamW weight decay (default 0.1)")
+    p.add_argument("--grad-clip", type=float, dest="grad_clip", help="gradient norm clip (default 1.0)")
+    p.add_argument("--seed", type=int, help="data order, initialization and dropout seed (default 0)")
+    p.add_argument("--log-every", type=int, dest="log_every", help="steps between log lines (default 10)")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
+                   help="steps between training checkpoints (default 500)")
+    p.add_argument("--val-every", type=int, dest="val_every",
+                   help="steps between held-out validation (default 0: at the end only)")
+    p.add_argument("--val-batches", type=int, dest="val_batches",
+                   help="validation micro-batches (default 4; 0 disables validation)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--stop-at", type=int, dest="stop_at", help="stop after this step (a checkpoint is written)")
+    p.add_argument("--device", help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+    p.set_defaults(handler=_handler)

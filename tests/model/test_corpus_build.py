@@ -1,0 +1,103 @@
+"""Writing the corpus: split by whole work, manifest, determinism; the real recipe end to end (slow)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from megalodoc.model.train.corpus import EXCLUDED, HELDOUT, build_corpus, split_files, split_of, write_corpus
+from megalodoc.model.train.corpus_works import Work
+
+_WORKS = [
+    Work("moby", "books", "Moby Dick", "r-cran-tokenizers", "Call me Ishmael.  \r\nSome years ago\n\n\n"),
+    Work("emma", "books", "Emma", "r-cran-janeaustenr", "Emma Woodhouse, handsome, clever, and rich\n"),
+    Work("stdlib_json", "code", "json", "libpython3.11-stdlib", "# ---- file: json/x.py ----\nx = 1  \r\n"),
+    Work("stdlib_test_test_json", "code", "json tests", "libpython3.11-testsuite", "import json\n"),
+    Work("stdlib_os", "code", "os", "libpython3.11-minimal", "import sys\n\n"),
+]
+_RULES = {"heldout": ("books/moby", "code/stdlib_json"),
+          "excluded": {"code/stdlib_test_test_json": "tests of a held-out package"}}
+
+
+def test_works_are_split_whole_and_listed_in_the_manifest(tmp_path: Path) -> None:
+    manifest = write_corpus(_WORKS, {}, tmp_path / "c", **_RULES)
+    root = tmp_path / "c"
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.txt")) == [
+        "heldout/books/moby.txt", "heldout/code/stdlib_json.txt", "train/books/emma.txt", "train/code/stdlib_os.txt"]
+    # prose is cleaned; code keeps its bytes (the \r\n and trailing spaces) but ends with one newline
+    assert (root / "heldout/books/moby.txt").read_bytes() == b"Call me Ishmael.\nSome years ago\n"
+    assert (root / "heldout/code/stdlib_json.txt").read_bytes() == b"# ---- file: json/x.py ----\nx = 1  \r\n"
+    assert (root / "train/code/stdlib_os.txt").read_bytes() == b"import sys\n"
+    by_key = {w["key"]: w for w in manifest["works"]}
+    assert by_key["code/stdlib_test_test_json"]["split"] == "excluded"
+    assert by_key["code/stdlib_test_test_json"]["path"] is None
+    for w in manifest["works"]:
+        if w["path"]:
+            data = (root / w["path"]).read_bytes()
+            assert w["bytes"] == len(data) and w["sha256"] == hashlib.sha256(data).hexdigest()
+    assert by_key["books/emma"]["license"].startswith("public domain")
+    assert manifest["totals"]["train"]["books"] == {"works": 1, "bytes": by_key["books/emma"]["bytes"]}
+    assert json.loads((root / "manifest.json").read_text()) == manifest
+    assert [p.name for p in split_files(root, "heldout")] == ["moby.txt", "stdlib_json.txt"]
+    assert [p.name for p in split_files(root, "train", ["code"])] == ["stdlib_os.txt"]
+
+
+def test_rebuilding_gives_identical_bytes_and_replaces_the_old_build(tmp_path: Path) -> None:
+    first = write_corpus(_WORKS, {}, tmp_path / "c", **_RULES)
+    (tmp_path / "c/train/books/stale.txt").write_text("from an older recipe")
+    second = write_corpus(_WORKS, {}, tmp_path / "c", **_RULES)
+    assert first == second
+    assert not (tmp_path / "c/train/books/stale.txt").exists()
+
+
+def test_refuses_a_folder_that_is_not_a_corpus(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a corpus folder"):
+        write_corpus(_WORKS, {}, tmp_path, **_RULES)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_held_out_work_the_recipe_no_longer_makes_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="books/persuasion"):
+        write_corpus(_WORKS, {}, tmp_path / "c", heldout=("books/persuasion",), excluded={})
+
+
+def test_duplicate_work_names_are_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="two works named books/emma"):
+        write_corpus([_WORKS[1], _WORKS[1]], {}, tmp_path / "c", heldout=(), excluded={})
+
+
+def test_recipe_split_rules() -> None:
+    for key in ("books/melville_moby_dick", "books/austen_persuasion", "books/shakespeare_hamlet",
+                "books/shakespeare_folio_hamlet", "books/milton_paradise_regained", "tech/debian_handbook",
+                "code/stdlib_asyncio", "code/stdlib_email", "code/stdlib_json"):
+        assert split_of(key) == "heldout"
+    assert len(HELDOUT) == 9
+    assert split_of("code/stdlib_test_test_asyncio") == "excluded" and len(EXCLUDED) == 3
+    assert split_of("books/bible_kjv") == "train" and split_of("code/stdlib_asyncore") == "train"
+
+
+def _apt_ready() -> bool:
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        return False
+    probe = subprocess.run(["apt-cache", "policy", "abs-guide"], capture_output=True, text=True)
+    return "Candidate: (none)" not in probe.stdout and "Candidate" in probe.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _apt_ready(), reason="needs apt-get with package lists (apt-get update)")
+def test_real_recipe_builds_the_full_corpus(tmp_path: Path) -> None:
+    manifest = build_corpus(tmp_path / "corpus", tmp_path / "work")
+    totals = manifest["totals"]
+    assert totals["train"]["books"]["bytes"] > 35e6 and totals["train"]["tech"]["bytes"] > 55e6
+    assert totals["train"]["code"]["bytes"] > 25e6
+    assert {w["key"] for w in manifest["works"] if w["split"] == "heldout"} == set(HELDOUT)
+    moby = (tmp_path / "corpus/heldout/books/melville_moby_dick.txt").read_text()
+    assert "Call me Ishmael" in moby and "Project Gutenberg" not in moby[-2000:]
+    again = build_corpus(tmp_path / "corpus", tmp_path / "work")  # reuses the downloads
+    assert again["corpus_sha256"] == manifest["corpus_sha256"]
