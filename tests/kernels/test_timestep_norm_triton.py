@@ -137,15 +137,20 @@ def test_no_state_requested_returns_none() -> None:
 
 
 def test_bf16_input_is_computed_in_fp32() -> None:
+    """bf16 x: loaded as fp32, so the result is the fp32 twin's on the same values, rounded once to bf16
+    for y and dx (within one bf16 ulp, 2^-7 relative: the interpreter truncates on store where a GPU
+    rounds to nearest); the statistics stay fp32 and match closely."""
     inputs = make_inputs(2, 65, D_ODD, G_ODD, seed=9, state=True)
-    inputs["x"] = inputs["x"].to(torch.bfloat16)
-    got = run_with_grads(timestep_norm_triton, inputs, G_ODD)
+    inputs["x"] = inputs["x"].to(torch.bfloat16).float()  # the values bf16 can hold
+    inputs["dy"] = inputs["dy"].to(torch.bfloat16).float()  # the cotangent reaches a bf16 y rounded
     want = run_with_grads(timestep_norm_cumulative, inputs, G_ODD)
+    got = run_with_grads(timestep_norm_triton, dict(inputs, x=inputs["x"].to(torch.bfloat16)), G_ODD)
     assert got["y"].dtype == torch.bfloat16 and got["dx"].dtype == torch.bfloat16
-    assert got["mean"].dtype == torch.float32
-    for name in ("y", "mean", "var", "dx", "dweight", "dbias", "dmean0", "dvar0"):
-        err = rel_rms(got[name], want[name])
-        assert err <= TRITON_VS_TWIN_REL_RMS, f"{name}: rel-RMS {err:.2e}"
+    for name in ("y", "dx"):
+        scale = want[name].abs().max().item()
+        assert_close(got[name], want[name], atol=1e-5 * scale, rtol=2.0**-7, what=f"bf16 {name}")
+    assert_matches({k: v for k, v in got.items() if k not in ("y", "dx")},
+                   {k: v for k, v in want.items() if k not in ("y", "dx")})
 
 
 def test_bad_groups_are_rejected() -> None:
