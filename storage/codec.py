@@ -45,9 +45,21 @@ def encode_state(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> 
     if complex_names:
         full_metadata[COMPLEX_KEY] = json.dumps(sorted(complex_names))
     try:
-        return save(flat, metadata=full_metadata)
+        return _canonical_header(save(flat, metadata=full_metadata))
     except (RuntimeError, ValueError, SafetensorError) as exc:
         raise ValueError(f"encode_state: safetensors could not serialize the state: {exc}") from exc
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """The same file with its JSON header written with sorted keys. safetensors writes metadata in hash-map
+    order, which changes from process to process; equal states must give equal bytes (blobs are
+    content-addressed, and a resumed ingest is checked bit for bit against an uninterrupted one). The data
+    section and its offsets are untouched; the header is padded with spaces to a multiple of 8 bytes."""
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + header_len :]
 
 
 def decode_state(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
