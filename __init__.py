@@ -2,3 +2,12 @@
 constant-size recurrent state at every chunk boundary, and resume, ask or continue from any point."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`megalodoc.Library` is imported on first use, so `import megalodoc` stays cheap."""
+    if name == "Library":
+        from megalodoc.ingest.library import Library
+
+        return Library
+    raise AttributeError(f"module 'megalodoc' has no attribute {name!r}")

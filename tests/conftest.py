@@ -9,4 +9,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the test models are tiny, and on a busy 2-core machine two spinning threads per
+# process make each small op many times slower.
+torch.set_num_threads(1)

@@ -1,0 +1,88 @@
+"""`megalodoc ingest PATH...` and `megalodoc list`: batch ingest with a live progress line and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ingest = subparsers.add_parser("ingest", help="read documents (PDF, text, repositories) into the library")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, folders, .zip or .tar.gz archives")
+    ingest.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
+    ingest.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
+    ingest.add_argument("--snapshot-every", type=int, default=1, metavar="K", help="snapshot every K chunks")
+    ingest.add_argument("--quiet", action="store_true", help="no progress line, only the summary")
+    ingest.set_defaults(handler=run_ingest)
+    listing = subparsers.add_parser("list", help="list the documents in the library")
+    listing.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
+    listing.set_defaults(handler=run_list)
+
+
+class _ProgressLine:
+    """Rewrites one terminal line at most 5 times a second."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.last = stream, 0.0
+
+    def __call__(self, progress) -> None:
+        now = time.monotonic()
+        if progress.finished or now - self.last > 0.2:
+            self.last = now
+            end = "\n" if progress.finished else ""
+            self.stream.write("\r\033[K" + progress.line() + end)
+            self.stream.flush()
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from megalodoc.ingest.library import Library
+    from megalodoc.ingest.pipeline import CancelToken, IngestError
+    from megalodoc.model import CheckpointError
+    from megalodoc.storage import StorageError
+
+    try:
+        library = Library(args.db, args.model, snapshot_every=args.snapshot_every)
+    except (IngestError, CheckpointError, StorageError, ValueError) as exc:
+        print(f"megalodoc ingest: {exc}", file=sys.stderr)
+        return 2
+    cancel = CancelToken()
+    progress = None if args.quiet else _ProgressLine(sys.stderr)
+    try:
+        outcomes = library.ingest_many(args.paths, on_progress=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print("\ninterrupted: the last snapshot is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        library.close()
+    print("\nsummary:")
+    for o in outcomes:
+        tokens = f"{o.document.committed_position:,} tokens" if o.document else ""
+        extra = f" ({o.message})" if o.message else ""
+        print(f"  {o.status:16} {o.path}  {tokens}{extra}")
+        for note in (*o.warnings, *o.skipped[:20]):
+            print(f"      note: {note}")
+        if len(o.skipped) > 20:
+            print(f"      ... and {len(o.skipped) - 20} more skipped")
+    failed = sum(not o.ok for o in outcomes)
+    print(f"{len(outcomes) - failed} of {len(outcomes)} documents read")
+    return 1 if failed else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from megalodoc.storage import StorageError, open_store
+
+    try:
+        store = open_store(args.db)
+    except StorageError as exc:
+        print(f"megalodoc list: {exc}", file=sys.stderr)
+        return 2
+    with store:
+        documents = store.list_documents()
+        if not documents:
+            print("no documents")
+        for d in documents:
+            total = f"/{d.token_count:,}" if d.token_count else ""
+            print(f"{d.id:5}  {d.status:10} {d.kind:5} {d.committed_position:,}{total} tokens  {d.name}")
+    return 0

@@ -1,0 +1,349 @@
+"""The streaming ingest of one document: read, tokenize, run the model chunk by chunk, snapshot.
+
+After every `snapshot_every` chunks of C tokens (aligned to absolute positions) the model state is
+written together with the chunk text, the locations and the document's committed position, in one
+transaction; the end of the document gets a final snapshot. A document whose content hash is known and
+incomplete resumes from its last snapshot and ends bit-identical to an uninterrupted run; a complete
+document is not read again. Ingest never computes the LM head. Cancellation is cooperative and takes
+effect within one chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from megalodoc.ingest.progress import IngestProgress, ProgressMeter
+from megalodoc.ingest.sources import Locator, Source, SourceError, SourceOptions, open_source
+from megalodoc.ingest.state_bytes import state_from_bytes, state_to_bytes
+from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
+from megalodoc.model import STATE_SCHEMA_VERSION, Megalodon, ModelState
+from megalodoc.model.tokenizer import Tokenizer
+from megalodoc.storage import ChunkText, DocumentRecord, Location, StorageError, Store
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+class IngestError(RuntimeError):
+    """An ingest that could not complete; the message names the file and the cause."""
+
+
+class CancelToken:
+    """Set it from any thread to stop an ingest after the chunk in progress."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def default_worker_id() -> str:
+    """host:pid:random, unique per ingest worker."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _release_if_holder_died(store: Store, document: DocumentRecord) -> bool:
+    """A claim held by a process of this host that no longer exists (killed, crashed) is released at once
+    instead of waiting for its lease to expire. Claims from other hosts are left to their lease."""
+    holder = document.claimed_by or ""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return store.release_document(document.id, holder)
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """snapshot_every: chunks between snapshots (the end of a document always gets one)."""
+
+    snapshot_every: int = 1
+    lease_seconds: float = 120.0
+    worker_id: str = field(default_factory=default_worker_id)
+    source_options: SourceOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.snapshot_every < 1:
+            raise ValueError(f"snapshot_every={self.snapshot_every} must be >= 1")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """The model that reads, its tokenizer, and their fingerprints (computed once)."""
+
+    model: Megalodon
+    tokenizer: Tokenizer
+    model_fingerprint: str
+
+    @property
+    def chunk_size(self) -> int:
+        return self.model.config.chunk_size
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage in one run (extraction includes waiting for reader workers)."""
+
+    extraction: float = 0.0
+    tokenization: float = 0.0
+    model: float = 0.0
+    snapshots: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"extraction": self.extraction, "tokenization": self.tokenization, "model": self.model,
+                "snapshots": self.snapshots}
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What happened to one path. status: complete, already-complete, cancelled, failed, busy."""
+
+    path: str
+    status: str
+    document: DocumentRecord | None
+    message: str | None = None
+    warnings: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    tokens_read: int = 0
+    resumed_from: int = 0
+    seconds: float = 0.0
+    times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("complete", "already-complete")
+
+
+class _TimedTokenizer:
+    """Counts the time spent encoding, so extraction and tokenization can be told apart."""
+
+    def __init__(self, tokenizer: Tokenizer, times: StageTimes) -> None:
+        self.tokenizer, self.times = tokenizer, times
+
+    def encode(self, text: str) -> list[int]:
+        start = time.perf_counter()
+        ids = self.tokenizer.encode(text)
+        self.times.tokenization += time.perf_counter() - start
+        return ids
+
+
+def _location(start: int, end: int, locator: Locator) -> Location:
+    if locator.kind == "page":
+        return Location.page_range(start, end, locator.page)
+    if locator.kind == "lines":
+        return Location.file_lines(start, end, locator.path, locator.line_start, locator.line_end)
+    return Location.text_span(start, end, locator.char_start, locator.char_end)
+
+
+class _DocumentRun:
+    """One run over one claimed document; holds the in-flight buffers between snapshots."""
+
+    def __init__(self, store: Store, reader: Reader, document: DocumentRecord, settings: IngestSettings,
+                 meter: ProgressMeter, on_progress: ProgressCallback | None, cancel: CancelToken | None,
+                 times: StageTimes) -> None:
+        self.store, self.reader, self.document, self.settings = store, reader, document, settings
+        self.meter, self.on_progress, self.cancel, self.times = meter, on_progress, cancel, times
+        self.state: ModelState | None = None
+        self.position = 0  # tokens read by the model
+        self.committed = 0  # position of the last snapshot
+        self.pending_ids: list[int] = []  # tokens read since the last snapshot (chunk text)
+        self.pending_pieces: list[TokenizedPiece] = []  # pieces overlapping [committed, ...)
+        self.chunks_since_snapshot = 0
+        self.snapshots = 0
+        self.units_done = 0
+        self.last_heartbeat = time.monotonic()
+
+    # ---- model ----
+    def feed(self, ids: list[int]) -> None:
+        start = time.perf_counter()
+        with torch.no_grad():
+            batch = torch.tensor([ids], dtype=torch.int64, device=self.reader.model.embed.weight.device)
+            _, self.state = self.reader.model(batch, self.state, compute_logits=False)
+        self.times.model += time.perf_counter() - start
+        self.position += len(ids)
+        self.pending_ids.extend(ids)
+
+    # ---- snapshots ----
+    def _resume_point(self) -> tuple[int, int]:
+        """(piece index, token offset of that piece) where reading continues after `position`."""
+        for piece in self.pending_pieces:
+            if piece.token_start <= self.position < piece.token_end:
+                return piece.piece_index, piece.token_start
+        last = self.pending_pieces[-1] if self.pending_pieces else None
+        return (last.piece_index + 1 if last else 0), self.position
+
+    def snapshot(self, source_stream_version: str) -> None:
+        start = time.perf_counter()
+        begin, end = self.committed, self.position
+        tokenizer = self.reader.tokenizer
+        chunk_size = self.reader.chunk_size
+        chunks = []
+        for offset in range(0, end - begin, chunk_size):
+            ids = self.pending_ids[offset : offset + chunk_size]
+            chunks.append(ChunkText(begin + offset, begin + offset + len(ids), tokenizer.decode(ids), tuple(ids)))
+        locations = [
+            _location(max(begin, p.token_start), min(end, p.token_end), p.locator)
+            for p in self.pending_pieces
+            if p.token_end > begin and p.token_start < end
+        ]
+        piece_index, piece_start = self._resume_point()
+        metadata = {"piece_index": piece_index, "piece_token_start": piece_start,
+                    "stream_version": source_stream_version}
+        data = state_to_bytes(self.state, self.reader.model_fingerprint, chunk_size)
+        self.store.add_snapshot(self.document.id, end, data, self.reader.model_fingerprint, STATE_SCHEMA_VERSION,
+                                metadata, chunks=chunks, locations=locations, worker_id=self.settings.worker_id)
+        self.committed = end
+        self.pending_ids = []
+        self.pending_pieces = [p for p in self.pending_pieces if p.token_end > end]
+        self.chunks_since_snapshot = 0
+        self.snapshots += 1
+        self.times.snapshots += time.perf_counter() - start
+
+    def progress(self, finished: bool = False) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.meter.report(self.position, self.units_done, self.snapshots,
+                                               tokens_total=self.position if finished else None, finished=finished))
+
+    def keep_claim(self) -> None:
+        if time.monotonic() - self.last_heartbeat > self.settings.lease_seconds / 3:
+            if not self.store.heartbeat(self.document.id, self.settings.worker_id, self.settings.lease_seconds):
+                raise IngestError(f"{self.document.name}: lost the ingest claim (another worker took over)")
+            self.last_heartbeat = time.monotonic()
+
+
+def _restore(store: Store, reader: Reader, run: _DocumentRun, stream_version: str) -> tuple[int, int]:
+    """Load the document's last snapshot into `run`; returns where to continue reading."""
+    document = run.document
+    if document.committed_position == 0:
+        return 0, 0
+    info = store.latest_snapshot_at(document.id, document.committed_position)
+    if info is None:
+        return 0, 0
+    what = f"snapshot {info.id} of {document.name} at token {info.position}"
+    if info.metadata.get("stream_version") != stream_version:
+        raise IngestError(f"{what}: was read with other reader settings ({info.metadata.get('stream_version')}); "
+                          "delete the document to read it again with the current ones")
+    run.state = state_from_bytes(store.load_snapshot_bytes(info.id), reader.model, reader.model_fingerprint, what)
+    run.position = run.committed = info.position
+    return int(info.metadata["piece_index"]), int(info.metadata["piece_token_start"])
+
+
+def ingest_path(
+    store: Store,
+    reader: Reader,
+    path: str | os.PathLike,
+    settings: IngestSettings | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> IngestOutcome:
+    """Ingest one file, folder or archive; never raises for a bad input (the outcome says what happened)."""
+    settings = settings or IngestSettings()
+    started = time.perf_counter()
+    times = StageTimes()
+    shown = str(path)
+    try:
+        source = open_source(Path(path), settings.source_options)
+    except SourceError as exc:
+        return IngestOutcome(shown, "failed", None, str(exc), seconds=time.perf_counter() - started)
+    with source:
+        notes = dict(warnings=tuple(str(n) for n in source.warnings), skipped=tuple(str(n) for n in source.skipped))
+        document, _ = store.get_or_create_document(
+            source.content_hash, source.name, source.kind, str(Path(path).resolve()),
+            reader.tokenizer.fingerprint, reader.model_fingerprint,
+        )
+        if document.status == "complete":
+            return IngestOutcome(shown, "already-complete", document, **notes)
+        if document.status != "ingesting":
+            document = store.set_status(document.id, "ingesting")
+        if not store.claim_document(document.id, settings.worker_id, settings.lease_seconds):
+            if not _release_if_holder_died(store, store.get_document(document.id)) or not store.claim_document(
+                document.id, settings.worker_id, settings.lease_seconds
+            ):
+                return IngestOutcome(shown, "busy", document, "another worker is reading this document", **notes)
+        meter = ProgressMeter(shown, source.name, document.id, source.unit_name, source.unit_count or None,
+                              document.committed_position)
+        run = _DocumentRun(store, reader, document, settings, meter, on_progress, cancel, times)
+        try:
+            status = _read(store, reader, run, source)
+        except Exception as exc:  # one bad file must not stop the others: record it and report
+            message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
+            try:
+                record = store.set_status(document.id, "failed", error=message)
+            except StorageError:
+                record = document
+            return IngestOutcome(shown, "failed", record, message, tokens_read=run.position - meter.start_tokens,
+                                 resumed_from=meter.start_tokens, seconds=time.perf_counter() - started,
+                                 times=times.as_dict(), **notes)
+        record = store.get_document(document.id)
+        message = None if status == "complete" else f"cancelled at token {run.committed}"
+        return IngestOutcome(shown, status, record, message, tokens_read=run.position - meter.start_tokens,
+                             resumed_from=meter.start_tokens, seconds=time.perf_counter() - started,
+                             times=times.as_dict(), **notes)
+
+
+def _read(store: Store, reader: Reader, run: _DocumentRun, source: Source) -> str:
+    """The chunk loop. Returns "complete" or "cancelled"."""
+    C = reader.chunk_size
+    piece_index, piece_start = _restore(store, reader, run, source.stream_version)
+    run.meter.start_tokens = run.position
+    buffer: list[int] = []  # tokens not yet given to the model; the model sees whole aligned chunks
+    stream = tokenize_source(source, _TimedTokenizer(reader.tokenizer, run.times),
+                             start_piece=piece_index, token_start=piece_start)
+    try:
+        while True:
+            wait = time.perf_counter()
+            tokenized_before = run.times.tokenization
+            piece = next(stream, None)
+            run.times.extraction += (time.perf_counter() - wait) - (run.times.tokenization - tokenized_before)
+            if piece is None:
+                break
+            run.units_done = max(run.units_done, piece.piece_index + 1)
+            skip = max(0, run.position + len(buffer) - piece.token_start)  # tokens already read (resume)
+            if skip >= len(piece.ids):
+                continue
+            run.pending_pieces.append(piece)
+            buffer.extend(piece.ids[skip:])
+            while len(buffer) >= C:
+                run.feed(buffer[:C])
+                del buffer[:C]
+                run.chunks_since_snapshot += 1
+                if run.chunks_since_snapshot >= run.settings.snapshot_every:
+                    run.snapshot(source.stream_version)
+                run.progress()
+                if run.cancel is not None and run.cancel.cancelled:
+                    if run.chunks_since_snapshot:
+                        run.snapshot(source.stream_version)
+                    store.set_status(run.document.id, "cancelled")
+                    return "cancelled"
+                run.keep_claim()
+    finally:
+        stream.close()
+    if buffer:
+        run.feed(buffer)
+    if run.position == 0:
+        raise IngestError(f"{source.path}: no text to read (every page or file was empty)")
+    if run.position > run.committed:
+        run.snapshot(source.stream_version)
+    store.set_status(run.document.id, "complete", token_count=run.position)
+    run.progress(finished=True)
+    return "complete"
