@@ -11,6 +11,7 @@ samples drawn, and a resumed run reads exactly what an uninterrupted one would h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -105,6 +106,15 @@ def corpus_token_file(corpus_dir: Path, tokenizer_path: Path, split: str = "trai
     return write_token_file(files, tokenizer_path, path, {"corpus_sha256": corpus_sha, "split": split}, threads)
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_order(num_tokens: int, window: int, seed: int, epoch: int) -> tuple[int, np.ndarray]:
+    """(offset, order of the windows) of one epoch; cached, as every step of an epoch reads it."""
+    rng = np.random.default_rng([seed, epoch])
+    offset = int(rng.integers(0, window))
+    count = (num_tokens - 1 - offset) // window
+    return offset, rng.permutation(count)
+
+
 @dataclass(frozen=True)
 class WindowSampler:
     """Windows of `window` tokens (+1 for the shifted targets) drawn without replacement per epoch."""
@@ -118,21 +128,15 @@ class WindowSampler:
             raise ValueError(f"{self.num_tokens} tokens are too few for windows of {self.window} tokens")
 
     def _epoch(self, epoch: int) -> tuple[int, np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
-        offset = int(rng.integers(0, self.window))
-        count = (self.num_tokens - 1 - offset) // self.window
-        return offset, rng.permutation(count)
+        return _epoch_order(self.num_tokens, self.window, self.seed, epoch)
 
     def starts(self, first: int, count: int) -> np.ndarray:
         """Start offsets of samples first .. first+count-1 (the global sample index counts across epochs)."""
         out = np.empty(count, dtype=np.int64)
-        cache: dict[int, tuple[int, np.ndarray]] = {}
         per_epoch = self.samples_per_epoch()
         for i in range(count):
             epoch, index = divmod(first + i, per_epoch)
-            if epoch not in cache:
-                cache[epoch] = self._epoch(epoch)
-            offset, order = cache[epoch]
+            offset, order = self._epoch(epoch)
             out[i] = offset + int(order[index]) * self.window
         return out
 

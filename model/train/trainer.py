@@ -10,6 +10,7 @@ repeats an uninterrupted one exactly.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -71,6 +72,8 @@ def _check_resume(data: dict, cfg: MegalodonConfig, tcfg: TrainConfig, path: Pat
 @torch.no_grad()
 def evaluate(model: Megalodon, data: TokenFile, window: int, sequences: int, micro: int, info: DistInfo) -> float:
     """Mean next-token loss on `sequences` windows spread evenly over `data` (split over the ranks)."""
+    if len(data) < window + 2:
+        raise ValueError(f"{data.path}: {len(data)} tokens are too few for validation windows of {window}")
     was_training = model.training
     model.eval()
     starts = np.linspace(0, len(data) - window - 1, sequences).astype(np.int64)[info.rank :: info.world_size]
@@ -85,6 +88,11 @@ def evaluate(model: Megalodon, data: TokenFile, window: int, sequences: int, mic
     total, count = sum_across_ranks([total, count], info)
     model.train(was_training)
     return total / max(count, 1.0)
+
+
+def bits_per_byte(loss: float, data: TokenFile) -> float:
+    """A mean token loss (nats) as bits per UTF-8 byte, using the token file's bytes-per-token ratio."""
+    return loss / math.log(2) * data.meta["tokens"] / max(1, data.meta["bytes"])
 
 
 def _autocast(device: torch.device):
@@ -208,7 +216,8 @@ def _train(cfg, tcfg, data, out_dir, info, tokenizer_path, val_data, resume, sto
         if val_data is not None and tcfg.val_every and done % tcfg.val_every == 0 and done != end:
             result.val_loss = evaluate(model, val_data, window, tcfg.val_batches * micro, micro, info)
             if info.is_main:
-                log(f"step {done} validation loss {result.val_loss:.4f}")
+                log(f"step {done} validation loss {result.val_loss:.4f} "
+                    f"(~{bits_per_byte(result.val_loss, val_data):.3f} bits/byte)")
         if done % tcfg.checkpoint_every == 0 or done == end:
             if info.is_main:
                 ckpt.save_checkpoint(out_dir, done, {
@@ -225,7 +234,8 @@ def _train(cfg, tcfg, data, out_dir, info, tokenizer_path, val_data, resume, sto
     if val_data is not None and result.final_step > start:
         result.val_loss = evaluate(model, val_data, window, tcfg.val_batches * micro, micro, info)
         if info.is_main:
-            log(f"step {result.final_step} validation loss {result.val_loss:.4f}")
+            log(f"step {result.final_step} validation loss {result.val_loss:.4f} "
+                f"(~{bits_per_byte(result.val_loss, val_data):.3f} bits/byte)")
     if result.final_step >= tcfg.steps:
         result.model_dir = out_dir / "model"
         if info.is_main:
