@@ -41,6 +41,8 @@ Locations and text
     position_of_page(id, page), position_of_line(id, path, line), position_of_char(id, offset)
     get_chunks(id, start, end), token_ids(id, start, end)
     search(query, document_id=None, limit=10, match="all"|"any") -> [ChunkHit]   # FTS5/BM25 or tsvector
+        Words and "quoted phrases"; any text is safe (never an FTS syntax error); hits carry snippet
+        (matches in **bold**), score (higher is better) and locations (.where: "page 132").
 Sessions (a tree of turns)
     create_session(document_id, position, snapshot_id=None, title=None), get_session, list_sessions,
     rename_session, delete_session
@@ -51,8 +53,11 @@ Maintenance
     check_integrity(verify_blobs=True) -> [problem], collect_garbage()
 State codec (safetensors bytes; complex tensors stored as real pairs, bit-exact)
     encode_state(tensors, metadata) -> bytes;  decode_state(data) -> (tensors, metadata)
-Errors: StorageError and its subclasses below; StorageFullError when the disk is full (the failed write
-is rolled back, earlier data kept).
+Errors: every failure is a StorageError (database errors are wrapped): NotFoundError, ConflictError
+(DocumentExistsError, SnapshotExistsError), SnapshotOrderError, DocumentStatusError, DocumentInUseError,
+ClaimLostError, CorruptSnapshotError, SchemaError (SchemaBehindError, SchemaNewerError), and
+StorageFullError when the disk is full (the failed write is rolled back, earlier data kept). Bad
+arguments raise ValueError / TypeError naming the value before anything is written.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -9,17 +9,26 @@ import re
 _TERM = re.compile(r'"([^"]*)"|(\w+)')
 _WORD = re.compile(r"\w+")
 MATCH_MODES = ("all", "any")
+# English function words, dropped from queries that have other terms (PostgreSQL's english configuration
+# drops them too): they occur in nearly every chunk, so they neither narrow nor rank anything.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have he her his i if in into is it its of on or she so "
+    "that the their them then there these they this to was we were what when where which who will with "
+    "you".split()
+)
 
 
 def parse_terms(query: str) -> list[tuple[str, ...]]:
-    """Terms of `query`: each a tuple of words; more than one word is a phrase. Lower-cased, deduplicated."""
+    """Terms of `query`: each a tuple of words; more than one word is a phrase. Lower-cased, deduplicated;
+    single stopwords are dropped unless nothing else is left."""
     terms: list[tuple[str, ...]] = []
     for match in _TERM.finditer(query):
         phrase, word = match.groups()
         words = tuple(w.lower() for w in _WORD.findall(phrase)) if phrase is not None else (word.lower(),)
         if words and words not in terms:
             terms.append(words)
-    return terms
+    content = [t for t in terms if len(t) > 1 or t[0] not in STOPWORDS]
+    return content or terms
 
 
 def _check_mode(match: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from megalodoc.storage.convert import (
@@ -72,25 +72,32 @@ def location_rows(document_id: int, locations: Sequence[Location], up_to: int | 
     return rows
 
 
+_locations = LocationRow.__table__.c
+# Built once: search asks for the locations of every hit, and building statements costs more than running them.
+_LOCATION_BEFORE = (
+    select(*LOCATION_COLUMNS)
+    .where(_locations.document_id == bindparam("document_id"), _locations.token_start < bindparam("start"))
+    .order_by(_locations.token_start.desc())
+    .limit(1)
+)
+_LOCATIONS_INSIDE = (
+    select(*LOCATION_COLUMNS)
+    .where(
+        _locations.document_id == bindparam("document_id"),
+        _locations.token_start >= bindparam("start"),
+        _locations.token_start < bindparam("end"),
+    )
+    .order_by(_locations.token_start, _locations.id)
+)
+
+
 def overlapping_locations(session: Session, document_id: int, start: int, end: int) -> list[LocationRecord]:
     """Locations of the document that overlap tokens [start, end), by start. Two index seeks: the
     location running into `start` from before it, and those starting inside the range."""
-    before = session.execute(
-        select(*LOCATION_COLUMNS)
-        .where(LocationRow.document_id == document_id, LocationRow.token_start < start)
-        .order_by(LocationRow.token_start.desc())
-        .limit(1)
-    ).first()
-    inside = session.execute(
-        select(*LOCATION_COLUMNS)
-        .where(
-            LocationRow.document_id == document_id,
-            LocationRow.token_start >= start,
-            LocationRow.token_start < end,
-        )
-        .order_by(LocationRow.token_start, LocationRow.id)
-    ).all()
-    found = [location_record(row) for row in inside]
+    connection = session.connection()
+    params = {"document_id": document_id, "start": start, "end": end}
+    before = connection.execute(_LOCATION_BEFORE, params).first()
+    found = [location_record(row) for row in connection.execute(_LOCATIONS_INSIDE, params)]
     if before is not None and before.token_end > start:
         found.insert(0, location_record(before))
     return found

@@ -1,5 +1,5 @@
-"""Full-text search over chunk text: FTS5 with BM25 on SQLite, tsvector/GIN with ts_rank_cd on PostgreSQL,
-a plain LIKE scan elsewhere. Hits carry their locations."""
+"""Full-text search over chunk text: FTS5 with BM25 on SQLite (`search_sqlite.py`), tsvector/GIN with
+ts_rank_cd on PostgreSQL, a plain LIKE scan elsewhere. Hits carry their locations."""
 
 from __future__ import annotations
 
@@ -7,24 +7,15 @@ from sqlalchemy import and_, select, text
 from sqlalchemy.orm import Session
 
 from megalodoc.storage.convert import require_int
-from megalodoc.storage.fts_query import fts5_query, parse_terms, websearch_query
+from megalodoc.storage.fts_query import parse_terms, websearch_query
 from megalodoc.storage.locations import overlapping_locations
 from megalodoc.storage.models import ChunkRow
 from megalodoc.storage.records import ChunkHit
+from megalodoc.storage.search_sqlite import hit_rows, top_chunks
 from megalodoc.storage.unit import UnitOfWork
 
 HIGHLIGHT = ("**", "**")  # Markdown bold around matched words in snippets
 SNIPPET_TOKENS = 24
-
-_SQLITE_SEARCH = """
-SELECT c.id, c.document_id, c.token_start, c.token_end, c.text,
-       -bm25(chunks_fts) AS score,
-       snippet(chunks_fts, 0, :open, :close, '…', :snippet_tokens) AS snippet
-FROM chunks_fts JOIN chunks AS c ON c.id = chunks_fts.rowid
-WHERE chunks_fts MATCH :query {document_filter}
-ORDER BY bm25(chunks_fts), c.id
-LIMIT :limit
-"""
 
 _POSTGRES_SEARCH = """
 WITH q AS (SELECT websearch_to_tsquery('english', :query) AS query),
@@ -59,40 +50,27 @@ class SearchMixin:
         def work(session: Session) -> list[ChunkHit]:
             dialect = session.get_bind().dialect.name
             if dialect == "sqlite":
-                rows = _sqlite(session, fts5_query(terms, match), document_id, limit)
+                top = top_chunks(session, terms, match, document_id, limit)
+                rows = hit_rows(session, terms, match, top, HIGHLIGHT, SNIPPET_TOKENS)
             elif dialect == "postgresql":
                 rows = _postgres(session, websearch_query(terms, match), document_id, limit)
             else:
                 rows = _like(session, terms, match, document_id, limit)
             return [
                 ChunkHit(
-                    chunk_id=row.id,
-                    document_id=row.document_id,
-                    start=row.token_start,
-                    end=row.token_end,
-                    text=row.text,
-                    score=float(row.score),
-                    snippet=row.snippet,
-                    locations=tuple(overlapping_locations(session, row.document_id, row.token_start, row.token_end)),
+                    chunk_id=chunk_id,
+                    document_id=owner,
+                    start=start,
+                    end=end,
+                    text=chunk_text,
+                    score=float(score),
+                    snippet=snippet,
+                    locations=tuple(overlapping_locations(session, owner, start, end)),
                 )
-                for row in rows
+                for chunk_id, owner, start, end, chunk_text, score, snippet in rows
             ]
 
         return self._uow.read(work)
-
-
-def _sqlite(session: Session, fts_query: str, document_id: int | None, limit: int) -> list:
-    params = {
-        "query": fts_query,
-        "limit": limit,
-        "open": HIGHLIGHT[0],
-        "close": HIGHLIGHT[1],
-        "snippet_tokens": SNIPPET_TOKENS,
-    }
-    document_filter = ""
-    if document_id is not None:
-        document_filter, params["document_id"] = "AND c.document_id = :document_id", document_id
-    return session.execute(text(_SQLITE_SEARCH.format(document_filter=document_filter)), params).all()
 
 
 def _postgres(session: Session, web_query: str, document_id: int | None, limit: int) -> list:

@@ -7,7 +7,14 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from megalodoc.storage.convert import SNAPSHOT_COLUMNS, require_int, require_text, snapshot_info, to_json
+from megalodoc.storage.convert import (
+    SNAPSHOT_COLUMNS,
+    require_int,
+    require_text,
+    snapshot_info,
+    snapshot_infos,
+    to_json,
+)
 from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import (
     ClaimLostError,
@@ -203,10 +210,10 @@ class SnapshotsMixin:
         )
 
         def work(session: Session) -> list[SnapshotInfo]:
-            rows = session.execute(query).all()
+            rows = session.connection().execute(query).all()  # Core rows, no ORM loading
             if not rows and session.get(Document, document_id) is None:
                 raise NotFoundError(f"no document with id {document_id}")
-            return [snapshot_info(row) for row in rows]
+            return snapshot_infos(rows)
 
         return self._uow.read(work)
 

@@ -1,5 +1,5 @@
-"""Alembic environment. Used by `megalodoc db upgrade` (which passes an open connection) and by the
-`alembic` command line (`alembic -x url=sqlite:///megalodoc.db upgrade head` from this folder's config)."""
+"""Alembic environment. `megalodoc db upgrade` runs it with an open connection. Alembic's own command
+line works too, given a config whose script_location is this folder; `-x url=...` names the database."""
 
 from __future__ import annotations
 

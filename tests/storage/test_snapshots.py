@@ -203,3 +203,11 @@ def test_corrupted_blob_is_detected_on_every_backend(store: Store, db_url: str) 
     raw_execute(db_url, "UPDATE state_blobs SET data = ? WHERE sha256 = ?", (state_bytes(1)[:-1], info.blob_sha256))
     with pytest.raises(CorruptSnapshotError, match="4095 long"):
         store.load_snapshot_bytes(info.id)
+
+
+def test_integrity_check_notices_a_committed_position_without_its_snapshot(store: Store, db_url: str) -> None:
+    document = new_document(store)
+    store.add_snapshot(document.id, 64, state_bytes(1), MODEL, 1)
+    assert store.check_integrity() == []
+    raw_execute(db_url, "UPDATE documents SET committed_position = 128 WHERE id = ?", (document.id,))
+    assert store.check_integrity() == [f"document {document.id}: committed position 128 but last snapshot at 64"]
