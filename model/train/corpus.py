@@ -51,9 +51,10 @@ def split_of(key: str, heldout: Iterable[str] = HELDOUT, excluded: Iterable[str]
 
 
 def normalize_work_text(work: cw.Work) -> str:
-    """Prose gets Unix line ends and no trailing spaces; code is kept as is but for one final newline."""
+    """Prose gets Unix line ends and no trailing spaces; code keeps its bytes (trailing spaces, tabs)
+    but for Unix line ends and one final newline."""
     if work.slice == "code":
-        return work.text.rstrip("\n") + "\n"
+        return work.text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n") + "\n"
     return cw.clean_text(work.text)
 
 
@@ -71,9 +72,11 @@ def all_works(debs: dict[str, FetchedPackage], sdist: FetchedPackage) -> Iterabl
 
 
 def _prepare_outdir(outdir: Path) -> None:
-    """Empty a previous build; refuse a folder holding anything else."""
+    """Empty a previous build (its token caches stay: they name the corpus they were made from);
+    refuse a folder holding anything else."""
     if outdir.exists():
-        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in ("train", "heldout", "manifest.json"))
+        ours = ("train", "heldout", "manifest.json", "tokens")
+        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in ours)
         if foreign:
             raise ValueError(f"{outdir}: not a corpus folder (contains {foreign[:5]}); choose an empty folder")
         for sub in ("train", "heldout"):

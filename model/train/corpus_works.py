@@ -55,8 +55,11 @@ LICENSES = {
     **{name: "PSF-2.0" for name in CODE_DEBS},
 }
 
-# Code works: each file is preceded by this header line so a work reads as a small repository.
-CODE_FILE_HEADER = "# ---- file: {path} ----\n"
+# Code works are written as the text stream ingest makes of a repository, so the model trains on what it
+# will read: files in folder order (a folder's files by name, then its subfolders), each introduced by
+# this header line, every file after the first preceded by one empty line, "\r\n" and "\r" as "\n", and a
+# final newline on every non-empty file.
+CODE_FILE_HEADER = "# file: {path}\n"
 
 
 @dataclass(frozen=True)
@@ -229,14 +232,31 @@ def code_work_id(rel: str) -> str:
     return parts[0]
 
 
+def folder_order(rel: str) -> tuple:
+    """Sort key putting a folder's files (by name) before its subfolders, depth first."""
+    *folders, name = rel.split("/")
+    return (*((1, f) for f in folders), (0, name))
+
+
+def repository_text(files: list[tuple[str, str]]) -> str:
+    """(path, text) pairs as one repository text stream (see CODE_FILE_HEADER), in the order given."""
+    parts = []
+    for i, (rel, text) in enumerate(files):
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if text and not text.endswith("\n"):
+            text += "\n"
+        parts.append(("\n" if i else "") + CODE_FILE_HEADER.format(path=rel) + text)
+    return "".join(parts)
+
+
 def code(pkgs: dict[str, FetchedPackage]) -> Iterator[Work]:
     """One work per stdlib top-level module or package (test modules grouped one level down)."""
     groups: dict[str, list[str]] = {}
     files = _stdlib_files(pkgs)
-    for rel in sorted(files):
+    for rel in sorted(files, key=folder_order):
         groups.setdefault(code_work_id(rel), []).append(rel)
     for work_id, rels in sorted(groups.items()):
-        parts = [CODE_FILE_HEADER.format(path=rel) + read_python_source(files[rel][0]) for rel in rels]
+        text = repository_text([(rel, read_python_source(files[rel][0])) for rel in rels])
         sources = sorted({files[rel][1] for rel in rels})
         yield Work("stdlib_" + work_id.replace(".", "_"), "code", f"Python 3.11 standard library: {work_id}",
-                   ", ".join(sources), "\n".join(parts))
+                   ", ".join(sources), text)

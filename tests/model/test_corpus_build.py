@@ -16,7 +16,7 @@ from megalodoc.model.train.corpus_works import Work
 _WORKS = [
     Work("moby", "books", "Moby Dick", "r-cran-tokenizers", "Call me Ishmael.  \r\nSome years ago\n\n\n"),
     Work("emma", "books", "Emma", "r-cran-janeaustenr", "Emma Woodhouse, handsome, clever, and rich\n"),
-    Work("stdlib_json", "code", "json", "libpython3.11-stdlib", "# ---- file: json/x.py ----\nx = 1  \r\n"),
+    Work("stdlib_json", "code", "json", "libpython3.11-stdlib", "# file: json/x.py\nx = 1  \r\n"),
     Work("stdlib_test_test_json", "code", "json tests", "libpython3.11-testsuite", "import json\n"),
     Work("stdlib_os", "code", "os", "libpython3.11-minimal", "import sys\n\n"),
 ]
@@ -29,9 +29,9 @@ def test_works_are_split_whole_and_listed_in_the_manifest(tmp_path: Path) -> Non
     root = tmp_path / "c"
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.txt")) == [
         "heldout/books/moby.txt", "heldout/code/stdlib_json.txt", "train/books/emma.txt", "train/code/stdlib_os.txt"]
-    # prose is cleaned; code keeps its bytes (the \r\n and trailing spaces) but ends with one newline
+    # prose is cleaned; code keeps its bytes (trailing spaces) but for Unix line ends and one final newline
     assert (root / "heldout/books/moby.txt").read_bytes() == b"Call me Ishmael.\nSome years ago\n"
-    assert (root / "heldout/code/stdlib_json.txt").read_bytes() == b"# ---- file: json/x.py ----\nx = 1  \r\n"
+    assert (root / "heldout/code/stdlib_json.txt").read_bytes() == b"# file: json/x.py\nx = 1  \n"
     assert (root / "train/code/stdlib_os.txt").read_bytes() == b"import sys\n"
     by_key = {w["key"]: w for w in manifest["works"]}
     assert by_key["code/stdlib_test_test_json"]["split"] == "excluded"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from megalodoc.model.train.corpus_works import clean_text, code_work_id, read_python_source, strip_gutenberg
+from megalodoc.model.train.corpus_works import (
+    clean_text,
+    code_work_id,
+    folder_order,
+    read_python_source,
+    repository_text,
+    strip_gutenberg,
+)
 from megalodoc.model.train.html_text import html_manual_text, html_page_text
 from megalodoc.model.train.rdata import read_lazyload, unserialize
 from megalodoc.model.train.sword import osis_to_text, sword_module_text
@@ -218,3 +225,11 @@ def test_read_python_source_honours_a_latin1_declaration(tmp_path: Path) -> None
     assert read_python_source(path) == "# -*- coding: latin-1 -*-\nname = 'Andr\u00e9'\n"
     path.write_bytes(b"x = '\xff\xfe'\n")  # undeclared non-UTF-8 bytes: decoded, not a crash
     assert read_python_source(path).startswith("x = '")
+
+
+def test_code_works_read_like_an_ingested_repository() -> None:
+    rels = ["email/utils.py", "email/mime/text.py", "email/__init__.py", "email/mime/__init__.py", "email/_x.py"]
+    assert sorted(rels, key=folder_order) == [
+        "email/__init__.py", "email/_x.py", "email/utils.py", "email/mime/__init__.py", "email/mime/text.py"]
+    text = repository_text([("email/__init__.py", ""), ("email/a.py", "x = 1\r\ny = 2"), ("email/b.py", "z\n")])
+    assert text == "# file: email/__init__.py\n\n# file: email/a.py\nx = 1\ny = 2\n\n# file: email/b.py\nz\n"
