@@ -92,7 +92,8 @@ class LocationRow(Base):
 
 class ChunkRow(Base):
     """Chunk text. Indexed for full-text search by `chunks_fts` (SQLite FTS5, kept in sync by triggers)
-    or by a GIN index on to_tsvector('english', text) (PostgreSQL); both are created by the migration."""
+    or by the generated column `search_vector` with a GIN index (PostgreSQL); the migration creates
+    both, and they stay out of this model on purpose."""
 
     __tablename__ = "chunks"
     __table_args__ = (

@@ -1,5 +1,6 @@
-"""Full-text search over chunk text: FTS5 with BM25 on SQLite (`search_sqlite.py`), tsvector/GIN with
-ts_rank_cd on PostgreSQL, a plain LIKE scan elsewhere. Hits carry their locations."""
+"""Full-text search over chunk text: FTS5 with BM25 on SQLite (`search_sqlite.py`); on PostgreSQL the
+stored english tsvector `chunks.search_vector` (GIN index) ranked by ts_rank_cd; a plain LIKE scan
+elsewhere. Hits carry their locations."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ _POSTGRES_SEARCH = """
 WITH q AS (SELECT websearch_to_tsquery('english', :query) AS query),
 hits AS (
     SELECT c.id, c.document_id, c.token_start, c.token_end, c.text,
-           ts_rank_cd(to_tsvector('english', c.text), q.query) AS score
+           ts_rank_cd(c.search_vector, q.query) AS score
     FROM chunks AS c, q
-    WHERE to_tsvector('english', c.text) @@ q.query {document_filter}
+    WHERE c.search_vector @@ q.query {document_filter}
     ORDER BY score DESC, c.id
     LIMIT :limit
 )

@@ -27,7 +27,7 @@ from megalodoc.storage import (
 from megalodoc.storage import schema as schema_module
 from megalodoc.storage.models import Base
 
-FTS_NAMES = ("chunks_fts", "ix_chunks_text_fts")
+FTS_NAMES = ("chunks_fts", "search_vector", "ix_chunks_search_vector")
 
 
 def _not_fts(_object, name, _type, _reflected, _compare_to) -> bool:  # noqa: ANN001
