@@ -116,3 +116,15 @@ def test_any_shapes_and_dtypes_round_trip(shapes: list[list[int]], dtype: torch.
         state[f"t{index}"] = raw.to(torch.int32).view(torch.uint8).view(dtype)  # (*shape, 16 // itemsize)
     tensors, _ = decode_state(encode_state(state, {"seed": str(seed)}))
     assert_bit_exact(tensors, state)
+
+
+def test_equal_states_give_equal_bytes_whatever_the_metadata_order() -> None:
+    """Blobs are content-addressed: one state must always encode to the same bytes."""
+    state = awkward_state()
+    items = [(f"key{i}", f"value{i}") for i in range(12)]
+    encodings = {encode_state(state, dict(items[k:] + items[:k])) for k in range(12)}
+    encodings |= {encode_state(dict(reversed(list(state.items()))), dict(items)) for _ in range(5)}
+    assert len(encodings) == 1
+    tensors, metadata = decode_state(encodings.pop())
+    assert_bit_exact(tensors, state)
+    assert metadata == dict(items)
