@@ -1,0 +1,49 @@
+"""`megalodoc generate`: continue a text prompt with a model, streaming tokens as they come."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="continue a prompt with the model (tokens stream as they come)")
+    parser.add_argument("prompt", help="the text to continue")
+    parser.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
+    parser.add_argument("--max-tokens", type=int, default=100)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--greedy", action="store_true")
+    parser.add_argument("--seed", type=int)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from megalodoc.model import CheckpointError, Generation, SamplingSettings, load_model
+    from megalodoc.model.tokenizer import Tokenizer, TokenizerError
+
+    try:
+        model = load_model(args.model)
+        if model.tokenizer_path is None:
+            raise CheckpointError(f"{model.source_dir}: the model folder has no tokenizer.model")
+        tokenizer = Tokenizer.from_file(model.tokenizer_path)
+        settings = SamplingSettings(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                                    top_p=args.top_p, greedy=args.greedy, seed=args.seed,
+                                    stop_tokens=(model.config.eos_id,))
+    except (CheckpointError, TokenizerError, ValueError) as exc:
+        print(f"megalodoc generate: {exc}", file=sys.stderr)
+        return 2
+    prompt = [model.config.bos_id, *tokenizer.encode(args.prompt)]
+    sys.stdout.write(args.prompt)
+    tokens: list[int] = []
+    shown = ""
+    for token in Generation(model, prompt, settings=settings):
+        tokens.append(token)
+        text = tokenizer.decode(tokens)  # decode the whole tail: byte-fallback pieces join into characters
+        if not text.endswith("\ufffd"):
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+    sys.stdout.write(tokenizer.decode(tokens)[len(shown):] + "\n")
+    return 0
