@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from megalodoc.ingest.library import load_reader
 from megalodoc.ingest.pipeline import Reader
 from megalodoc.ingest.sources import SourceError, open_source
-from megalodoc.ingest.token_stream import tokenize_source
+from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
 from megalodoc.model import Megalodon
 from megalodoc.model.tokenizer import Tokenizer
 
@@ -48,7 +48,7 @@ LOGITS_BYTES_PER_CALL = 128 * 1024 * 1024
 # ... and at most this many tokens, which bounds the activations of the (G, C) reset batch.
 TOKENS_PER_CALL = 16384
 
-ProgressFn = Callable[[str, int, int], None]  # (document name, tokens scored, tokens in the document)
+ProgressFn = Callable[[str, int, int | None], None]  # (document name, tokens done, total: known at the end)
 
 
 class EvaluationError(ValueError):
@@ -139,48 +139,74 @@ def _chunk_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return flat.view(G, n - 1)
 
 
-@torch.no_grad()
+class _Scorer:
+    """Scores a document's tokens in both modes, whole chunks at a time, carrying the state between calls."""
+
+    def __init__(self, model: Megalodon, byte_lengths: torch.Tensor) -> None:
+        self.model, self.byte_lengths = model, byte_lengths
+        self.C, self.V = model.config.chunk_size, model.config.vocab_size
+        self.device = model.embed.weight.device
+        self.state = None  # the carried state after `position` tokens
+        self.position = 0
+
+    @torch.no_grad()
+    def score(self, ids: list[int]) -> TokenLosses:
+        """Tokens `position`..`position+len(ids)`: whole chunks (any number), or the document's last, partial
+        one. Carried: one (1, g*C) call continuing the state (exact: attention is chunk-local and streaming is
+        exact across calls). Reset: the same chunks as a (g, C) batch from a fresh state."""
+        C, V, n = self.C, self.V, len(ids)
+        tokens = torch.tensor(ids, dtype=torch.int64)  # (n,)
+        g, width = (n // C, C) if n % C == 0 else (1, n)
+        batch = tokens.to(self.device).view(g, width)  # (g, w)
+        logits, self.state = self.model(batch.view(1, n), self.state)  # (1, n, V)
+        carried = _chunk_losses(logits.view(g, width, V), batch).reshape(-1).cpu()  # (g*(w-1),)
+        del logits
+        logits, _ = self.model(batch, None)  # (g, w, V)
+        reset = _chunk_losses(logits, batch).reshape(-1).cpu()  # (g*(w-1),)
+        del logits
+        positions = torch.arange(self.position, self.position + n, dtype=torch.int64)
+        keep = positions % C != 0  # the first token of every chunk is not scored
+        self.position += n
+        return TokenLosses(positions[keep], self.byte_lengths[tokens[keep]], carried.double(), reset.double())
+
+
+def _score_stream(model: Megalodon, batches: Iterable[Sequence[int]], byte_lengths: torch.Tensor,
+                  chunks_per_call: int | None, on_chunks: Callable[[int], None] | None) -> Iterator[TokenLosses]:
+    """TokenLosses of consecutive groups of whole chunks of the token stream `batches` (any split), then of
+    the last partial chunk. Holds at most one group of tokens."""
+    C, V = model.config.chunk_size, model.config.vocab_size
+    G = chunks_per_call or max(1, min(LOGITS_BYTES_PER_CALL // (C * V * 4), TOKENS_PER_CALL // C))
+    scorer = _Scorer(model, byte_lengths)
+    buffer: list[int] = []
+    for batch in batches:
+        buffer.extend(batch)
+        while len(buffer) >= G * C:
+            yield scorer.score(buffer[: G * C])
+            del buffer[: G * C]
+            if on_chunks is not None:
+                on_chunks(scorer.position)
+    full = len(buffer) // C * C
+    if full:
+        yield scorer.score(buffer[:full])
+    if len(buffer) - full > 1:  # the last, partial chunk; a single token there has nothing to score
+        yield scorer.score(buffer[full:])
+    if on_chunks is not None and buffer:
+        on_chunks(scorer.position + (len(buffer) - full == 1))
+
+
 def document_losses(model: Megalodon, ids: Sequence[int] | torch.Tensor, byte_lengths: torch.Tensor, *,
                     chunks_per_call: int | None = None, on_chunks: Callable[[int], None] | None = None) -> TokenLosses:
-    """Per-token nats of `ids` (one document) in both modes. Whole chunks per model call: the carried mode
-    feeds G chunks as one (1, G*C) call continuing the state (exact: attention is chunk-local and streaming
-    is exact across calls), the reset mode the same G chunks as a (G, C) batch from a fresh state.
-    `on_chunks(tokens_done)` is called after each call."""
-    C = model.config.chunk_size
-    V = model.config.vocab_size
-    device = model.embed.weight.device
-    tokens = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)  # (T,)
-    T = tokens.numel()
-    G = chunks_per_call or max(1, min(LOGITS_BYTES_PER_CALL // (C * V * 4), TOKENS_PER_CALL // C))
-    carried_parts: list[torch.Tensor] = []
-    reset_parts: list[torch.Tensor] = []
-    state = None
-    full = (T // C) * C
-    for start in range(0, full, G * C):
-        group = tokens[start : min(full, start + G * C)].to(device)  # (g*C,)
-        g = group.numel() // C
-        logits, state = model(group.view(1, g * C), state)  # (1, g*C, V)
-        carried_parts.append(_chunk_losses(logits.view(g, C, V), group.view(g, C)).reshape(-1).cpu())
-        del logits
-        logits, _ = model(group.view(g, C), None)  # (g, C, V)
-        reset_parts.append(_chunk_losses(logits, group.view(g, C)).reshape(-1).cpu())
-        del logits
-        if on_chunks is not None:
-            on_chunks(start + g * C)
-    if T - full > 1:  # the last, partial chunk; a single token there has nothing to score
-        tail = tokens[full:].to(device).view(1, T - full)  # (1, r)
-        logits, state = model(tail, state)
-        carried_parts.append(_chunk_losses(logits, tail).reshape(-1).cpu())
-        logits, _ = model(tail, None)
-        reset_parts.append(_chunk_losses(logits, tail).reshape(-1).cpu())
-    if on_chunks is not None and T > full:
-        on_chunks(T)
-    positions = torch.arange(T, dtype=torch.int64)
-    positions = positions[positions % C != 0]  # (T',) the scored tokens
-    empty = torch.zeros(0, dtype=torch.float64)
-    carried = torch.cat(carried_parts).double() if carried_parts else empty
-    reset = torch.cat(reset_parts).double() if reset_parts else empty
-    return TokenLosses(positions, byte_lengths[tokens[positions]], carried, reset)
+    """Per-token nats of `ids` (one whole document) in both modes. G whole chunks per model call
+    (`chunks_per_call`, default: as many as LOGITS_BYTES_PER_CALL and TOKENS_PER_CALL allow): the carried
+    mode feeds them as one call continuing the state, the reset mode as one batch from a fresh state.
+    `on_chunks(tokens_done)` is called after each group."""
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    parts = list(_score_stream(model, [ids], byte_lengths, chunks_per_call, on_chunks))
+    if not parts:
+        empty_i, empty_f = torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.float64)
+        return TokenLosses(empty_i, empty_i, empty_f, empty_f)
+    fields = ("positions", "nbytes", "carried", "reset")
+    return TokenLosses(*(torch.cat([getattr(part, f) for part in parts]) for f in fields))
 
 
 @dataclass(frozen=True)
@@ -246,42 +272,54 @@ def _bucket_dicts(buckets: Iterable[LossTotals]) -> list[dict[str, object]]:
             for label, start, end, b in zip(BUCKET_LABELS, BUCKET_EDGES, ends, buckets, strict=True)]
 
 
-def read_token_ids(path: str | os.PathLike, tokenizer: Tokenizer, max_tokens: int | None = None
-                   ) -> tuple[list[int], str, str, bool, tuple[str, ...]]:
-    """(ids, display name, kind, truncated, notes) of a document read as ingest reads it, at most
-    `max_tokens` ids. Raises EvaluationError naming the file."""
-    try:
-        with open_source(Path(path)) as source:
-            ids: list[int] = []
-            truncated = False
-            stream = tokenize_source(source, tokenizer)
-            try:
-                for piece in stream:
-                    ids.extend(piece.ids)
-                    if max_tokens is not None and len(ids) >= max_tokens:
-                        truncated = len(ids) > max_tokens or next(stream, None) is not None
-                        del ids[max_tokens:]
-                        break
-            finally:
-                stream.close()
-            notes = tuple(str(n) for n in (*source.warnings, *source.skipped))
-            name, kind = source.name, source.kind
-    except SourceError as exc:
-        raise EvaluationError(str(exc)) from exc
-    if not ids:
-        raise EvaluationError(f"{path}: no text to evaluate (the reader found no tokens)")
-    return ids, name, kind, truncated, notes
+@dataclass
+class _ReadCount:
+    tokens: int = 0
+    truncated: bool = False
+
+
+def _capped_ids(pieces: Iterator[TokenizedPiece], max_tokens: int | None, count: _ReadCount) -> Iterator[list[int]]:
+    """The pieces' ids, at most `max_tokens` in all; `count` records how many and whether some were left."""
+    for piece in pieces:
+        ids = piece.ids
+        if max_tokens is not None and count.tokens + len(ids) >= max_tokens:
+            ids = ids[: max_tokens - count.tokens]
+            count.truncated = count.tokens + len(piece.ids) > max_tokens or next(pieces, None) is not None
+            count.tokens += len(ids)
+            yield ids
+            return
+        count.tokens += len(ids)
+        yield ids
 
 
 def evaluate_document(reader: Reader, path: str | os.PathLike, byte_lengths: torch.Tensor, *,
                       max_tokens: int | None = None, chunks_per_call: int | None = None,
                       on_progress: ProgressFn | None = None) -> DocumentEvaluation:
-    """Evaluate one path with a loaded reader (model + tokenizer); see `document_losses`."""
+    """Evaluate one path with a loaded reader (model + tokenizer), read and tokenized as ingest reads it
+    (streamed: memory holds one group of chunks, not the document). Raises EvaluationError naming the file."""
     started = time.perf_counter()
-    ids, name, kind, truncated, notes = read_token_ids(path, reader.tokenizer, max_tokens)
-    report = None if on_progress is None else (lambda done: on_progress(name, done, len(ids)))
-    losses = document_losses(reader.model, ids, byte_lengths, chunks_per_call=chunks_per_call, on_chunks=report)
-    return DocumentEvaluation(str(path), name, kind, len(ids), truncated, losses.totals(), tuple(losses.buckets()),
+    totals, buckets = LossTotals(), [LossTotals()] * len(BUCKET_LABELS)
+    count = _ReadCount()
+    try:
+        with open_source(Path(path)) as source:
+            name, kind = source.name, source.kind
+            report = None if on_progress is None else (lambda done: on_progress(name, done, None))
+            stream = tokenize_source(source, reader.tokenizer)
+            try:
+                batches = _capped_ids(stream, max_tokens, count)
+                for losses in _score_stream(reader.model, batches, byte_lengths, chunks_per_call, report):
+                    totals = totals + losses.totals()
+                    buckets = [a + b for a, b in zip(buckets, losses.buckets(), strict=True)]
+            finally:
+                stream.close()
+            notes = tuple(str(n) for n in (*source.warnings, *source.skipped))
+    except SourceError as exc:
+        raise EvaluationError(str(exc)) from exc
+    if count.tokens == 0:
+        raise EvaluationError(f"{path}: no text to evaluate (the reader found no tokens)")
+    if on_progress is not None:
+        on_progress(name, count.tokens, count.tokens)
+    return DocumentEvaluation(str(path), name, kind, count.tokens, count.truncated, totals, tuple(buckets),
                               time.perf_counter() - started, notes)
 
 

@@ -32,11 +32,12 @@ class _Progress:
     def __init__(self) -> None:
         self.last = 0.0
 
-    def __call__(self, name: str, done: int, total: int) -> None:
+    def __call__(self, name: str, done: int, total: int | None) -> None:
         now = time.monotonic()
-        if done >= total or now - self.last > 0.2:
+        if total is not None or now - self.last > 0.2:
             self.last = now
-            sys.stderr.write(f"\r\033[K{name}: {done:,}/{total:,} tokens" + ("\n" if done >= total else ""))
+            end = " tokens, done\n" if total is not None else " tokens"
+            sys.stderr.write(f"\r\033[K{name}: {done:,}" + end)
             sys.stderr.flush()
 
 
