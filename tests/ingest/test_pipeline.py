@@ -230,3 +230,28 @@ def test_model_without_tokenizer_is_refused(tmp_path, model_dir):
     (bare / "config.json").write_text(json.dumps(meta))
     with pytest.raises(IngestError, match="has no tokenizer.model"):
         Library(tmp_path / "lib.db", bare)
+
+
+def test_pdfs_through_the_pipeline(tmp_path, model_dir, pdfkit):
+    """Page locations for a real PDF, an empty-password PDF read, and clear failures for a password PDF, an
+    image-only PDF and a Latin-1 text read with its fallback, without touching what is stored."""
+    book_pdf = pdfkit.draw("book.pdf", pdfkit.book_pages(3))
+    open_pdf = pdfkit.encrypt(pdfkit.draw("plain.pdf", pdfkit.book_pages(2)), "open.pdf", "")
+    locked = pdfkit.encrypt(pdfkit.draw("secret.pdf", pdfkit.book_pages(1)), "locked.pdf", "s3cret")
+    scan = pdfkit.image_only("scan.pdf")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e, na\xefve fa\xe7ade.\n".encode("latin-1") * 20)
+    with Library(tmp_path / "lib.db", model_dir) as lib:
+        first = lib.ingest(book_pdf)
+        before = [(s.position, s.blob_sha256) for s in lib.snapshots(first)]
+        outcomes = {Path(o.path).name: o for o in lib.ingest_many([open_pdf, locked, scan, latin])}
+        assert outcomes["open.pdf"].status == "complete"
+        assert outcomes["locked.pdf"].status == "failed" and "locked.pdf" in outcomes["locked.pdf"].message
+        assert "password" in outcomes["locked.pdf"].message.lower()
+        assert outcomes["scan.pdf"].status == "failed" and "OCR" in outcomes["scan.pdf"].message
+        assert outcomes["latin1.txt"].status == "complete"
+        assert lib.reader.tokenizer.decode(lib.store.token_ids(outcomes["latin1.txt"].document.id, 0, 6)).startswith(
+            "Café")
+        assert [(s.position, s.blob_sha256) for s in lib.snapshots(first)] == before
+        page = lib.store.locate(first.id, first.token_count - 1)
+        assert page.page == 3 and page.display == "page 3"
