@@ -170,6 +170,7 @@ class _DocumentRun:
         self.chunks_since_snapshot = 0
         self.snapshots = 0
         self.units_done = 0
+        self.last_path: str | None = None
         self.last_heartbeat = time.monotonic()
 
     # ---- model ----
@@ -217,6 +218,17 @@ class _DocumentRun:
         self.chunks_since_snapshot = 0
         self.snapshots += 1
         self.times.snapshots += time.perf_counter() - start
+
+    def note_unit(self, locator: Locator) -> None:
+        """Advance the pages/files/bytes-done counter from the locator of the piece just read."""
+        if locator.kind == "page":
+            self.units_done = max(self.units_done, locator.page)
+        elif locator.kind == "lines":
+            if locator.path != self.last_path:
+                self.units_done += 1
+                self.last_path = locator.path
+        else:  # character offsets: an estimate of bytes done, for the progress bar
+            self.units_done = max(self.units_done, locator.char_end or 0)
 
     def progress(self, finished: bool = False) -> None:
         if self.on_progress is not None:
@@ -317,7 +329,7 @@ def _read(store: Store, reader: Reader, run: _DocumentRun, source: Source) -> st
             run.times.extraction += (time.perf_counter() - wait) - (run.times.tokenization - tokenized_before)
             if piece is None:
                 break
-            run.units_done = max(run.units_done, piece.piece_index + 1)
+            run.note_unit(piece.locator)
             skip = max(0, run.position + len(buffer) - piece.token_start)  # tokens already read (resume)
             if skip >= len(piece.ids):
                 continue

@@ -201,7 +201,10 @@ def test_repository_locations_are_paths_and_lines(tmp_path, model_dir):
     (repo / ".gitignore").write_text("*.log\n")
     (repo / "debug.log").write_text("ignored")
     with Library(tmp_path / "lib.db", model_dir, snapshot_every=4) as lib:
-        doc = lib.ingest(repo)
+        events = []
+        doc = lib.ingest(repo, on_progress=events.append)
+        # tool.py, scanner.py and .gitignore itself; debug.log is ignored
+        assert events[-1].unit_name == "file" and events[-1].units_done == events[-1].unit_count == 3
         assert doc.kind == "repo" and doc.status == "complete"
         loc = lib.store.locate(doc.id, doc.token_count - 1)
         assert loc.path is not None and loc.path.startswith("json/") and loc.line_start >= 1
