@@ -47,7 +47,13 @@ class Library:
     """A store of documents read by one model."""
 
     def __init__(self, db: str | os.PathLike | None = None, model: str | os.PathLike | Megalodon | None = None,
-                 *, snapshot_every: int = 1) -> None:
+                 *, snapshot_every: int = 1, threads: int | None = None) -> None:
+        """threads: torch intra-op threads for the model (None keeps torch's default); on a machine busy
+        with other work, fewer threads than cores is often faster."""
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads={threads} must be >= 1")
+            torch.set_num_threads(threads)
         self.store: Store = open_store(None if db is None else str(db))
         self.reader = load_reader(model)
         self.snapshot_every = snapshot_every

@@ -13,6 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
     ingest.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
     ingest.add_argument("--snapshot-every", type=int, default=1, metavar="K", help="snapshot every K chunks")
+    ingest.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     ingest.add_argument("--quiet", action="store_true", help="no progress line, only the summary")
     ingest.set_defaults(handler=run_ingest)
     listing = subparsers.add_parser("list", help="list the documents in the library")
@@ -42,7 +43,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     from megalodoc.storage import StorageError
 
     try:
-        library = Library(args.db, args.model, snapshot_every=args.snapshot_every)
+        library = Library(args.db, args.model, snapshot_every=args.snapshot_every, threads=args.threads)
     except (IngestError, CheckpointError, StorageError, ValueError) as exc:
         print(f"megalodoc ingest: {exc}", file=sys.stderr)
         return 2
