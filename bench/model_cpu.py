@@ -20,6 +20,7 @@ from megalodoc.model import Megalodon, MegalodonConfig
 
 CONFIGS = {
     "tiny": MegalodonConfig.preset("tiny"),
+    "megalodoc-6m": MegalodonConfig.preset("megalodoc-6m"),  # the shipped default model's architecture
     # ~24M parameters: the size class of the default model
     "small-24M": MegalodonConfig(
         vocab_size=8192, num_layers=6, model_dim=512, z_dim=128, value_dim=1024, num_heads=4,
