@@ -1,0 +1,40 @@
+"""The default model shipped in the repository loads with no argument and is usable as shipped."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import torch
+
+from megalodoc.model import MegalodonConfig, load_model
+from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR, SHARD_BYTES
+from megalodoc.model.tokenizer import Tokenizer
+
+
+def test_default_model_loads_with_its_tokenizer():
+    model = load_model()
+    assert model.config == MegalodonConfig.preset("megalodoc-6m")
+    tokenizer = Tokenizer.from_file(model.tokenizer_path)
+    assert tokenizer.vocab_size == model.config.vocab_size
+    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id) == (
+        model.config.pad_id, model.config.unk_id, model.config.bos_id, model.config.eos_id)
+    text = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_default_model_files_fit_the_repository_limits():
+    files = [p for p in DEFAULT_MODEL_DIR.iterdir() if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 40 * 1024 * 1024
+    assert all(p.stat().st_size <= SHARD_BYTES for p in files if p.suffix == ".safetensors")
+
+
+def test_default_model_predicts_better_than_chance():
+    model = load_model()
+    tokenizer = Tokenizer.from_file(model.tokenizer_path)
+    ids = tokenizer.encode((Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()[:3000])
+    x = torch.tensor([[model.config.bos_id, *ids]])
+    with torch.no_grad():
+        logits, _ = model(x[:, :-1])
+    loss = torch.nn.functional.cross_entropy(logits[0], x[0, 1:]).item()
+    assert loss < 0.6 * torch.log(torch.tensor(float(model.config.vocab_size))).item()
