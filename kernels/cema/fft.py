@@ -23,14 +23,27 @@ _POWER_TABLE_BUDGET = 1 << 24
 
 
 def _powers(q: torch.Tensor, length: int, cdtype: torch.dtype) -> torch.Tensor:
-    """q^j for j = 0..length-1 as a (D, N, length) tensor of dtype cdtype."""
-    T = _POWER_TABLE_BLOCK
+    """q^j for j = 0..length-1 as a (D, N, length) tensor of dtype cdtype. Built as q^(a*T) * q^b with
+    T ~ sqrt(length) so that only about 2*sqrt(length) complex exponentials per (d, n) are evaluated."""
+    T = min(_POWER_TABLE_BLOCK, 1 << max(3, (max(1, length).bit_length() + 1) // 2))
     log_q = torch.log(q.to(torch.complex128))  # (D, N); any branch of the log gives the same powers
     small = torch.arange(T, device=q.device, dtype=torch.float64)  # (T,)
     big = torch.arange((length + T - 1) // T, device=q.device, dtype=torch.float64) * T  # (A,)
     low = torch.exp(log_q[..., None] * small).to(cdtype)  # (D, N, T)
     high = torch.exp(log_q[..., None] * big).to(cdtype)  # (D, N, A)
     return (high[..., :, None] * low[..., None, :]).flatten(-2)[..., :length]  # (D, N, length)
+
+
+def _mix(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """sum_n a[b, d, n] v[d, n, l] -> (B, D, L) as one batched matmul over d with contiguous operands
+    (torch's CPU bmm copies matrix by matrix when the batch dimension is strided)."""
+    out = torch.bmm(a.transpose(0, 1).contiguous(), v)  # (D, B, N) @ (D, N, L) -> (D, B, L)
+    return out.transpose(0, 1)
+
+
+def _real_mix(a: torch.Tensor, v_re: torch.Tensor, v_im: torch.Tensor) -> torch.Tensor:
+    """Re(sum_n a[b, d, n] V[d, n, l]) for complex a and V = v_re + i v_im, with real products only."""
+    return _mix(a.real, v_re) - _mix(a.imag, v_im)
 
 
 def _causal_conv(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -58,15 +71,18 @@ def _segment(
     """One segment without the omega skip. x (B, D, L) real; returns y (B, D, L) and h_out (B, D, N)."""
     L = x.shape[-1]
     vander = _powers(q, L, q.dtype)  # (D, N, L): q^j
-    pg = p * gamma  # (D, N)
-    k = torch.einsum("dn,dnl->dl", pg, vander).real  # (D, L)
+    v_re, v_im = vander.real.contiguous(), vander.imag.contiguous()  # strided views would make bmm copy per batch
+    k = _real_mix((p * gamma)[None], v_re, v_im)[0]  # (D, L)
     y = _causal_conv(x, k)  # (B, D, L)
     h_out = None
     if h_in is not None:
-        y = y + torch.einsum("bdn,dnl->bdl", gamma * q * h_in, vander).real  # bias from the carried state
+        y = y + _real_mix(gamma * q * h_in, v_re, v_im)  # bias from the carried state
     if need_state:
-        # sum_j q^(L-1-j) x_j  -> (B, D, N)
-        h_out = p * torch.einsum("bdl,dnl->bdn", x.to(q.dtype), vander.flip(-1))
+        # sum_j q^(L-1-j) x_j = sum_j q^j x_(L-1-j)  -> (B, D, N)
+        x_rev = x.flip(-1).transpose(0, 1).contiguous()  # (D, B, L)
+        h_re = torch.bmm(x_rev, v_re.transpose(1, 2)).transpose(0, 1)  # (B, D, N)
+        h_im = torch.bmm(x_rev, v_im.transpose(1, 2)).transpose(0, 1)
+        h_out = p * torch.complex(h_re, h_im)
         if h_in is not None:
             h_out = h_out + vander[..., -1] * q * h_in  # q^L h_in
     return y, h_out
