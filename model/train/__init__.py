@@ -1,1 +1,2 @@
-"""Training the default model: corpus recipe, tokenizer training, token data, the training loop (single process or DDP)."""
+"""Training the default model: corpus recipe, tokenizer training, token data and the training loop
+(one process, or data parallel under torchrun)."""
