@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from megalodoc.model.tokenizer import LOSSLESS_TRAINER_SETTINGS
 from megalodoc.model.train.corpus import SLICES, read_work_text, split_files
 
 # 8192 pieces: for a 5-15M parameter model the (tied) embedding costs V*D = 8192*256 = 2.1M parameters,
@@ -28,7 +29,7 @@ from megalodoc.model.train.corpus import SLICES, read_work_text, split_files
 VOCAB_SIZE = 8192
 # Special ids. pad=0 so zero-initialized buffers are padding; unk is unreachable with byte fallback but
 # sentencepiece requires it; bos/eos mark document boundaries in the packed training stream.
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = (int(LOSSLESS_TRAINER_SETTINGS[k]) for k in ("pad_id", "unk_id", "bos_id", "eos_id"))
 # Characters covered by the vocabulary; the rarest 0.01% fall back to bytes.
 CHARACTER_COVERAGE = 0.9999
 # Training chunks of at most this many characters, cut at line ends (sentencepiece's max sentence).
@@ -90,20 +91,11 @@ def train_sentencepiece(chunks: Iterable[str], vocab_size: int = VOCAB_SIZE, thr
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(chunks),
         model_writer=model,
+        **LOSSLESS_TRAINER_SETTINGS,  # identity normalization, byte fallback, special ids pad 0 .. eos 3
         model_type="bpe",
         vocab_size=vocab_size,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        add_dummy_prefix=False,
-        allow_whitespace_only_pieces=True,
-        byte_fallback=True,
-        split_digits=True,
         character_coverage=CHARACTER_COVERAGE,
         max_sentence_length=4 * CHUNK_CHARS,  # bytes; a chunk of CHUNK_CHARS characters always fits
-        pad_id=PAD_ID,
-        unk_id=UNK_ID,
-        bos_id=BOS_ID,
-        eos_id=EOS_ID,
         num_threads=threads,
         minloglevel=2,
     )
