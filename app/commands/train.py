@@ -73,6 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="steps between held-out validation (default 0: at the end only)")
     p.add_argument("--val-batches", type=int, dest="val_batches",
                    help="validation micro-batches (default 4; 0 disables validation)")
+    p.add_argument("--cema-max-half-life", type=float, dest="cema_max_half_life",
+                   help="start half of each channel's CEMA modes with half-lives from this many tokens down to 8 "
+                        "(default 0: the paper's init, ~2.4 tokens)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--stop-at", type=int, dest="stop_at", help="stop after this step (a checkpoint is written)")
     p.add_argument("--device", help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")

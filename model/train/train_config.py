@@ -52,6 +52,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     val_every: int = 0  # 0: validate only at the end (when a validation file is given)
     val_batches: int = 4  # validation sequences = val_batches * per-rank micro-batch, spread over ranks
+    # 0: the paper's CEMA init (half-lives of ~2.4 tokens); > 0: `spread_cema_memory` with this longest
+    # half-life in tokens, so the state carried across chunks starts out with a long memory.
+    cema_max_half_life: float = 0.0
 
     # Fields that may differ between a checkpoint and the run resuming it (they do not change the math).
     RESUMABLE_CHANGES = ("micro_batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
@@ -66,6 +69,8 @@ class TrainConfig:
             problems.append(f"micro_batch_size={self.micro_batch_size} must be >= 1")
         if not 0 <= self.warmup_steps <= self.steps:
             problems.append(f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps}]")
+        if self.cema_max_half_life and self.cema_max_half_life < 8:
+            problems.append(f"cema_max_half_life={self.cema_max_half_life} must be 0 (paper init) or >= 8 tokens")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             problems.append(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio} in [0, 1]")
         if problems:

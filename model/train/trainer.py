@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from megalodoc.model import Megalodon, MegalodonConfig, save_model
+from megalodoc.model.init import spread_cema_memory
 from megalodoc.model.train import checkpoints as ckpt
 from megalodoc.model.train.distributed import DistInfo, barrier, mean_across_ranks, setup, sum_across_ranks, teardown
 from megalodoc.model.train.token_data import TokenFile, WindowSampler, gather_windows
@@ -62,7 +63,8 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 def _check_resume(data: dict, cfg: MegalodonConfig, tcfg: TrainConfig, path: Path) -> None:
     if data["model_config"] != cfg.to_dict():
         raise ValueError(f"{path}: the checkpoint's model config differs from --config; resume with the same one")
-    saved = {k: v for k, v in data["train_config"].items() if k not in TrainConfig.RESUMABLE_CHANGES}
+    defaults = TrainConfig().to_dict()  # fields added after a checkpoint was written take their defaults
+    saved = {k: v for k, v in {**defaults, **data["train_config"]}.items() if k not in TrainConfig.RESUMABLE_CHANGES}
     now = {k: v for k, v in tcfg.to_dict().items() if k not in TrainConfig.RESUMABLE_CHANGES}
     if saved != now:
         diff = sorted(k for k in now if saved.get(k) != now[k])
@@ -137,7 +139,10 @@ def _train(cfg, tcfg, data, out_dir, info, tokenizer_path, val_data, resume, sto
     sampler = WindowSampler(len(data), window, tcfg.seed)
 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
-    model = Megalodon(cfg).to(info.device)
+    model = Megalodon(cfg)
+    if tcfg.cema_max_half_life:
+        spread_cema_memory(model, tcfg.cema_max_half_life)
+    model = model.to(info.device)
     module: nn.Module = LanguageModelLoss(model)
     if info.distributed:
         ids = [info.device.index] if info.device.type == "cuda" else None

@@ -15,6 +15,7 @@ import torch
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.model import Megalodon, MegalodonConfig, load_model
+from megalodoc.model.train import checkpoints as ckpt
 from megalodoc.model.train.corpus import write_corpus
 from megalodoc.model.train.corpus_works import Work
 from megalodoc.model.train.token_data import WindowSampler, corpus_token_file, gather_windows
@@ -89,6 +90,8 @@ def test_train_config_rejects_bad_values_and_uneven_batches() -> None:
     with pytest.raises(ValueError, match="not divisible by 3 processes"):
         TrainConfig(batch_size=4).per_rank_batches(3)
     assert TrainConfig(batch_size=8, micro_batch_size=2).per_rank_batches(2) == (4, 2)
+    with pytest.raises(ValueError, match="cema_max_half_life"):
+        TrainConfig(cema_max_half_life=4)
 
 
 def test_model_config_from_preset_json_and_model_folder(tmp_path: Path) -> None:
@@ -191,6 +194,23 @@ def test_resume_refuses_other_settings_and_fresh_runs_refuse_old_checkpoints(cor
     with pytest.raises(ValueError, match="model config"):
         train(tiny().preset("tiny", vocab_size=VOCAB, num_layers=1), quick(), corpus["train"], tmp_path / "run",
               resume=True, **quiet)
+
+
+def test_long_memory_start_is_applied_and_old_checkpoints_without_the_setting_resume(
+        corpus: dict, tmp_path: Path) -> None:
+    quiet = {"log": lambda _: None}
+    result = train(tiny(), quick(steps=2, lr=1e-6, cema_max_half_life=512), corpus["train"], tmp_path / "long", **quiet)
+    _, q, _ = load_model(result.model_dir).layers[0].mega.cema.coefficients()
+    half_life = math.log(0.5) / math.log(float(q[:, 0].abs().mean()))
+    assert 450 < half_life < 580, half_life  # the ladder's longest rung, barely moved by two tiny steps
+
+    train(tiny(), quick(), corpus["train"], tmp_path / "old", stop_at=3, **quiet)
+    newest = ckpt.list_checkpoints(tmp_path / "old")[-1]
+    payload = ckpt.load_checkpoint(newest)
+    del payload["train_config"]["cema_max_half_life"]  # as written before the setting existed
+    ckpt.save_checkpoint(tmp_path / "old", 3, payload, keep=2)
+    resumed = train(tiny(), quick(), corpus["train"], tmp_path / "old", resume=True, **quiet)
+    assert sorted(resumed.losses) == [4, 5, 6]
 
 
 def test_cli_trains_from_a_corpus_folder(corpus: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
