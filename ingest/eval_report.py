@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from megalodoc.ingest.evaluate import BUCKET_LABELS, EvaluationReport, LossTotals
+from megalodoc.ingest.evaluate import BUCKET_LABELS, EvaluationReport, LossTotals, chunk_offset_labels
 
 
 def _bpb(value: float | None) -> str:
@@ -19,9 +19,10 @@ def _row(label: str, totals: LossTotals) -> str:
     return f"  {label:10} {totals.tokens:>11,} {totals.bytes:>12,} {_bpb(carried):>9} {_bpb(reset):>9} {ratio:>8}"
 
 
-def _block(title: str, totals: LossTotals, buckets: tuple[LossTotals, ...] | list[LossTotals]) -> list[str]:
-    lines = [title, f"  {'position':10} {'tokens':>11} {'bytes':>12} {'carried':>9} {'reset':>9} {'c/r':>8}"]
-    lines += [_row(label, b) for label, b in zip(BUCKET_LABELS, buckets, strict=True) if b.tokens]
+def _block(title: str, totals: LossTotals, buckets: tuple[LossTotals, ...] | list[LossTotals],
+           labels: tuple[str, ...] = BUCKET_LABELS, heading: str = "position") -> list[str]:
+    lines = [title, f"  {heading:10} {'tokens':>11} {'bytes':>12} {'carried':>9} {'reset':>9} {'c/r':>8}"]
+    lines += [_row(label, b) for label, b in zip(labels, buckets, strict=True) if b.tokens]
     lines.append(_row("all", totals))
     return lines
 
@@ -34,8 +35,12 @@ def format_table(report: EvaluationReport) -> str:
     for d in report.documents:
         cut = f", first {d.tokens_read:,} tokens" if d.truncated else f", {d.tokens_read:,} tokens"
         lines += [""] + _block(f"{d.name} ({d.kind}{cut}, {d.seconds:.1f} s)", d.totals, d.buckets)
+    pooled = f"pooled over {len(report.documents)} documents" if len(report.documents) > 1 else "all positions"
     if len(report.documents) > 1:
-        lines += [""] + _block(f"pooled over {len(report.documents)} documents", report.totals, report.buckets)
+        lines += [""] + _block(pooled, report.totals, report.buckets)
+    if report.documents:
+        lines += [""] + _block(f"{pooled}, by offset of the token inside its chunk", report.totals,
+                               report.chunk_offsets, chunk_offset_labels(report.chunk_size), "offset")
     return "\n".join(lines)
 
 

@@ -12,8 +12,9 @@ prediction in the reset mode, so it is left out of BOTH modes: both score exactl
 total nats / ln 2 / total UTF-8 bytes of the scored tokens, where a token's bytes are those of its
 vocabulary piece ("▁" is a space, a byte-fallback piece is one byte, control pieces have none).
 
-The same two numbers are bucketed by the scored token's position in its document (POSITION_BUCKETS), per
-document and pooled over all documents.
+The same two numbers are bucketed by the scored token's position in its document (BUCKET_LABELS), per
+document and pooled over all documents, and by its offset inside its chunk (`chunk_offset_edges`: 1, 2-3,
+4-7, ... up to C-1), which shows where in a chunk the carried state makes the difference.
 
     report = evaluate_paths(["book.pdf", "repo/"], model="path-or-None", max_tokens=None)
     report.bits_per_byte_carried, report.bits_per_byte_reset, report.documents[0].buckets
@@ -98,14 +99,40 @@ class TokenLosses:
                           float(self.reset.sum()))
 
     def buckets(self) -> list[LossTotals]:
-        """Totals per POSITION_BUCKETS entry (always len(BUCKET_LABELS) of them, empty ones included)."""
-        index = bucket_index(self.positions)  # (T,)
-        n = len(BUCKET_LABELS)
-        tokens = torch.bincount(index, minlength=n)
-        nbytes = torch.bincount(index, weights=self.nbytes.double(), minlength=n)
-        carried = torch.bincount(index, weights=self.carried, minlength=n)
-        reset = torch.bincount(index, weights=self.reset, minlength=n)
-        return [LossTotals(int(tokens[i]), int(nbytes[i]), float(carried[i]), float(reset[i])) for i in range(n)]
+        """Totals per position bucket (always len(BUCKET_LABELS) of them, empty ones included)."""
+        return _totals_by_index(self, bucket_index(self.positions), len(BUCKET_LABELS))
+
+    def chunk_offsets(self, chunk_size: int) -> list[LossTotals]:
+        """Totals per in-chunk offset bucket (always len(chunk_offset_edges(chunk_size)) of them)."""
+        edges = torch.tensor(chunk_offset_edges(chunk_size)[1:], dtype=torch.int64)
+        index = torch.bucketize(self.positions % chunk_size, edges, right=True)  # (T,)
+        return _totals_by_index(self, index, len(edges) + 1)
+
+
+def chunk_offset_edges(chunk_size: int) -> tuple[int, ...]:
+    """Start offsets of the in-chunk offset buckets: 1, 2, 4, ... below `chunk_size` (offset 0 is never
+    scored); bucket i holds edges[i] <= offset < edges[i+1], the last one up to chunk_size - 1."""
+    edges, start = [], 1
+    while start < chunk_size:
+        edges.append(start)
+        start *= 2
+    return tuple(edges)
+
+
+def chunk_offset_labels(chunk_size: int) -> tuple[str, ...]:
+    """"1", "2-3", "4-7", ... for `chunk_offset_edges(chunk_size)`."""
+    edges = chunk_offset_edges(chunk_size)
+    ends = [e - 1 for e in (*edges[1:], chunk_size)]
+    return tuple(str(a) if a == b else f"{a}-{b}" for a, b in zip(edges, ends, strict=True))
+
+
+def _totals_by_index(losses: TokenLosses, index: torch.Tensor, n: int) -> list[LossTotals]:
+    """Totals of the scored tokens grouped by `index` (T,) in 0..n-1 (always n of them)."""
+    tokens = torch.bincount(index, minlength=n)
+    nbytes = torch.bincount(index, weights=losses.nbytes.double(), minlength=n)
+    carried = torch.bincount(index, weights=losses.carried, minlength=n)
+    reset = torch.bincount(index, weights=losses.reset, minlength=n)
+    return [LossTotals(int(tokens[i]), int(nbytes[i]), float(carried[i]), float(reset[i])) for i in range(n)]
 
 
 def bucket_index(positions: torch.Tensor) -> torch.Tensor:
@@ -220,6 +247,7 @@ class DocumentEvaluation:
     truncated: bool
     totals: LossTotals
     buckets: tuple[LossTotals, ...]
+    chunk_offsets: tuple[LossTotals, ...]  # by offset inside the chunk, buckets of chunk_offset_edges(C)
     seconds: float
     notes: tuple[str, ...] = ()
 
@@ -251,6 +279,13 @@ class EvaluationReport:
         return tuple(pooled)
 
     @property
+    def chunk_offsets(self) -> tuple[LossTotals, ...]:
+        pooled = [LossTotals()] * len(chunk_offset_edges(self.chunk_size))
+        for d in self.documents:
+            pooled = [a + b for a, b in zip(pooled, d.chunk_offsets, strict=True)]
+        return tuple(pooled)
+
+    @property
     def bits_per_byte_carried(self) -> float | None:
         return self.totals.bits_per_byte_carried
 
@@ -259,9 +294,14 @@ class EvaluationReport:
         return self.totals.bits_per_byte_reset
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON document: pooled numbers at the top level, then per document."""
+        """The JSON document: pooled numbers at the top level (by position in the document and by offset
+        inside the chunk), then per document."""
+        edges = chunk_offset_edges(self.chunk_size)
+        offsets = [{"offsets": label, "start": start, "end": end, **b.to_dict()} for label, start, end, b in
+                   zip(chunk_offset_labels(self.chunk_size), edges, (*edges[1:], self.chunk_size),
+                       self.chunk_offsets, strict=True)]
         return {"model": self.model, "chunk_size": self.chunk_size, "max_tokens": self.max_tokens,
-                **self.totals.to_dict(), "buckets": _bucket_dicts(self.buckets),
+                **self.totals.to_dict(), "buckets": _bucket_dicts(self.buckets), "chunk_offsets": offsets,
                 "documents": [d.to_dict() for d in self.documents],
                 "errors": [{"path": p, "message": m} for p, m in self.errors]}
 
@@ -298,7 +338,9 @@ def evaluate_document(reader: Reader, path: str | os.PathLike, byte_lengths: tor
     """Evaluate one path with a loaded reader (model + tokenizer), read and tokenized as ingest reads it
     (streamed: memory holds one group of chunks, not the document). Raises EvaluationError naming the file."""
     started = time.perf_counter()
+    C = reader.model.config.chunk_size
     totals, buckets = LossTotals(), [LossTotals()] * len(BUCKET_LABELS)
+    offsets = [LossTotals()] * len(chunk_offset_edges(C))
     count = _ReadCount()
     try:
         with open_source(Path(path)) as source:
@@ -310,6 +352,7 @@ def evaluate_document(reader: Reader, path: str | os.PathLike, byte_lengths: tor
                 for losses in _score_stream(reader.model, batches, byte_lengths, chunks_per_call, report):
                     totals = totals + losses.totals()
                     buckets = [a + b for a, b in zip(buckets, losses.buckets(), strict=True)]
+                    offsets = [a + b for a, b in zip(offsets, losses.chunk_offsets(C), strict=True)]
             finally:
                 stream.close()
             notes = tuple(str(n) for n in (*source.warnings, *source.skipped))
@@ -320,7 +363,7 @@ def evaluate_document(reader: Reader, path: str | os.PathLike, byte_lengths: tor
     if on_progress is not None:
         on_progress(name, count.tokens, count.tokens)
     return DocumentEvaluation(str(path), name, kind, count.tokens, count.truncated, totals, tuple(buckets),
-                              time.perf_counter() - started, notes)
+                              tuple(offsets), time.perf_counter() - started, notes)
 
 
 def evaluate_paths(paths: Iterable[str | os.PathLike], model: str | os.PathLike | Megalodon | None = None, *,

@@ -22,6 +22,8 @@ from megalodoc.ingest.evaluate import (
     BUCKET_EDGES,
     BUCKET_LABELS,
     bucket_index,
+    chunk_offset_edges,
+    chunk_offset_labels,
     document_losses,
     evaluate_paths,
     token_byte_lengths,
@@ -175,6 +177,33 @@ def test_bucket_counts_sum_to_total_and_follow_the_edges(model_dir, document, re
     assert report.totals.tokens == 2 * doc.totals.tokens
     assert [b.tokens for b in report.buckets] == [2 * t for t in expected]
     assert report.bits_per_byte_carried == pytest.approx(doc.totals.bits_per_byte_carried, rel=1e-12)
+
+
+def test_chunk_offset_edges_and_labels():
+    assert chunk_offset_edges(128) == (1, 2, 4, 8, 16, 32, 64)
+    assert chunk_offset_labels(128) == ("1", "2-3", "4-7", "8-15", "16-31", "32-63", "64-127")
+    assert chunk_offset_edges(CHUNK) == (1, 2, 4, 8) and chunk_offset_labels(CHUNK)[-1] == "8-11"
+    assert chunk_offset_edges(2) == (1,) and chunk_offset_labels(2) == ("1",)
+
+
+def test_chunk_offset_totals_match_the_reference(model_dir, document, reference):
+    report = evaluate_paths([document], model_dir, max_tokens=DOC_TOKENS)
+    (doc,) = report.documents
+    offsets = reference["positions"] % CHUNK
+    edges = (*chunk_offset_edges(CHUNK), CHUNK)
+    assert len(doc.chunk_offsets) == len(edges) - 1
+    for i, got in enumerate(doc.chunk_offsets):
+        chosen = (offsets >= edges[i]) & (offsets < edges[i + 1])
+        assert got.tokens == int(chosen.sum()) > 0
+        assert got.bytes == int(reference["bytes"][chosen].sum())
+        for mode in ("carried", "reset"):
+            assert_rel(getattr(got, f"nats_{mode}"), float(reference[mode][chosen].sum()), f"{mode}, offsets {i}")
+    assert sum(b.tokens for b in doc.chunk_offsets) == doc.totals.tokens
+    pooled = report.to_dict()["chunk_offsets"]
+    assert [b["offsets"] for b in pooled] == list(chunk_offset_labels(CHUNK))
+    assert [(b["start"], b["end"]) for b in pooled] == [(1, 2), (2, 4), (4, 8), (8, 12)]
+    assert pooled[0]["tokens"] == doc.chunk_offsets[0].tokens
+    assert "by offset of the token inside its chunk" in format_table(report)
 
 
 def test_byte_lengths_add_up_to_the_text(tokenizer):
