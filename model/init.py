@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from megalodoc.model.cema import ComplexEMA
+
 
 def init_linear(layer: nn.Linear, mode: str, dim: int) -> None:
     """Weights by init_mode, biases zero. "he": Kaiming-normal with a=sqrt(5), i.e. std 1/sqrt(3 fan_in)."""
@@ -45,11 +47,9 @@ def spread_cema_memory(model: nn.Module, max_half_life: float, min_half_life: fl
     if not 1.0 < min_half_life <= max_half_life:
         raise ValueError(f"half-lives must satisfy 1 < min ({min_half_life}) <= max ({max_half_life})")
     for module in model.modules():
-        alpha = getattr(module, "alpha", None)
-        delta = getattr(module, "delta", None)
-        if not (isinstance(alpha, nn.Parameter) and isinstance(delta, nn.Parameter) and alpha.dim() == 3):
+        if not isinstance(module, ComplexEMA):
             continue
-        ndim = alpha.shape[1]
+        alpha, delta, ndim = module.alpha, module.delta, module.ndim  # alpha, delta (D, N, 1)
         slow = max(1, ndim // 2)
         steps = torch.linspace(0.0, 1.0, slow, dtype=torch.float64)  # (slow,)
         half_lives = max_half_life * (min_half_life / max_half_life) ** steps  # (slow,) longest first
