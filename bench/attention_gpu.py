@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from bench_timing import time_ms
 
 # name: (batch B, length L, chunk C, heads H, d_z, d_v) - the 200M and 7B presets at 16K tokens.
 CONFIGS = {
@@ -73,20 +74,6 @@ def sdpa_split_v(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Ten
     vs = v.reshape(Z, H, C, S, dz).permute(0, 1, 3, 2, 4).reshape(Z, H * S, C, dz)
     o = sdpa(qs, ks, vs)  # (Z, H*S, C, dz)
     return o.reshape(Z, H, S, C, dz).permute(0, 1, 3, 2, 4).reshape(Z, H, C, S * dz)
-
-
-def time_ms(fn: Callable[[], object], warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def attention_flops(Z: int, H: int, C: int, dz: int, dv: int, backward: bool) -> float:
@@ -172,7 +159,7 @@ def main() -> int:
 
                     key = "fwdbwd" if backward else "fwd"
                     try:
-                        ms = time_ms(run, args.warmup, args.iters)
+                        ms = time_ms(run, torch.device("cuda"), args.warmup, args.iters)
                         row[f"{key}_ms"] = ms
                         row[f"{key}_tflops"] = attention_flops(q.shape[0], H, C, dz, dv, backward) / ms / 1e9
                     except torch.cuda.OutOfMemoryError:

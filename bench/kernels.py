@@ -24,7 +24,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,6 +32,8 @@ import torch  # noqa: E402
 
 from megalodoc.kernels.cema.fft import cema_fft  # noqa: E402
 from megalodoc.kernels.timestep_norm.cumulative import timestep_norm_cumulative  # noqa: E402
+
+from bench_timing import time_ms  # noqa: E402
 
 N_STATE = 16
 GROUP_SIZE = 32  # D / G in the presets (1024/32, 2048/64)
@@ -63,28 +64,8 @@ def model_flops(op: str, B: int, L: int, D: int, backward: bool) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Timing
+# Device copy bandwidth
 # ---------------------------------------------------------------------------------------------------
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    """Median wall time of fn in milliseconds (CUDA events on a GPU)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def copy_gbps(device: torch.device, nbytes: int, warmup: int, iters: int) -> float:
