@@ -181,4 +181,9 @@ def test_gpu_bf16_and_split_run() -> None:
     assert rel_rms(y, y_ref) <= TRITON_VS_TWIN_REL_RMS and rel_rms(h, h_ref) <= TRITON_VS_TWIN_REL_RMS
     y_a, h_a = cema_triton(x[:, :3000], *args, initial_state=inputs["initial_state"], output_final_state=True)
     y_b, h_b = cema_triton(x[:, 3000:], *args, initial_state=h_a, output_final_state=True)
-    assert rel_rms(torch.cat([y_a, y_b], 1), y) <= 1e-5 and rel_rms(h_b, h) <= 1e-5
+    # The fp32 state of the split run matches the one-shot run to fp32 rounding; y is rounded once to bf16
+    # from fp32 values that differ by that rounding, so an element may land one bf16 ulp (2^-7 relative)
+    # away (seen on an H200: rel RMS 2.4e-5 between the two bf16 outputs).
+    assert rel_rms(h_b, h) <= 1e-5
+    scale = y.float().abs().max().item()
+    assert_close(torch.cat([y_a, y_b], 1), y, atol=1e-5 * scale, rtol=2.0**-7, what="split bf16 y")
