@@ -1,0 +1,1 @@
+"""The reader service: evidence, answers with citations, continuation and sessions over a stored document."""
