@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from megalodoc.ingest.progress import IngestProgress, ProgressMeter
-from megalodoc.ingest.sources import Locator, Source, SourceError, SourceOptions, open_source
+from megalodoc.ingest.sources import Locator, Source, SourceError, SourceOptions, open_source, shown_name
 from megalodoc.ingest.state_bytes import state_from_bytes, state_to_bytes
 from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
 from megalodoc.model import STATE_SCHEMA_VERSION, Megalodon, ModelState
@@ -272,15 +272,15 @@ def ingest_path(
     settings = settings or IngestSettings()
     started = time.perf_counter()
     times = StageTimes()
-    shown = str(path)
+    shown = shown_name(path)
     try:
-        source = open_source(Path(path), settings.source_options)
+        source = open_source(path, settings.source_options)  # the path as given: "file/" is refused
     except SourceError as exc:
         return IngestOutcome(shown, "failed", None, str(exc), seconds=time.perf_counter() - started)
     with source:
         notes = dict(warnings=tuple(str(n) for n in source.warnings), skipped=tuple(str(n) for n in source.skipped))
         document, _ = store.get_or_create_document(
-            source.content_hash, source.name, source.kind, str(Path(path).resolve()),
+            source.content_hash, source.name, source.kind, shown_name(Path(path).resolve()),
             reader.tokenizer.fingerprint, reader.model_fingerprint,
         )
         if document.status == "complete":

@@ -57,6 +57,7 @@ from .errors import (
     UnsupportedSourceError,
 )
 from .ignore import DEFAULT_IGNORE
+from .names import shown_name
 from .pdf import PdfSource
 from .repo import HEADER as REPO_FILE_HEADER
 from .repo import RepoSource
@@ -88,4 +89,5 @@ __all__ = [
     "TextSource",
     "UnsupportedSourceError",
     "open_source",
+    "shown_name",
 ]

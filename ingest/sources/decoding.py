@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .path_checks import open_binary
+
 SNIFF_BYTES = 8192
 """Bytes inspected to decide text or binary (git looks at the first 8000 for NULs)."""
 
@@ -31,6 +33,9 @@ _BOMS = (  # longest first: the UTF-32-LE BOM starts with the UTF-16-LE one
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f\b\x1b")
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in _TEXT_CONTROLS) + b"\x7f"
 _SPACE_BYTES = b" \t\r\n\f\v"
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
+"""Soft hyphen, Mongolian vowel separator, zero-width space/joiners, word joiner, BOM: show nothing."""
 
 
 def bom_encoding(head: bytes) -> str | None:
@@ -72,6 +77,17 @@ def has_visible_bytes(data: bytes) -> bool:
     return bool(data.translate(None, _SPACE_BYTES))
 
 
+def has_visible_ascii(data: bytes) -> bool:
+    """Whether ``data`` holds an ASCII byte that is not whitespace (bytes >= 0x80 are not judged here)."""
+    return bool(data.translate(None, _SPACE_BYTES + _HIGH_BYTES))
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` holds a character that shows: not whitespace (Unicode's, e.g. no-break and
+    ideographic spaces, line and paragraph separators) and not an invisible format character."""
+    return bool(text.translate(_INVISIBLE).strip())
+
+
 @dataclass(frozen=True)
 class FileScan:
     """One streaming pass over a file: its hash, size, first bytes, the codec to decode it with and
@@ -94,10 +110,11 @@ def scan_file(path: Path, declared: str | None = None) -> FileScan:
     size = 0
     head = b""
     has_text = False
+    high = False  # bytes >= 0x80 seen: whether they are visible is decided on the decoded text
     candidates: list[str] = []
     decoders: dict[str, codecs.IncrementalDecoder] = {}
     wide: codecs.IncrementalDecoder | None = None  # UTF-16/32 files: whitespace check on decoded text
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         while block := handle.read(READ_BLOCK):
             if not size:
                 head = block[:SNIFF_BYTES]
@@ -115,20 +132,27 @@ def scan_file(path: Path, declared: str | None = None) -> FileScan:
                 except UnicodeDecodeError:
                     candidates.remove(name)
             if not has_text:
-                has_text = bool(wide.decode(block).strip()) if wide else has_visible_bytes(block)
+                if wide:
+                    has_text = has_visible_text(wide.decode(block))
+                else:
+                    has_text = has_visible_ascii(block)
+                    high = high or len(block.translate(None, _HIGH_BYTES)) < len(block)
     for name in candidates[:-1]:
         try:
             decoders[name].decode(b"", final=True)
         except UnicodeDecodeError:
             candidates.remove(name)
-    return FileScan(digest.hexdigest(), size, head, candidates[0] if candidates else "utf-8", has_text)
+    encoding = candidates[0] if candidates else "utf-8"
+    if not has_text and high:  # only whitespace and non-ASCII so far: look at the characters
+        has_text = any(has_visible_text(text) for text in iter_decoded(path, encoding))
+    return FileScan(digest.hexdigest(), size, head, encoding, has_text)
 
 
 def iter_decoded(path: Path, encoding: str) -> Iterator[str]:
     """Yield the text of ``path`` decoded with ``encoding`` in blocks, newlines normalised to "\\n"."""
     decoder = codecs.getincrementaldecoder(encoding)()
     newlines = NewlineNormalizer()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         while block := handle.read(READ_BLOCK):
             text = newlines.feed(decoder.decode(block))
             if text:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tarfile
@@ -10,16 +9,16 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from .decoding import SNIFF_BYTES, iter_decoded, scan_file
+from .decoding import SNIFF_BYTES, has_visible_text, iter_decoded, scan_file
 from .errors import (
     CorruptArchiveError,
     CorruptPdfError,
     EmptySourceError,
     SourceError,
-    SourceNotFoundError,
     UnsupportedSourceError,
 )
 from .html_text import declared_charset, html_to_text, looks_like_html
+from .path_checks import check_input_path, open_binary
 from .pdf import PdfSource
 from .pdf_extract import file_sha256
 from .repo import RepoSource
@@ -43,12 +42,10 @@ def open_source(path: str | os.PathLike[str], options: SourceOptions | None = No
     Raises a SourceError subclass whose message names the path and the cause.
     """
     options = options or SourceOptions()
+    mode = check_input_path(path).st_mode  # refuses special files and locations before any open
     path = Path(path)
-    mode = _stat(path)
     if stat.S_ISDIR(mode):
         return RepoSource(path, FolderTree(path), options)
-    if not stat.S_ISREG(mode):
-        raise UnsupportedSourceError(path, "not a regular file or folder")
     head = _head(path)
     if not head:
         raise EmptySourceError(path, "empty file (0 bytes)")
@@ -72,24 +69,9 @@ def open_source(path: str | os.PathLike[str], options: SourceOptions | None = No
     return _open_text(path, head, options)
 
 
-def _stat(path: Path) -> int:
-    try:
-        return os.stat(path).st_mode
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise SourceNotFoundError(path, f"broken symlink (-> {os.readlink(path)})") from None
-        raise SourceNotFoundError(path, "no such file or folder") from None
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise SourceError(path, "symlink loop: the path resolves to itself") from None
-        if isinstance(error, PermissionError):
-            raise SourceError(path, "permission denied") from None
-        raise SourceError(path, f"cannot be opened ({error.strerror or error})") from None
-
-
 def _head(path: Path) -> bytes:
     try:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             return handle.read(SNIFF_BYTES)
     except PermissionError:
         raise SourceError(path, "unreadable: permission denied") from None
@@ -128,6 +110,7 @@ def _open_text(path: Path, head: bytes, options: SourceOptions) -> TextSource:
     except OSError as error:
         raise SourceError(path, f"unreadable ({error.strerror or error})") from None
     check_text_file(path, scan)
-    if text_format == "html" and not any(text.strip() for text in html_to_text(iter_decoded(path, scan.encoding))):
+    blocks = iter_decoded(path, scan.encoding)
+    if text_format == "html" and not any(has_visible_text(text) for text in html_to_text(blocks)):
         raise EmptySourceError(path, "HTML file with no readable text (only markup, scripts or styles)")
     return TextSource(path, scan, text_format, options)

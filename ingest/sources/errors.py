@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 
+from .names import shown_name
+
 
 class SourceError(Exception):
     """A document cannot be read. ``path`` names the file, ``reason`` says why."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = os.fspath(path)
+        self.path = shown_name(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 

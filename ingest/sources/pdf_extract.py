@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 from pypdf import PdfReader
@@ -21,7 +21,8 @@ from pypdf.generic import DictionaryObject, IndirectObject, StreamObject
 
 from ..normalize import clean_pdf_text
 from .decoding import READ_BLOCK
-from .errors import CorruptPdfError, EmptySourceError, EncryptedPdfError, SourceChangedError
+from .errors import CorruptPdfError, EmptySourceError, EncryptedPdfError, SourceChangedError, SourceError
+from .path_checks import open_binary, read_regular
 
 EOF_WINDOW = 8192
 """A complete PDF ends with "%%EOF" within this many bytes (a little trailing junk is common)."""
@@ -45,7 +46,7 @@ class PageText:
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         while block := handle.read(READ_BLOCK):
             digest.update(block)
     return digest.hexdigest()
@@ -57,15 +58,17 @@ def open_pdf(path: Path, expected_sha256: str | None = None) -> PdfReader:
     Raises CorruptPdfError, EncryptedPdfError, EmptySourceError (no pages) or SourceChangedError (when
     ``expected_sha256`` is given and the bytes differ), each naming the file.
     """
-    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+    try:
+        data = read_regular(path)
+    except OSError as error:
+        raise SourceError(path, f"unreadable ({error.strerror or error})") from error
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise SourceChangedError(path, "the file changed after it was opened; open it again")
-    with open(path, "rb") as handle:
-        handle.seek(max(0, os.fstat(handle.fileno()).st_size - EOF_WINDOW))
-        if b"%%EOF" not in handle.read():
-            raise CorruptPdfError(path, "truncated or corrupt PDF: no %%EOF marker at the end of the file")
+    if b"%%EOF" not in data[-EOF_WINDOW:]:
+        raise CorruptPdfError(path, "truncated or corrupt PDF: no %%EOF marker at the end of the file")
     with quiet_pypdf():
         try:
-            reader = PdfReader(path, strict=False)
+            reader = PdfReader(BytesIO(data), strict=False)
         except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
             raise CorruptPdfError(path, f"corrupt PDF: pypdf cannot parse it ({describe_error(error)})") from error
         if reader.is_encrypted:

@@ -23,9 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from .names import shown_name
+from .path_checks import file_type, read_regular
 from .types import Notice
 
 EntryKind = Literal["file", "dir"]
+SPECIAL_TYPES = frozenset({stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK})
+"""Unix file types a zip member may claim that are not data (a member's mode may carry no type at all)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class Tree:
 
     def show(self, path: str) -> str:
         """``path`` as shown to people: prefixed with the repository name."""
-        return f"{self.root_name}/{path}" if path else self.root_name
+        return shown_name(f"{self.root_name}/{path}" if path else self.root_name)
 
     def close(self) -> None:
         """Release temporary files."""
@@ -97,18 +101,18 @@ class FolderTree(Tree):
                     entries.append(Entry(item.name, child, "file", item.stat(follow_symlinks=False).st_size))
                 else:
                     mode = item.stat(follow_symlinks=False).st_mode
-                    problems.append(Notice(self.show(child), f"not a regular file ({_file_type(mode)})"))
+                    problems.append(Notice(self.show(child), f"not a regular file ({file_type(mode)}); not read"))
             except OSError as error:
                 problems.append(Notice(self.show(child), f"unreadable ({_os_reason(error)})"))
         return entries, problems
 
     def _symlink_reason(self, link: Path, folder: Path) -> str:
-        target = os.readlink(link)
+        target = shown_name(os.readlink(link))
         try:
             resolved = Path(os.path.realpath(link, strict=True))
         except OSError as error:
             if error.errno == errno.ELOOP:
-                return f"symlink loop ({link.name} -> {target} resolves to itself); not followed"
+                return f"symlink loop ({shown_name(link.name)} -> {target} resolves to itself); not followed"
             if error.errno == errno.ENOENT:
                 return f"broken symlink (-> {target}: target missing)"
             return f"symlink (-> {target}) cannot be resolved ({_os_reason(error)})"
@@ -121,7 +125,8 @@ class FolderTree(Tree):
         return f"symlink (-> {target}); not followed, its target is read as {self.show(inside)}"
 
     def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+        # Listed as a regular file; opened without following a symlink swapped in since, and re-checked.
+        return read_regular(self.root / path, follow_symlinks=False)
 
 
 class _IndexedTree(Tree):
@@ -197,6 +202,8 @@ class ZipTree(_IndexedTree):
                 kind = "dir"
             elif stat.S_ISLNK(mode):
                 kind = "symlink in the archive; not followed"
+            elif stat.S_IFMT(mode) in SPECIAL_TYPES:
+                kind = f"not a regular file ({file_type(mode)}); not read"
             elif info.flag_bits & 0x1:
                 kind = "encrypted archive member; cannot be read"
             else:
@@ -266,8 +273,8 @@ class TarTree(_IndexedTree):
         wanted = sorted(paths, key=lambda path: self._member(path).offset_data)
         for path in wanted:
             target = self._copies / path
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.read(path))
             except OSError as error:
                 problems.append(Notice(self.show(path), f"unreadable ({_os_reason(error)})"))
@@ -295,14 +302,6 @@ def _archive_stem(archive: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or name
     return archive.stem or name
-
-
-def _file_type(mode: int) -> str:
-    for test, label in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-                        (stat.S_ISBLK, "block device")):
-        if test(mode):
-            return label
-    return "special file"
 
 
 def _os_reason(error: BaseException) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..normalize import clean_prose
-from .decoding import FileScan, iter_decoded, sniff_binary
+from .decoding import FileScan, has_visible_text, iter_decoded, sniff_binary
 from .errors import BinaryFileError, EmptySourceError
 from .html_text import html_to_text
 from .splitting import split_blocks
@@ -68,7 +68,7 @@ class TextSource(Source):
             last_line = line + newlines - (1 if text.endswith("\n") else 0)
             if index >= start:
                 yield TextPiece(text, Locator.for_offsets(char_pos, char_pos + len(text), line, last_line), index)
-            produced = produced or bool(text.strip())
+            produced = produced or has_visible_text(text)
             char_pos += len(text)
             line += newlines
         if not produced and start == 0:

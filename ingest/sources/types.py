@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .names import shown_name
+
 LocatorKind = Literal["page", "lines", "offset"]
 SourceKind = Literal["pdf", "text", "repo"]
 
@@ -173,7 +175,7 @@ class Source(ABC):
 
     def __init__(self, path: Path, name: str, content_hash: str, options: SourceOptions) -> None:
         self.path = path
-        self.name = name
+        self.name = shown_name(name)
         self.content_hash = content_hash
         self.options = options
         self.warnings: list[Notice] = []
