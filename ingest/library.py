@@ -25,6 +25,7 @@ from megalodoc.ingest.pipeline import (
 )
 from megalodoc.ingest.state_bytes import state_from_bytes
 from megalodoc.model import Megalodon, ModelState, load_model, model_fingerprint
+from megalodoc.model.boundary import run_aligned
 from megalodoc.model.tokenizer import Tokenizer
 from megalodoc.storage import DocumentRecord, SnapshotInfo, Store, open_store
 
@@ -98,24 +99,21 @@ class Library:
         return self.store.list_snapshots(_doc_id(document))
 
     def state_at(self, document: DocumentRecord | int, position: int) -> ModelState:
-        """The model state after `position` tokens of a document: the latest snapshot at or before it,
-        then the stored tokens from there re-read. Never modifies the stored snapshot."""
+        """The model state after `position` tokens of a document: the latest snapshot at or before it
+        (a chunk-boundary state), then the stored tokens from there re-read in aligned chunks, so the
+        result equals an uninterrupted chunked run bit for bit on CPU. Never modifies the stored snapshot."""
         doc = self.store.get_document(_doc_id(document))
         if not 0 <= position <= doc.committed_position:
             raise ValueError(f"{doc.name}: position {position} is outside the read part [0, {doc.committed_position}]")
         info = self.store.latest_snapshot_at(doc.id, position)
-        state, start = None, 0
+        state = None
         if info is not None:
             what = f"snapshot {info.id} of {doc.name} at token {info.position}"
             state = state_from_bytes(self.store.load_snapshot_bytes(info.id), self.reader.model,
                                      self.reader.model_fingerprint, what)
-            start = info.position
-        if position > start:
-            tail = self.store.token_ids(doc.id, start, position)
-            with torch.no_grad():
-                _, state = self.reader.model(torch.tensor([list(tail)], dtype=torch.int64), state,
-                                             compute_logits=False)
-        return state if state is not None else self.reader.model.initial_state(1)
+        start = 0 if state is None else state.position  # the snapshot's boundary, before its tail ids
+        tail = self.store.token_ids(doc.id, start, position) if position > start else []
+        return run_aligned(self.reader.model, state, tail)
 
 
 def _doc_id(document: DocumentRecord | int) -> int:

@@ -2,10 +2,12 @@
 
 After every `snapshot_every` chunks of C tokens (aligned to absolute positions) the model state is
 written together with the chunk text, the locations and the document's committed position, in one
-transaction; the end of the document gets a final snapshot. A document whose content hash is known and
-incomplete resumes from its last snapshot and ends bit-identical to an uninterrupted run; a complete
-document is not read again. Ingest never computes the LM head. Cancellation is cooperative and takes
-effect within one chunk.
+transaction; the end of the document gets a final snapshot. Stored states are chunk-boundary states
+only: the last, partial chunk of a document is not run through the model at all; the final snapshot
+holds the state at the last boundary plus those tokens' ids (fewer than C), which a restore re-reads.
+A document whose content hash is known and incomplete resumes from its last snapshot and ends
+bit-identical to an uninterrupted run; a complete document is not read again. Ingest never computes
+the LM head. Cancellation is cooperative and takes effect within one chunk.
 """
 
 from __future__ import annotations
@@ -167,6 +169,7 @@ class _DocumentRun:
         self.committed = 0  # position of the last snapshot
         self.pending_ids: list[int] = []  # tokens read since the last snapshot (chunk text)
         self.pending_pieces: list[TokenizedPiece] = []  # pieces overlapping [committed, ...)
+        self.tail_ids: list[int] = []  # the document's last tokens after the last chunk boundary (< C)
         self.chunks_since_snapshot = 0
         self.snapshots = 0
         self.units_done = 0
@@ -180,6 +183,13 @@ class _DocumentRun:
             batch = torch.tensor([ids], dtype=torch.int64, device=self.reader.model.embed.weight.device)
             _, self.state = self.reader.model(batch, self.state, compute_logits=False)
         self.times.model += time.perf_counter() - start
+        self.position += len(ids)
+        self.pending_ids.extend(ids)
+
+    def hold_tail(self, ids: list[int]) -> None:
+        """Take the document's last tokens (fewer than C) as ids to store beside the boundary state,
+        without running the model over them: a mid-chunk state would carry that chunk's keys/values."""
+        self.tail_ids = list(ids)
         self.position += len(ids)
         self.pending_ids.extend(ids)
 
@@ -209,9 +219,14 @@ class _DocumentRun:
         piece_index, piece_start = self._resume_point()
         metadata = {"piece_index": piece_index, "piece_token_start": piece_start,
                     "stream_version": source_stream_version}
-        data = state_to_bytes(self.state, self.reader.model_fingerprint, chunk_size)
+        state = self.state if self.state is not None else self.reader.model.initial_state(1)
+        if not state.at_chunk_boundary or state.position != end - len(self.tail_ids):
+            raise RuntimeError(f"snapshot at {end} would store a state at {state.position} with "
+                               f"{len(self.tail_ids)} tail ids: only chunk-boundary states are stored")
+        data = state_to_bytes(state, self.reader.model_fingerprint, chunk_size)
         self.store.add_snapshot(self.document.id, end, data, self.reader.model_fingerprint, STATE_SCHEMA_VERSION,
-                                metadata, chunks=chunks, locations=locations, worker_id=self.settings.worker_id)
+                                metadata, chunks=chunks, locations=locations, worker_id=self.settings.worker_id,
+                                tail_ids=self.tail_ids)
         self.committed = end
         self.pending_ids = []
         self.pending_pieces = [p for p in self.pending_pieces if p.token_end > end]
@@ -242,14 +257,18 @@ class _DocumentRun:
             self.last_heartbeat = time.monotonic()
 
 
-def _restore(store: Store, reader: Reader, run: _DocumentRun, stream_version: str) -> tuple[int, int]:
-    """Load the document's last snapshot into `run`; returns where to continue reading."""
+def _restore(store: Store, reader: Reader, run: _DocumentRun, stream_version: str) -> tuple[int, int] | None:
+    """Load the document's last snapshot into `run`; returns where to continue reading, or None when that
+    snapshot already holds the end of the document (it has tail ids: only the final snapshot has them)."""
     document = run.document
     if document.committed_position == 0:
         return 0, 0
     info = store.latest_snapshot_at(document.id, document.committed_position)
     if info is None:
         return 0, 0
+    if info.tail_ids:
+        run.position = run.committed = info.position
+        return None
     what = f"snapshot {info.id} of {document.name} at token {info.position}"
     if info.metadata.get("stream_version") != stream_version:
         raise IngestError(f"{what}: was read with other reader settings ({info.metadata.get('stream_version')}); "
@@ -316,8 +335,13 @@ def ingest_path(
 def _read(store: Store, reader: Reader, run: _DocumentRun, source: Source) -> str:
     """The chunk loop. Returns "complete" or "cancelled"."""
     C = reader.chunk_size
-    piece_index, piece_start = _restore(store, reader, run, source.stream_version)
+    resume = _restore(store, reader, run, source.stream_version)
     run.meter.start_tokens = run.position
+    if resume is None:  # stopped after the final snapshot, before the status was written
+        store.set_status(run.document.id, "complete", token_count=run.position)
+        run.progress(finished=True)
+        return "complete"
+    piece_index, piece_start = resume
     buffer: list[int] = []  # tokens not yet given to the model; the model sees whole aligned chunks
     stream = tokenize_source(source, _TimedTokenizer(reader.tokenizer, run.times),
                              start_piece=piece_index, token_start=piece_start)
@@ -351,7 +375,7 @@ def _read(store: Store, reader: Reader, run: _DocumentRun, source: Source) -> st
     finally:
         stream.close()
     if buffer:
-        run.feed(buffer)
+        run.hold_tail(buffer)
     if run.position == 0:
         raise IngestError(f"{source.path}: no text to read (every page or file was empty)")
     if run.position > run.committed:

@@ -28,10 +28,12 @@ Ingest workers (many processes, many machines; leases use the database clock)
     release_document(id, worker_id) -> bool
 Snapshots (content-addressed sha256 blobs, deduplicated, verified on every read)
     add_snapshot(document_id, position, state_bytes, model_fingerprint, schema_version, metadata=None,
-                 *, chunks=[ChunkText], locations=[Location], worker_id=None) -> SnapshotInfo
+                 *, chunks=[ChunkText], locations=[Location], worker_id=None, tail_ids=()) -> SnapshotInfo
         One transaction: blob + snapshot row + chunk text + locations + committed_position = position.
         Positions strictly increase; re-adding identical bytes at a stored position returns the stored
-        snapshot, different bytes raise SnapshotExistsError.
+        snapshot, different bytes raise SnapshotExistsError. With tail_ids the bytes are the state at the
+        chunk boundary position - len(tail_ids) (SnapshotInfo.state_position) and the ids are re-read
+        on restore; turns take the same pair as StatePayload(..., tail_ids=...).
     list_snapshots(document_id) (no blobs), get_snapshot(id), latest_snapshot_at(document_id, position)
     load_snapshot_bytes(id) -> bytes (CorruptSnapshotError on mismatch), load_state(id)
 Locations and text

@@ -37,6 +37,7 @@ SNAPSHOT_COLUMNS = (
     _snapshots.schema_version,
     _snapshots.metadata_json,
     type_coerce(_snapshots.created_at, String).label("created_at"),
+    _snapshots.tail_ids,
 )
 SNAPSHOT_FIELD_COLUMNS = tuple(column.name for column in SNAPSHOT_COLUMNS)
 LOCATION_COLUMNS = tuple(
@@ -110,7 +111,7 @@ def snapshot_infos(rows: Iterable[Sequence[Any]]) -> list[SnapshotInfo]:
         datetime.fromisoformat,
     )
     records = []
-    for id_, document_id, kind, position, sha, size, model, schema, metadata, created in rows:
+    for id_, document_id, kind, position, sha, size, model, schema, metadata, created, tail in rows:
         # SQLAlchemy keeps SQLite times as "YYYY-MM-DD HH:MM:SS.ffffff" (26 characters, UTC, no offset).
         naive_text = type(created) is str and len(created) <= 26
         record = new(cls)
@@ -128,6 +129,7 @@ def snapshot_infos(rows: Iterable[Sequence[Any]]) -> list[SnapshotInfo]:
                 "schema_version": schema,
                 "metadata": dict(parsed(metadata)),
                 "created_at": iso(created + "+00:00") if naive_text else stored_time(created),
+                "tail_ids": () if tail is None else tuple(unpack_token_ids(tail)),
             },
         )
         records.append(record)

@@ -148,6 +148,9 @@ class SnapshotRow(Base):
     schema_version: Mapped[int] = mapped_column(Integer)
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The state is stored at the chunk boundary `position - len(tail ids)`; these ids (int32 little-endian,
+    # fewer than a chunk) are re-read on restore. NULL: no tail, the state is at `position`.
+    tail_ids: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class SessionRow(Base):

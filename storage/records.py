@@ -107,15 +107,33 @@ class Location:
         return cls(start, end, char_start=char_start, char_end=char_end)
 
 
+def check_tail_ids(position: int, tail_ids: Any) -> tuple[int, ...]:
+    """`tail_ids` as a tuple of ints, checked: token ids in [0, 2**31), no more of them than `position`."""
+    if isinstance(tail_ids, (str, bytes)) or not hasattr(tail_ids, "__iter__"):
+        raise TypeError(f"tail_ids must be a sequence of token ids, got {type(tail_ids).__name__}")
+    ids = tuple(int(i) for i in tail_ids)
+    if ids and (min(ids) < 0 or max(ids) >= 2**31):
+        raise ValueError("tail_ids: token ids must lie in [0, 2**31)")
+    if isinstance(position, int) and len(ids) > position:
+        raise ValueError(f"{len(ids)} tail ids after a state at position {position}: more than were read")
+    return ids
+
+
 @dataclass(frozen=True)
 class StatePayload:
-    """A serialized state to store with a session turn (see `encode_state`)."""
+    """A serialized state to store with a session turn. `state_bytes` is the state at the chunk boundary
+    `position - len(tail_ids)`; the `tail_ids` (fewer than a chunk) are re-read on restore, so the pair
+    stands for the state after `position` tokens (see `megalodoc.model.boundary.fold_to_boundary`)."""
 
     position: int
     state_bytes: bytes
     model_fingerprint: str
     schema_version: int
     metadata: dict[str, Any] | None = None
+    tail_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tail_ids", check_tail_ids(self.position, self.tail_ids))
 
 
 # ---------------------------------------------------------------- outputs
@@ -151,7 +169,10 @@ class DocumentRecord:
 
 @dataclass(frozen=True)
 class SnapshotInfo:
-    """A stored snapshot without its bytes; `load_snapshot_bytes(id)` fetches and verifies them."""
+    """A stored snapshot without its bytes; `load_snapshot_bytes(id)` fetches and verifies them.
+
+    The stored state is at `state_position` (a chunk boundary); the `tail_ids` after it, re-read on
+    restore, bring it to `position`. Snapshots written before tails existed have none."""
 
     id: int
     document_id: int
@@ -163,6 +184,12 @@ class SnapshotInfo:
     schema_version: int
     metadata: dict[str, Any]
     created_at: datetime
+    tail_ids: tuple[int, ...] = ()
+
+    @property
+    def state_position(self) -> int:
+        """Tokens read by the stored state itself: `position` minus the tail."""
+        return self.position - len(self.tail_ids)
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,7 @@ class SessionsMixin:
                     state.model_fingerprint,
                     state.schema_version,
                     state_metadata,
+                    state.tail_ids,
                 )
                 session.add(snapshot)
                 session.flush()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from megalodoc.storage.convert import (
     SNAPSHOT_COLUMNS,
+    pack_token_ids,
     require_int,
     require_text,
     snapshot_info,
@@ -26,7 +27,7 @@ from megalodoc.storage.errors import (
 )
 from megalodoc.storage.locations import chunk_rows, location_rows
 from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
-from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo
+from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo, check_tail_ids
 from megalodoc.storage.unit import UnitOfWork
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def new_snapshot_row(
     model_fingerprint: str,
     schema_version: int,
     metadata_json: str,
+    tail_ids: tuple[int, ...] = (),
 ) -> SnapshotRow:
     return SnapshotRow(
         document_id=document_id,
@@ -81,6 +83,7 @@ def new_snapshot_row(
         schema_version=schema_version,
         metadata_json=metadata_json,
         created_at=utcnow(),
+        tail_ids=pack_token_ids(tail_ids) if tail_ids else None,
     )
 
 
@@ -115,6 +118,7 @@ class SnapshotsMixin:
         chunks: Sequence[ChunkText] = (),
         locations: Sequence[Location] = (),
         worker_id: str | None = None,
+        tail_ids: Sequence[int] = (),
     ) -> SnapshotInfo:
         """Store the state at chunk boundary `position` of an "ingesting" document, in ONE transaction with:
         the blob (sha256, deduplicated), the snapshot row, `chunks` and `locations` (the text read since
@@ -126,8 +130,13 @@ class SnapshotsMixin:
         returns it (chunks and locations are then not added again); different bytes raise
         `SnapshotExistsError`. With `worker_id`, the write is refused (`ClaimLostError`) unless that worker
         still holds the document's claim. `schema_version` is the version of the state's own format.
+
+        With `tail_ids`, `state_bytes` is the state at the chunk boundary `position - len(tail_ids)` and the
+        ids are the tokens after it (the end of a document that is not a whole number of chunks): a reader
+        restores the state and re-reads them. Stored states are thus always chunk-boundary states.
         """
         check_state_args(position, state_bytes, model_fingerprint, schema_version)
+        tail = check_tail_ids(position, tail_ids)
         state_bytes = bytes(state_bytes)
         metadata_json = to_json("snapshot metadata", metadata)
         new_chunks = chunk_rows(document_id, chunks, up_to=position)
@@ -145,8 +154,9 @@ class SnapshotsMixin:
                 )
             ).first()
             if existing is not None:
-                if existing.blob_sha256 == digest:
-                    return snapshot_info(existing)
+                stored = snapshot_info(existing)
+                if stored.blob_sha256 == digest and stored.tail_ids == tail:
+                    return stored
                 raise SnapshotExistsError(
                     f"document {document_id} already has a different snapshot (id {existing.id}) at position "
                     f"{position}; stored snapshots are never replaced"
@@ -175,6 +185,7 @@ class SnapshotsMixin:
                 model_fingerprint,
                 schema_version,
                 metadata_json,
+                tail,
             )
             session.add(row)
             if new_chunks:

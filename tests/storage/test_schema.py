@@ -66,8 +66,8 @@ FUTURE_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0999_next"
+down_revision = "{current}"
 branch_labels = None
 depends_on = None
 
@@ -84,12 +84,13 @@ def downgrade() -> None:
 
 @pytest.fixture
 def newer_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make this process behave like a megalodoc whose schema head is 0002."""
+    """Make this process behave like a megalodoc whose schema head is one revision later."""
     migrations = tmp_path / "migrations"
     shutil.copytree(schema_module.MIGRATIONS_DIR, migrations)
-    (migrations / "versions" / "0002_note.py").write_text(textwrap.dedent(FUTURE_REVISION))
+    revision = textwrap.dedent(FUTURE_REVISION).replace("{current}", SCHEMA_VERSION)
+    (migrations / "versions" / "0999_note.py").write_text(revision)
     monkeypatch.setattr(schema_module, "MIGRATIONS_DIR", migrations)
-    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", "0002")
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", "0999_next")
 
 
 def test_database_behind_the_code_says_to_run_db_upgrade_and_upgrade_keeps_data(
@@ -103,8 +104,8 @@ def test_database_behind_the_code_says_to_run_db_upgrade_and_upgrade_keeps_data(
         open_store(db_url)
     assert database_status(db_url).state == "behind"
 
-    assert upgrade_database(db_url) == (SCHEMA_VERSION, "0002")
-    assert raw_execute(db_url, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert upgrade_database(db_url) == (SCHEMA_VERSION, "0999_next")
+    assert raw_execute(db_url, "SELECT version_num FROM alembic_version") == [("0999_next",)]
     with open_store(db_url) as store:
         assert store.get_document(document.id).name == "kept.pdf"
     raw_execute(db_url, "UPDATE documents SET note = 'new column works'")
