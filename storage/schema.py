@@ -30,12 +30,14 @@ OWN_TABLES = frozenset({"documents", "locations", "chunks", "state_blobs", "snap
 @dataclass(frozen=True)
 class SchemaStatus:
     """Where a database stands. `state` is one of: missing (no SQLite file), empty, current,
-    behind, newer, foreign."""
+    behind, newer, foreign; for SQLite files also damaged and not-database."""
 
     state: str
     current: str | None
     head: str
     url: str
+    detail: str = ""
+    """Why a SQLite file is damaged or not a database (states `damaged`, `not-database`)."""
 
 
 def alembic_config(url: str, connection: Connection | None = None) -> Config:
@@ -49,6 +51,16 @@ def alembic_config(url: str, connection: Connection | None = None) -> Config:
 
 def _script() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def head_revision() -> str:
+    """The schema revision this code writes (read at call time)."""
+    return SCHEMA_VERSION
+
+
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this code's migrations know."""
+    return frozenset(revision.revision for revision in _script().walk_revisions())
 
 
 def schema_status(engine: Engine, url: str) -> SchemaStatus:
@@ -83,7 +95,7 @@ def require_current(engine: Engine, url: str, create_if_empty: bool = True) -> S
     if status.state == "empty" and create_if_empty:
         upgrade(engine, url)
         return schema_status(engine, url)
-    raise _error_for(status)
+    raise schema_error(status)
 
 
 def upgrade(engine: Engine, url: str) -> tuple[str | None, str]:
@@ -91,14 +103,14 @@ def upgrade(engine: Engine, url: str) -> tuple[str | None, str]:
     with _ALEMBIC_LOCK:
         status = schema_status(engine, url)
         if status.state in ("newer", "foreign"):
-            raise _error_for(status)
+            raise schema_error(status)
         if status.state != "current":
             with engine.begin() as connection:  # one transaction; SQLite: BEGIN IMMEDIATE serializes openers
                 command.upgrade(alembic_config(url, connection), "head")
     return status.current, SCHEMA_VERSION
 
 
-def _error_for(status: SchemaStatus) -> SchemaError:
+def schema_error(status: SchemaStatus) -> SchemaError:
     if status.state == "behind":
         return SchemaBehindError(
             f"database {status.url} is at schema revision {status.current}, but this megalodoc needs "

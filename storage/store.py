@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Engine
@@ -13,10 +14,20 @@ from megalodoc.storage.engine import PragmaValue, create_store_engine, display_u
 from megalodoc.storage.errors import StorageError
 from megalodoc.storage.locations import LocationsMixin
 from megalodoc.storage.maintenance import MaintenanceMixin
-from megalodoc.storage.schema import SCHEMA_VERSION, SchemaStatus, require_current, schema_status, upgrade
+from megalodoc.storage.schema import (
+    SCHEMA_VERSION,
+    SchemaStatus,
+    head_revision,
+    known_revisions,
+    require_current,
+    schema_error,
+    schema_status,
+    upgrade,
+)
 from megalodoc.storage.search import SearchMixin
 from megalodoc.storage.sessions import SessionsMixin
 from megalodoc.storage.snapshots import SnapshotsMixin
+from megalodoc.storage.target_check import SqliteTarget, inspect_sqlite_target, refusal
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -64,6 +75,10 @@ def open_store(
     path = sqlite_file(resolved)
     if not create and path is not None and not path.exists():
         raise StorageError(f"no database at {path}")
+    if path is not None:
+        target = _inspect(path, for_writing=True)  # refuses before the engine switches the file to WAL
+        if target.state == "behind":
+            raise schema_error(SchemaStatus("behind", target.revision, head_revision(), display_url(resolved)))
     engine = create_store_engine(resolved, sqlite_pragmas)
     try:
         require_current(engine, resolved, create_if_empty=create)
@@ -76,10 +91,23 @@ def open_store(
     return Store(engine, resolved)
 
 
+def _inspect(path: Path, *, for_writing: bool, refuse: bool = True) -> SqliteTarget:
+    """What the SQLite file at `path` holds (see `target_check`); raises the refusal unless it is usable."""
+    head = head_revision()
+    target = inspect_sqlite_target(path, known_revisions(), head, for_writing=for_writing)
+    error = refusal(target, head) if refuse else None
+    if error is not None:
+        raise error
+    return target
+
+
 def upgrade_database(url: str | None = None) -> tuple[str | None, str]:
     """Bring the database at `url` (resolved like `open_store`) to this code's schema, creating it when
     empty. Returns (revision before, revision after). Refuses a database from a newer megalodoc."""
     resolved = resolve_url(url)
+    path = sqlite_file(resolved)
+    if path is not None:
+        _inspect(path, for_writing=True)
     engine = create_store_engine(resolved)
     try:
         return upgrade(engine, resolved)
@@ -95,6 +123,9 @@ def database_status(url: str | None = None) -> SchemaStatus:
     path = sqlite_file(resolved)
     if path is not None and not path.exists():
         return SchemaStatus("missing", None, SCHEMA_VERSION, display_url(resolved))
+    if path is not None:  # read from the file alone: a status never switches it to WAL
+        target = _inspect(path, for_writing=False, refuse=False)
+        return SchemaStatus(target.state, target.revision, head_revision(), display_url(resolved), target.detail)
     engine = create_store_engine(resolved)
     try:
         return schema_status(engine, resolved)

@@ -69,7 +69,9 @@ def _status(args: argparse.Namespace) -> int:
         "empty": "no schema yet: `megalodoc db upgrade` creates it",
         "behind": "behind: run `megalodoc db upgrade`",
         "newer": "written by a newer megalodoc: upgrade megalodoc",
-        "foreign": "not a megalodoc database",
+        "foreign": "another application's database, not megalodoc's",
+        "damaged": f"a damaged SQLite database ({status.detail})",
+        "not-database": f"not a database ({status.detail})",
     }[status.state]
     print(f"{status.url}: schema revision {status.current or '-'} (this version: {status.head}); {advice}")
     return 0 if status.state == "current" else 1
