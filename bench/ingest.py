@@ -39,10 +39,9 @@ from pathlib import Path
 
 import torch
 
-from megalodoc.ingest.library import load_reader
-from megalodoc.ingest.pipeline import CancelToken, IngestSettings, Reader, ingest_path
+from megalodoc.ingest.pipeline import CancelToken, IngestSettings, ingest_path
 from megalodoc.ingest.sources import SourceOptions, open_source
-from megalodoc.model import CheckpointError, Megalodon, MegalodonConfig, save_model
+from megalodoc.model import CheckpointError, Megalodon, MegalodonConfig, ModelBundle, load_bundle, save_model
 from megalodoc.model.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,12 +100,12 @@ def stdlib_texts(limit: int) -> list[str]:
     return texts
 
 
-def make_reader(model: str | None, workdir: Path) -> tuple[Reader, str]:
+def make_reader(model: str | None, workdir: Path) -> tuple[ModelBundle, str]:
     """The reader to benchmark and a sentence saying which model it is."""
     if model is not None:
-        return load_reader(model), f"model folder {model}"
+        return load_bundle(model), f"model folder {model}"
     try:
-        return load_reader(None), "the shipped default model"
+        return load_bundle(None), "the shipped default model"
     except CheckpointError as exc:
         reason = str(exc)
     start = time.perf_counter()
@@ -117,7 +116,7 @@ def make_reader(model: str | None, workdir: Path) -> tuple[Reader, str]:
     note = (f"no trained model ({reason}): a freshly initialised model, config {config.to_dict()}, with a "
             f"BPE tokenizer of {tokenizer.vocab_size} pieces trained here on {TOKENIZER_TEXT_CHARS:,} characters "
             f"of stdlib source in {time.perf_counter() - start:.1f} s")
-    return load_reader(folder), note
+    return load_bundle(folder), note
 
 
 def serial_extraction(path: Path) -> float:
@@ -129,7 +128,7 @@ def serial_extraction(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def bench_one(reader: Reader, path: Path, settings: IngestSettings, max_tokens: int | None, serial: bool) -> dict:
+def bench_one(reader: ModelBundle, path: Path, settings: IngestSettings, max_tokens: int | None, serial: bool) -> dict:
     """Ingest `path` into a new SQLite store; the measured split."""
     from megalodoc.storage import open_store
 

@@ -33,11 +33,11 @@ import sentencepiece as spm
 import torch
 import torch.nn.functional as F
 
-from megalodoc.ingest.library import load_reader
-from megalodoc.ingest.pipeline import Reader
+from megalodoc.ingest.pipeline import IngestError
 from megalodoc.ingest.sources import SourceError, open_source
 from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
-from megalodoc.model import Megalodon
+from megalodoc.model import Megalodon, ModelBundle, load_bundle
+from megalodoc.model.bundle import IN_MEMORY
 from megalodoc.model.tokenizer import Tokenizer
 
 # Bucket edges in tokens: the first chunk of a short-context model, then x4 per bucket up to 32K.
@@ -332,13 +332,13 @@ def _capped_ids(pieces: Iterator[TokenizedPiece], max_tokens: int | None, count:
         yield ids
 
 
-def evaluate_document(reader: Reader, path: str | os.PathLike, byte_lengths: torch.Tensor, *,
+def evaluate_document(bundle: ModelBundle, path: str | os.PathLike, byte_lengths: torch.Tensor, *,
                       max_tokens: int | None = None, chunks_per_call: int | None = None,
                       on_progress: ProgressFn | None = None) -> DocumentEvaluation:
-    """Evaluate one path with a loaded reader (model + tokenizer), read and tokenized as ingest reads it
+    """Evaluate one path with a loaded model bundle (model + tokenizer), read and tokenized as ingest reads it
     (streamed: memory holds one group of chunks, not the document). Raises EvaluationError naming the file."""
     started = time.perf_counter()
-    C = reader.model.config.chunk_size
+    C = bundle.chunk_size
     totals, buckets = LossTotals(), [LossTotals()] * len(BUCKET_LABELS)
     offsets = [LossTotals()] * len(chunk_offset_edges(C))
     count = _ReadCount()
@@ -346,10 +346,10 @@ def evaluate_document(reader: Reader, path: str | os.PathLike, byte_lengths: tor
         with open_source(Path(path)) as source:
             name, kind = source.name, source.kind
             report = None if on_progress is None else (lambda done: on_progress(name, done, None))
-            stream = tokenize_source(source, reader.tokenizer)
+            stream = tokenize_source(source, bundle.require_tokenizer())
             try:
                 batches = _capped_ids(stream, max_tokens, count)
-                for losses in _score_stream(reader.model, batches, byte_lengths, chunks_per_call, report):
+                for losses in _score_stream(bundle.model, batches, byte_lengths, chunks_per_call, report):
                     totals = totals + losses.totals()
                     buckets = [a + b for a, b in zip(buckets, losses.buckets(), strict=True)]
                     offsets = [a + b for a, b in zip(offsets, losses.chunk_offsets(C), strict=True)]
@@ -366,10 +366,11 @@ def evaluate_document(reader: Reader, path: str | os.PathLike, byte_lengths: tor
                               tuple(offsets), time.perf_counter() - started, notes)
 
 
-def evaluate_paths(paths: Iterable[str | os.PathLike], model: str | os.PathLike | Megalodon | None = None, *,
+def evaluate_paths(paths: Iterable[str | os.PathLike],
+                   model: ModelBundle | str | os.PathLike | Megalodon | None = None, *,
                    max_tokens: int | None = None, device: str | torch.device | None = None,
                    chunks_per_call: int | None = None, on_progress: ProgressFn | None = None) -> EvaluationReport:
-    """Evaluate every path with `model` (a folder, a Hub id, an instance, or None for the default model)
+    """Evaluate every path with `model` (a bundle, a folder, a Hub id, or None for the default model)
     and the tokenizer shipped with it. A path that cannot be read is recorded in `errors` (its message
     names the file) and the others are still evaluated. A model without a tokenizer raises IngestError;
     an unusable model folder raises CheckpointError."""
@@ -377,18 +378,24 @@ def evaluate_paths(paths: Iterable[str | os.PathLike], model: str | os.PathLike 
         raise ValueError(f"max_tokens={max_tokens} must be at least 2 (one token predicts the next)")
     if chunks_per_call is not None and chunks_per_call < 1:
         raise ValueError(f"chunks_per_call={chunks_per_call} must be >= 1")
-    reader = load_reader(model)
-    if device is not None:
-        reader = Reader(reader.model.to(device), reader.tokenizer, reader.model_fingerprint)
-    byte_lengths = token_byte_lengths(reader.tokenizer)
+    if isinstance(model, ModelBundle):
+        if device is not None and torch.device(device) != model.device:
+            raise ValueError(f"device={device} differs from the bundle's device {model.device}; load the bundle "
+                             "on the device to evaluate on")
+        bundle = model
+    else:
+        bundle = load_bundle(model, device=device or "cpu")
+    if bundle.tokenizer is None:
+        raise IngestError(f"{bundle.source}: the model has no tokenizer.model; evaluation needs the model's own "
+                          "tokenizer")
+    byte_lengths = token_byte_lengths(bundle.tokenizer)
     documents, errors = [], []
     for path in paths:
         try:
-            documents.append(evaluate_document(reader, path, byte_lengths, max_tokens=max_tokens,
+            documents.append(evaluate_document(bundle, path, byte_lengths, max_tokens=max_tokens,
                                                chunks_per_call=chunks_per_call, on_progress=on_progress))
         except EvaluationError as exc:
             errors.append((str(path), str(exc)))
-    source = reader.model.source_dir
-    info = {"path": None if source is None else str(source), "fingerprint": reader.model_fingerprint,
-            "parameters": reader.model.num_parameters(), "config": reader.model.config.to_dict()}
-    return EvaluationReport(info, reader.model.config.chunk_size, max_tokens, tuple(documents), tuple(errors))
+    info = {"path": None if bundle.source == IN_MEMORY else bundle.source, "fingerprint": bundle.fingerprint,
+            "parameters": bundle.model.num_parameters(), "config": bundle.model.config.to_dict()}
+    return EvaluationReport(info, bundle.chunk_size, max_tokens, tuple(documents), tuple(errors))

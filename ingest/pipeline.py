@@ -25,9 +25,9 @@ import torch
 
 from megalodoc.ingest.progress import IngestProgress, ProgressMeter
 from megalodoc.ingest.sources import Locator, Source, SourceError, SourceOptions, open_source, shown_name
-from megalodoc.ingest.state_bytes import state_from_bytes, state_to_bytes
 from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
-from megalodoc.model import STATE_SCHEMA_VERSION, Megalodon, ModelState
+from megalodoc.model import STATE_SCHEMA_VERSION, ModelBundle, ModelState, state_from_bytes, state_to_bytes
+from megalodoc.model.state_codec import compute_label
 from megalodoc.model.tokenizer import Tokenizer
 from megalodoc.storage import ChunkText, DocumentRecord, Location, StorageError, Store
 
@@ -88,19 +88,6 @@ class IngestSettings:
             raise ValueError(f"snapshot_every={self.snapshot_every} must be >= 1")
 
 
-@dataclass(frozen=True)
-class Reader:
-    """The model that reads, its tokenizer, and their fingerprints (computed once)."""
-
-    model: Megalodon
-    tokenizer: Tokenizer
-    model_fingerprint: str
-
-    @property
-    def chunk_size(self) -> int:
-        return self.model.config.chunk_size
-
-
 @dataclass
 class StageTimes:
     """Seconds spent per stage in one run (extraction includes waiting for reader workers)."""
@@ -159,10 +146,10 @@ def _location(start: int, end: int, locator: Locator) -> Location:
 class _DocumentRun:
     """One run over one claimed document; holds the in-flight buffers between snapshots."""
 
-    def __init__(self, store: Store, reader: Reader, document: DocumentRecord, settings: IngestSettings,
+    def __init__(self, store: Store, bundle: ModelBundle, document: DocumentRecord, settings: IngestSettings,
                  meter: ProgressMeter, on_progress: ProgressCallback | None, cancel: CancelToken | None,
                  times: StageTimes) -> None:
-        self.store, self.reader, self.document, self.settings = store, reader, document, settings
+        self.store, self.bundle, self.document, self.settings = store, bundle, document, settings
         self.meter, self.on_progress, self.cancel, self.times = meter, on_progress, cancel, times
         self.state: ModelState | None = None
         self.position = 0  # tokens read by the model
@@ -180,8 +167,8 @@ class _DocumentRun:
     def feed(self, ids: list[int]) -> None:
         start = time.perf_counter()
         with torch.no_grad():
-            batch = torch.tensor([ids], dtype=torch.int64, device=self.reader.model.embed.weight.device)
-            _, self.state = self.reader.model(batch, self.state, compute_logits=False)
+            batch = torch.tensor([ids], dtype=torch.int64, device=self.bundle.model.embed.weight.device)
+            _, self.state = self.bundle.model(batch, self.state, compute_logits=False)
         self.times.model += time.perf_counter() - start
         self.position += len(ids)
         self.pending_ids.extend(ids)
@@ -205,8 +192,8 @@ class _DocumentRun:
     def snapshot(self, source_stream_version: str) -> None:
         start = time.perf_counter()
         begin, end = self.committed, self.position
-        tokenizer = self.reader.tokenizer
-        chunk_size = self.reader.chunk_size
+        tokenizer = self.bundle.require_tokenizer()
+        chunk_size = self.bundle.chunk_size
         chunks = []
         for offset in range(0, end - begin, chunk_size):
             ids = self.pending_ids[offset : offset + chunk_size]
@@ -218,13 +205,14 @@ class _DocumentRun:
         ]
         piece_index, piece_start = self._resume_point()
         metadata = {"piece_index": piece_index, "piece_token_start": piece_start,
-                    "stream_version": source_stream_version}
-        state = self.state if self.state is not None else self.reader.model.initial_state(1)
+                    "stream_version": source_stream_version,
+                    "compute": compute_label(self.bundle.dtype, self.bundle.device)}
+        state = self.state if self.state is not None else self.bundle.model.initial_state(1)
         if not state.at_chunk_boundary or state.position != end - len(self.tail_ids):
             raise RuntimeError(f"snapshot at {end} would store a state at {state.position} with "
                                f"{len(self.tail_ids)} tail ids: only chunk-boundary states are stored")
-        data = state_to_bytes(state, self.reader.model_fingerprint, chunk_size)
-        self.store.add_snapshot(self.document.id, end, data, self.reader.model_fingerprint, STATE_SCHEMA_VERSION,
+        data = state_to_bytes(state, self.bundle)
+        self.store.add_snapshot(self.document.id, end, data, self.bundle.fingerprint, STATE_SCHEMA_VERSION,
                                 metadata, chunks=chunks, locations=locations, worker_id=self.settings.worker_id,
                                 tail_ids=self.tail_ids)
         self.committed = end
@@ -257,7 +245,7 @@ class _DocumentRun:
             self.last_heartbeat = time.monotonic()
 
 
-def _restore(store: Store, reader: Reader, run: _DocumentRun, stream_version: str) -> tuple[int, int] | None:
+def _restore(store: Store, bundle: ModelBundle, run: _DocumentRun, stream_version: str) -> tuple[int, int] | None:
     """Load the document's last snapshot into `run`; returns where to continue reading, or None when that
     snapshot already holds the end of the document (it has tail ids: only the final snapshot has them)."""
     document = run.document
@@ -273,14 +261,14 @@ def _restore(store: Store, reader: Reader, run: _DocumentRun, stream_version: st
     if info.metadata.get("stream_version") != stream_version:
         raise IngestError(f"{what}: was read with other reader settings ({info.metadata.get('stream_version')}); "
                           "delete the document to read it again with the current ones")
-    run.state = state_from_bytes(store.load_snapshot_bytes(info.id), reader.model, reader.model_fingerprint, what)
+    run.state = state_from_bytes(store.load_snapshot_bytes(info.id), bundle, what)
     run.position = run.committed = info.position
     return int(info.metadata["piece_index"]), int(info.metadata["piece_token_start"])
 
 
 def ingest_path(
     store: Store,
-    reader: Reader,
+    bundle: ModelBundle,
     path: str | os.PathLike,
     settings: IngestSettings | None = None,
     *,
@@ -300,7 +288,7 @@ def ingest_path(
         notes = dict(warnings=tuple(str(n) for n in source.warnings), skipped=tuple(str(n) for n in source.skipped))
         document, _ = store.get_or_create_document(
             source.content_hash, source.name, source.kind, shown_name(Path(path).resolve()),
-            reader.tokenizer.fingerprint, reader.model_fingerprint,
+            bundle.require_tokenizer().fingerprint, bundle.fingerprint,
         )
         if document.status == "complete":
             return IngestOutcome(shown, "already-complete", document, **notes)
@@ -313,9 +301,9 @@ def ingest_path(
                 return IngestOutcome(shown, "busy", document, "another worker is reading this document", **notes)
         meter = ProgressMeter(shown, source.name, document.id, source.unit_name, source.unit_count or None,
                               document.committed_position)
-        run = _DocumentRun(store, reader, document, settings, meter, on_progress, cancel, times)
+        run = _DocumentRun(store, bundle, document, settings, meter, on_progress, cancel, times)
         try:
-            status = _read(store, reader, run, source)
+            status = _read(store, bundle, run, source)
         except Exception as exc:  # one bad file must not stop the others: record it and report
             message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
             try:
@@ -332,10 +320,10 @@ def ingest_path(
                              times=times.as_dict(), **notes)
 
 
-def _read(store: Store, reader: Reader, run: _DocumentRun, source: Source) -> str:
+def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) -> str:
     """The chunk loop. Returns "complete" or "cancelled"."""
-    C = reader.chunk_size
-    resume = _restore(store, reader, run, source.stream_version)
+    C = bundle.chunk_size
+    resume = _restore(store, bundle, run, source.stream_version)
     run.meter.start_tokens = run.position
     if resume is None:  # stopped after the final snapshot, before the status was written
         store.set_status(run.document.id, "complete", token_count=run.position)
@@ -343,7 +331,7 @@ def _read(store: Store, reader: Reader, run: _DocumentRun, source: Source) -> st
         return "complete"
     piece_index, piece_start = resume
     buffer: list[int] = []  # tokens not yet given to the model; the model sees whole aligned chunks
-    stream = tokenize_source(source, _TimedTokenizer(reader.tokenizer, run.times),
+    stream = tokenize_source(source, _TimedTokenizer(bundle.require_tokenizer(), run.times),
                              start_piece=piece_index, token_start=piece_start)
     try:
         while True:

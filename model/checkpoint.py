@@ -3,15 +3,19 @@
     save_model(model, folder, tokenizer="tokenizer.model")
     model = load_model(folder)            # also a Hugging Face Hub repo id, or a reference checkpoint folder
     model = load_model()                  # the default model shipped with megalodoc
+
+`load_model` gives the bare module (weights only). Ingest, generation and the app take a
+`ModelBundle` (model + tokenizer + fingerprint + dtype + device) from `megalodoc.model.load_bundle`,
+which uses `load_folder` below to learn which files the model was built from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,18 +38,6 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 class CheckpointError(ValueError):
     """A model folder is unusable; the message names the file and the problem."""
-
-
-def model_fingerprint(model: Megalodon, tokenizer_path: str | os.PathLike | None = None) -> str:
-    """sha256 over the architecture, every weight (name, dtype, shape, bytes) and the tokenizer file."""
-    h = hashlib.sha256(model.config.fingerprint().encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    if tokenizer_path is not None:
-        h.update(Path(tokenizer_path).read_bytes())
-    return h.hexdigest()
 
 
 def _shards(tensors: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -92,7 +84,6 @@ def save_model(
         "config": model.config.to_dict(),
         "weights": names,
         "tokenizer": tokenizer_name,
-        "fingerprint": model_fingerprint(model, folder / TOKENIZER_FILE if tokenizer_name else None),
     }
     _write_json(folder / "config.json", meta)
     return folder
@@ -146,11 +137,25 @@ def load_state_dict_strict(model: Megalodon, tensors: dict[str, torch.Tensor], s
     model.load_state_dict(tensors, strict=True)
 
 
-def _load_local(folder: Path) -> Megalodon:
+@dataclass(frozen=True)
+class LoadedFolder:
+    """A model built from a folder, with the files it was built from (relative names, in reading order:
+    config first, then weights, then the tokenizer) and the tokenizer file, if the folder has one."""
+
+    model: Megalodon
+    folder: Path
+    files: tuple[str, ...]
+    tokenizer_file: Path | None
+
+
+def _load_local(folder: Path) -> LoadedFolder:
     from megalodoc.model import upstream  # local import: upstream imports this module
 
     if upstream.is_upstream_folder(folder):
-        return upstream.load_upstream(folder)
+        tokenizer = folder / TOKENIZER_FILE
+        has_tokenizer = tokenizer.is_file()
+        files = (upstream.CONFIG_FILE, upstream.WEIGHTS_FILE) + ((TOKENIZER_FILE,) if has_tokenizer else ())
+        return LoadedFolder(upstream.load_upstream(folder), folder, files, tokenizer if has_tokenizer else None)
     meta = read_config(folder)
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(
@@ -167,13 +172,14 @@ def _load_local(folder: Path) -> Megalodon:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{folder / 'config.json'}: invalid model config ({exc})") from exc
     model = Megalodon(config)
-    load_state_dict_strict(model, _load_tensors(folder, list(meta.get("weights") or [])), str(folder))
+    weights = [str(name) for name in (meta.get("weights") or [])]
+    load_state_dict_strict(model, _load_tensors(folder, weights), str(folder))
     tok = meta.get("tokenizer")
-    model.tokenizer_path = (folder / tok) if tok else None
-    if tok and not model.tokenizer_path.is_file():
-        raise CheckpointError(f"{model.tokenizer_path}: tokenizer named in config.json is missing")
-    model.source_dir = folder
-    return model
+    tokenizer = (folder / tok) if tok else None
+    if tokenizer is not None and not tokenizer.is_file():
+        raise CheckpointError(f"{tokenizer}: tokenizer named in config.json is missing")
+    files = ("config.json", *weights) + ((str(tok),) if tok else ())
+    return LoadedFolder(model, folder, files, tokenizer)
 
 
 def _download(repo_id: str) -> Path:
@@ -190,6 +196,30 @@ def _download(repo_id: str) -> Path:
         ) from exc
 
 
+def resolve_model_folder(path_or_repo_id: str | os.PathLike | None = None) -> Path:
+    """The local folder of a model: the shipped default (None), a local folder, or a Hub repo id
+    (fetched through the Hub cache; offline, only what is cached)."""
+    if path_or_repo_id is None:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise CheckpointError(
+                f"no default model is installed at {DEFAULT_MODEL_DIR}; pass a model folder explicitly"
+            )
+        return DEFAULT_MODEL_DIR
+    path = Path(path_or_repo_id)
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: a model is a folder (config.json + weights), not a file")
+        return path
+    if isinstance(path_or_repo_id, str) and _REPO_ID.match(path_or_repo_id):
+        return _download(path_or_repo_id)
+    raise CheckpointError(f"{path}: no such model folder (and not a Hub repo id of the form owner/name)")
+
+
+def load_folder(path_or_repo_id: str | os.PathLike | None = None) -> LoadedFolder:
+    """The fp32 CPU model of a folder / Hub repo id / the default (None), with the files it came from."""
+    return _load_local(resolve_model_folder(path_or_repo_id))
+
+
 def load_model(
     path_or_repo_id: str | os.PathLike | None = None,
     *,
@@ -197,23 +227,9 @@ def load_model(
     dtype: torch.dtype | None = None,
 ) -> Megalodon:
     """Load a model in eval mode from a local folder (ours or a reference checkpoint), a Hub repo id,
-    or (None) the default model shipped with megalodoc."""
-    if path_or_repo_id is None:
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise CheckpointError(
-                f"no default model is installed at {DEFAULT_MODEL_DIR}; pass a model folder explicitly"
-            )
-        path_or_repo_id = DEFAULT_MODEL_DIR
-    path = Path(path_or_repo_id)
-    if path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: a model is a folder (config.json + weights), not a file")
-        model = _load_local(path)
-    elif isinstance(path_or_repo_id, str) and _REPO_ID.match(path_or_repo_id):
-        model = _load_local(_download(path_or_repo_id))
-    else:
-        raise CheckpointError(f"{path}: no such model folder (and not a Hub repo id of the form owner/name)")
-    model = model.to(device=device)
+    or (None) the default model shipped with megalodoc. Weights only: `load_bundle` adds the tokenizer
+    and the fingerprint."""
+    model = load_folder(path_or_repo_id).model.to(device=device)
     if dtype is not None:
         model = model.to(dtype=dtype)
     return model.eval()

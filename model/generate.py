@@ -1,20 +1,30 @@
 """Token generation from any state: greedy, temperature, top-k, top-p, seed, stop tokens, max tokens.
 
-    gen = Generation(model, prompt_ids, state=snapshot_state, settings=SamplingSettings(top_p=0.9))
+    gen = Generation(bundle, prompt_ids, state=snapshot_state, settings=SamplingSettings(top_p=0.9))
     for token in gen:          # tokens are yielded as they are produced
         ...
-    gen.state                  # the state after the prompt and every yielded token
+    gen.final_state            # the state after the prompt and every generated token
+
+A Generation is a single-use stream: it reads the prompt once and can be iterated once. Iterating it a
+second time raises `GenerationUsedError` (a retry is a new Generation from the same starting state:
+states are never mutated, so the one you passed in is still valid). Text: feed the tokens to
+`megalodoc.model.tokenizer.IncrementalDecoder`, which never yields half a character.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from megalodoc.model.bundle import ModelBundle
 from megalodoc.model.megalodon import Megalodon
 from megalodoc.model.state import ModelState
+
+
+class GenerationUsedError(RuntimeError):
+    """A Generation was iterated a second time, or its final state was asked for before it finished."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +82,16 @@ def pick_token(logits: torch.Tensor, settings: SamplingSettings, generator: torc
 
 
 class Generation:
-    """An iterator over generated token ids for one sequence (batch 1)."""
+    """A single-use iterator over generated token ids for one sequence (batch 1).
+
+    `model` is a ModelBundle or a bare Megalodon. `state` is the state before the prompt (None: start of
+    a text). While it runs, `state` is the state after the prompt and the tokens yielded so far (plus the
+    last yielded token once it finished); `final_state` is that state once the generation has finished.
+    """
 
     def __init__(
         self,
-        model: Megalodon,
+        model: ModelBundle | Megalodon,
         prompt: Sequence[int] | torch.Tensor,
         state: ModelState | None = None,
         settings: SamplingSettings | None = None,
@@ -91,27 +106,58 @@ class Generation:
             )
         if state is not None and state.batch_size != 1:
             raise ValueError(f"generation runs one sequence; state has batch size {state.batch_size}")
-        self.model = model
+        self.model = model.model if isinstance(model, ModelBundle) else model
         self.settings = settings or SamplingSettings()
         self.prompt = ids
+        self.initial_state = state
         self.state = state
         self.tokens: list[int] = []
-        self.stopped_by: str | None = None  # "stop_token" or "max_new_tokens" once finished
+        self.stopped_by: str | None = None  # "stop_token", "max_new_tokens" or "closed" once finished
+        self._started = False
+        self._iterator: Generator[int, None, None] | None = None
         self._generator = torch.Generator(device="cpu")
         if self.settings.seed is not None:
             self._generator.manual_seed(self.settings.seed)
         else:
             self._generator.seed()
 
+    @property
+    def finished(self) -> bool:
+        return self.stopped_by is not None
+
+    @property
+    def final_state(self) -> ModelState:
+        """The state after the prompt and every generated token; only once the generation has finished."""
+        if self.stopped_by is None or self.state is None:
+            raise GenerationUsedError("the generation has not finished: iterate it to the end first")
+        return self.state
+
     def __iter__(self) -> Iterator[int]:
+        if self._started:
+            raise GenerationUsedError(
+                "this Generation was already iterated (it is single-use: iterating again would feed the prompt "
+                "a second time); start a new Generation from `initial_state` to retry"
+            )
+        self._started = True
+        self._iterator = self._run()
+        return self._iterator
+
+    def _run(self) -> Generator[int, None, None]:
         device = self.model.embed.weight.device
         s = self.settings
         with torch.no_grad():
-            logits, self.state = self.model(self.prompt.to(device)[None], self.state)
+            logits, self.state = self.model(self.prompt.to(device)[None], self.state,
+                                            compute_logits=s.max_new_tokens > 0)
             while len(self.tokens) < s.max_new_tokens:
                 token = pick_token(logits[0, -1].cpu(), s, self._generator)
                 self.tokens.append(token)
-                yield token
+                try:
+                    yield token
+                except GeneratorExit:  # the consumer stopped early: the state still takes in this token
+                    ids = torch.tensor([[token]], dtype=torch.int64, device=device)
+                    _, self.state = self.model(ids, self.state, compute_logits=False)
+                    self.stopped_by = "closed"
+                    raise
                 last = token in s.stop_tokens or len(self.tokens) >= s.max_new_tokens
                 ids = torch.tensor([[token]], dtype=torch.int64, device=device)
                 logits, self.state = self.model(ids, self.state, compute_logits=not last)
@@ -120,9 +166,14 @@ class Generation:
                     return
             self.stopped_by = "max_new_tokens"
 
+    def close(self) -> None:
+        """Stop early (e.g. a stop button): `final_state` then covers the tokens yielded so far."""
+        if self._iterator is not None:
+            self._iterator.close()
+
 
 def generate(
-    model: Megalodon,
+    model: ModelBundle | Megalodon,
     prompt: Sequence[int] | torch.Tensor,
     state: ModelState | None = None,
     **settings: object,

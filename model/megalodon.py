@@ -53,8 +53,6 @@ class Megalodon(nn.Module):
         if not isinstance(config, MegalodonConfig):
             raise TypeError(f"Megalodon needs a MegalodonConfig, got {type(config).__name__}")
         self.config = config
-        self.tokenizer_path = None  # set by load_model when the model folder has a tokenizer
-        self.source_dir = None  # the folder the model was loaded from, if any
         self.embed = nn.Embedding(config.vocab_size, config.model_dim)
         self.rope = Rotary(config.head_dim, config.rope_base)
         self.layers = nn.ModuleList(MegaBlock(config, i) for i in range(config.num_layers))

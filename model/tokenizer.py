@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -170,6 +170,61 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"<Tokenizer {self.source} vocab={self.vocab_size} sha256={self.fingerprint[:12]}>"
+
+
+class IncrementalDecoder:
+    """Token ids in, text out, one token at a time, never half a character.
+
+    With byte fallback a character outside the vocabulary is several byte tokens (``<0xE4>`` ``<0xB8>``
+    ``<0xAD>``); decoding a prefix of them gives U+FFFD. ``push`` holds text back while its decoding
+    ends in U+FFFD and releases it once the character is complete; ``finish`` releases what is left
+    (a real U+FFFD, or the bytes of a character that never completed). The concatenation of everything
+    returned equals ``tokenizer.decode(all ids)`` for a lossless tokenizer. Decoding is windowed (the ids
+    since the last released text plus the ids of that text as context), so a long stream costs O(1)
+    per token, and a tokenizer that treats the first piece specially still decodes joined pieces right.
+
+        decoder = IncrementalDecoder(tokenizer)
+        for token in generation:
+            print(decoder.push(token), end="", flush=True)
+        print(decoder.finish())
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._prefix = 0  # ids[prefix:read] were released last time: context for the next decode
+        self._read = 0  # ids[read:] are not released yet
+
+    def push(self, token_id: int) -> str:
+        """The text that `token_id` completes (often "" while a multi-byte character is incomplete)."""
+        self._ids.append(int(token_id))
+        shown = self._tokenizer.decode(self._ids[self._prefix : self._read])
+        text = self._tokenizer.decode(self._ids[self._prefix :])
+        if len(text) <= len(shown) or text.endswith("\ufffd") or not text.startswith(shown):
+            return ""
+        # release; keep the released ids as context and drop everything before them
+        del self._ids[: self._read]
+        self._prefix, self._read = 0, len(self._ids)
+        return text[len(shown) :]
+
+    def finish(self) -> str:
+        """Whatever is still held back (call once, after the last token)."""
+        shown = self._tokenizer.decode(self._ids[self._prefix : self._read])
+        text = self._tokenizer.decode(self._ids[self._prefix :])
+        self._ids, self._prefix, self._read = [], 0, 0
+        return text[len(shown) :] if text.startswith(shown) else text
+
+
+def stream_text(tokenizer: Tokenizer, ids: Iterable[int]) -> Iterator[str]:
+    """The text of `ids` in pieces as they arrive (no empty pieces, never half a character)."""
+    decoder = IncrementalDecoder(tokenizer)
+    for token_id in ids:
+        piece = decoder.push(token_id)
+        if piece:
+            yield piece
+    rest = decoder.finish()
+    if rest:
+        yield rest
 
 
 def _optional(token_id: int) -> int | None:

@@ -35,7 +35,8 @@ Snapshots (content-addressed sha256 blobs, deduplicated, verified on every read)
         chunk boundary position - len(tail_ids) (SnapshotInfo.state_position) and the ids are re-read
         on restore; turns take the same pair as StatePayload(..., tail_ids=...).
     list_snapshots(document_id) (no blobs), get_snapshot(id), latest_snapshot_at(document_id, position)
-    load_snapshot_bytes(id) -> bytes (CorruptSnapshotError on mismatch), load_state(id)
+    load_snapshot_bytes(id) -> bytes (CorruptSnapshotError on mismatch); the store never decodes them:
+    states <-> bytes is megalodoc.model.state_codec (storage does not import the model)
 Locations and text
     Location.page_range / file_lines / text_span; add_locations(id, locs); add_chunks(id, chunks)
     locate(id, position) -> LocationRecord (.display: "page 132", "src/app.py:40-88")
@@ -53,16 +54,12 @@ Sessions (a tree of turns)
     list_turns(session_id)
 Maintenance
     check_integrity(verify_blobs=True) -> [problem], collect_garbage()
-State codec (safetensors bytes; complex tensors stored as real pairs, bit-exact)
-    encode_state(tensors, metadata) -> bytes;  decode_state(data) -> (tensors, metadata)
 Errors: every failure is a StorageError (database errors are wrapped): NotFoundError, ConflictError
 (DocumentExistsError, SnapshotExistsError), SnapshotOrderError, DocumentStatusError, DocumentInUseError,
 ClaimLostError, CorruptSnapshotError, SchemaError (SchemaBehindError, SchemaNewerError), and
 StorageFullError when the disk is full (the failed write is rolled back, earlier data kept). Bad
 arguments raise ValueError / TypeError naming the value before anything is written.
 """
-
-from typing import TYPE_CHECKING, Any
 
 from megalodoc.storage.engine import DB_ENV_VAR, DEFAULT_DB_FILE, resolve_url
 from megalodoc.storage.errors import (
@@ -99,19 +96,6 @@ from megalodoc.storage.records import (
 from megalodoc.storage.schema import SCHEMA_VERSION, SchemaStatus
 from megalodoc.storage.store import Store, database_status, open_store, upgrade_database
 
-if TYPE_CHECKING:
-    from megalodoc.storage.codec import decode_state, encode_state
-
-
-def __getattr__(name: str) -> Any:
-    """The codec (and with it torch) is imported on first use, so database tools start quickly."""
-    if name in ("encode_state", "decode_state"):
-        from megalodoc.storage import codec
-
-        return getattr(codec, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_DB_FILE",
@@ -145,9 +129,7 @@ __all__ = [
     "Store",
     "TurnRecord",
     "database_status",
-    "decode_state",
     "describe_locations",
-    "encode_state",
     "open_store",
     "resolve_url",
     "upgrade_database",

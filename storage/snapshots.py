@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from megalodoc.storage.convert import (
     SNAPSHOT_COLUMNS,
@@ -29,13 +34,6 @@ from megalodoc.storage.locations import chunk_rows, location_rows
 from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
 from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo, check_tail_ids
 from megalodoc.storage.unit import UnitOfWork
-
-if TYPE_CHECKING:
-    import torch
-from sqlalchemy import Row, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
 
 def sha256_hex(data: bytes) -> str:
@@ -267,12 +265,6 @@ class SnapshotsMixin:
         if row is None:
             raise NotFoundError(f"no snapshot with id {snapshot_id}")
         return verified_bytes(row)
-
-    def load_state(self, snapshot_id: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        """The snapshot decoded by `decode_state`: (named tensors, metadata)."""
-        from megalodoc.storage.codec import decode_state
-
-        return decode_state(self.load_snapshot_bytes(snapshot_id))
 
 
 def verified_bytes(row: Row) -> bytes:

@@ -20,30 +20,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from megalodoc.model import CheckpointError, Generation, SamplingSettings, load_model
-    from megalodoc.model.tokenizer import Tokenizer, TokenizerError
+    from megalodoc.model import CheckpointError, Generation, SamplingSettings, load_bundle
+    from megalodoc.model.tokenizer import IncrementalDecoder, TokenizerError
 
     try:
-        model = load_model(args.model)
-        if model.tokenizer_path is None:
-            raise CheckpointError(f"{model.source_dir}: the model folder has no tokenizer.model")
-        tokenizer = Tokenizer.from_file(model.tokenizer_path)
+        bundle = load_bundle(args.model)
+        tokenizer = bundle.require_tokenizer()
+        config = bundle.model.config
         settings = SamplingSettings(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
                                     top_p=args.top_p, greedy=args.greedy, seed=args.seed,
-                                    stop_tokens=(model.config.eos_id,))
+                                    stop_tokens=(config.eos_id,))
     except (CheckpointError, TokenizerError, ValueError) as exc:
         print(f"megalodoc generate: {exc}", file=sys.stderr)
         return 2
-    prompt = [model.config.bos_id, *tokenizer.encode(args.prompt)]
+    prompt = [config.bos_id, *tokenizer.encode(args.prompt)]
     sys.stdout.write(args.prompt)
-    tokens: list[int] = []
-    shown = ""
-    for token in Generation(model, prompt, settings=settings):
-        tokens.append(token)
-        text = tokenizer.decode(tokens)  # decode the whole tail: byte-fallback pieces join into characters
-        if not text.endswith("\ufffd"):
-            sys.stdout.write(text[len(shown):])
+    decoder = IncrementalDecoder(tokenizer)  # byte-fallback pieces are joined into whole characters
+    for token in Generation(bundle, prompt, settings=settings):
+        text = decoder.push(token)
+        if text:
+            sys.stdout.write(text)
             sys.stdout.flush()
-            shown = text
-    sys.stdout.write(tokenizer.decode(tokens)[len(shown):] + "\n")
+    sys.stdout.write(decoder.finish() + "\n")
     return 0

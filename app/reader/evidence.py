@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from megalodoc.app.reader.evidence_model import LoadedModel, model_scores
+from megalodoc.app.reader.evidence_model import model_scores
+from megalodoc.model import ModelBundle
 from megalodoc.storage import ChunkHit, LocationRecord, Store, describe_locations
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def reciprocal_rank_fusion(*orders: list[int]) -> dict[int, float]:
 
 def rank_evidence(
     store: Store,
-    loaded: LoadedModel,
+    loaded: ModelBundle,
     document_id: int,
     question: str,
     *,

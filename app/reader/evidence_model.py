@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
 import torch
 
-from megalodoc.ingest.state_bytes import state_from_bytes
-from megalodoc.model import Megalodon, ModelState
-from megalodoc.model.tokenizer import Tokenizer
+from megalodoc.ingest.library import restore_state as restore_document_state
+from megalodoc.model import Megalodon, ModelBundle, ModelState
 from megalodoc.storage import Store
 
 logger = logging.getLogger(__name__)
@@ -30,34 +28,17 @@ logger = logging.getLogger(__name__)
 QUESTION_PREFIX = "\n\nQuestion: "
 
 
-class LoadedModel(Protocol):
-    """A loaded model with its own tokenizer and fingerprint (the ingest `Reader` is one)."""
-
-    model: Megalodon
-    tokenizer: Tokenizer
-    model_fingerprint: str
+def restore_state(store: Store, loaded: ModelBundle, document_id: int, position: int) -> ModelState:
+    """The state after `position` tokens of the document, restored as every reader restores one
+    (`megalodoc.ingest.library.restore_state`). The stored snapshot is never modified."""
+    return restore_document_state(store, loaded, store.get_document(document_id), position)
 
 
-def restore_state(store: Store, loaded: LoadedModel, document_id: int, position: int) -> ModelState:
-    """The state after `position` tokens of the document: the latest snapshot at or before it, then
-    the stored token ids after the snapshot re-read. The stored snapshot is never modified."""
-    info = store.latest_snapshot_at(document_id, position)
-    state, start = None, 0
-    if info is not None:
-        what = f"snapshot {info.id} of document {document_id} at token {info.position}"
-        state = state_from_bytes(store.load_snapshot_bytes(info.id), loaded.model, loaded.model_fingerprint, what)
-        start = info.position
-    if position > start:
-        tail = store.token_ids(document_id, start, position)
-        with torch.no_grad():
-            _, state = loaded.model(torch.tensor([tail], dtype=torch.int64), state, compute_logits=False)
-    return state if state is not None else loaded.model.initial_state(1)
-
-
-def question_ids(loaded: LoadedModel, question: str) -> tuple[list[int], int]:
+def question_ids(loaded: ModelBundle, question: str) -> tuple[list[int], int]:
     """(ids to read, how many leading ids are the prefix and not scored)."""
-    prefix = loaded.tokenizer.encode(QUESTION_PREFIX)
-    body = loaded.tokenizer.encode(question.strip())
+    tokenizer = loaded.require_tokenizer()
+    prefix = tokenizer.encode(QUESTION_PREFIX)
+    body = tokenizer.encode(question.strip())
     return prefix + body, len(prefix)
 
 
@@ -74,7 +55,7 @@ def question_log_likelihood(model: Megalodon, state: ModelState, ids: Sequence[i
 
 
 def model_scores(
-    store: Store, loaded: LoadedModel, document_id: int, passage_ends: Sequence[int], question: str
+    store: Store, loaded: ModelBundle, document_id: int, passage_ends: Sequence[int], question: str
 ) -> list[float]:
     """Log-likelihood of `question` after each passage (given by its end position), in order."""
     ids, scored_from = question_ids(loaded, question)

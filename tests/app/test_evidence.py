@@ -74,7 +74,7 @@ def page_of_word(word: str) -> int:
 def test_hits_come_from_the_page_that_holds_the_words(library, method):
     lib, book, _ = library
     hits = rank_evidence(
-        lib.store, lib.reader, book.id, "Where does sonar measure depth?", before=None, k=3, method=method
+        lib.store, lib.bundle, book.id, "Where does sonar measure depth?", before=None, k=3, method=method
     )
     assert hits, "the words are in the book; some passage must be found"
     assert all(hit.method == method for hit in hits)
@@ -94,20 +94,20 @@ def test_hits_come_from_the_page_that_holds_the_words(library, method):
 def test_nothing_past_the_reading_point(library, method):
     lib, book, _ = library
     late = lib.store.position_of_page(book.id, page_of_word("bread"))
-    everything = rank_evidence(lib.store, lib.reader, book.id, "bread dough oven", before=None, k=5, method=method)
+    everything = rank_evidence(lib.store, lib.bundle, book.id, "bread dough oven", before=None, k=5, method=method)
     assert any("bread" in hit.text or "oven" in hit.text for hit in everything)
     for before in (0, TINY_CHUNK, late, late + TINY_CHUNK):
         hits = rank_evidence(
-            lib.store, lib.reader, book.id, "bread dough oven crust apples", before=before, k=5, method=method
+            lib.store, lib.bundle, book.id, "bread dough oven crust apples", before=before, k=5, method=method
         )
         assert all(hit.end <= before for hit in hits), (before, [(h.start, h.end) for h in hits])
-    assert rank_evidence(lib.store, lib.reader, book.id, "bread dough oven", before=late, k=5, method=method) == []
+    assert rank_evidence(lib.store, lib.bundle, book.id, "bread dough oven", before=late, k=5, method=method) == []
 
 
 def test_repository_hits_cite_the_lines_that_hold_the_passage(library):
     lib, _, json_doc = library
     hits = rank_evidence(
-        lib.store, lib.reader, json_doc.id, "How are Infinity and NaN floats encoded?", before=None, k=5, method="fts"
+        lib.store, lib.bundle, json_doc.id, "How are Infinity and NaN floats encoded?", before=None, k=5, method="fts"
     )
     assert hits
     for hit in hits:
@@ -123,24 +123,24 @@ def test_repository_hits_cite_the_lines_that_hold_the_passage(library):
 def test_methods_rank_the_same_candidates(library):
     lib, _, json_doc = library
     question = "what does the scanner do with a string that starts with a quote?"
-    pool = rank_evidence(lib.store, lib.reader, json_doc.id, question, before=None, k=12, pool=12, method="fts")
+    pool = rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=12, pool=12, method="fts")
     assert len(pool) == 12
     ids = {
         method: [
             h.chunk_id
             for h in rank_evidence(
-                lib.store, lib.reader, json_doc.id, question, before=None, k=12, pool=12, method=method
+                lib.store, lib.bundle, json_doc.id, question, before=None, k=12, pool=12, method=method
             )
         ]
         for method in METHODS
     }
     assert {m: sorted(v) for m, v in ids.items()} == {m: sorted(h.chunk_id for h in pool) for m in METHODS}
     assert ids["fts"] == [h.chunk_id for h in pool]
-    top = rank_evidence(lib.store, lib.reader, json_doc.id, question, before=None, k=3, pool=12, method="model")
+    top = rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=3, pool=12, method="model")
     assert [h.chunk_id for h in top] == ids["model"][:3]
     scores = [
         h.score
-        for h in rank_evidence(lib.store, lib.reader, json_doc.id, question, before=None, k=12, pool=12, method="model")
+        for h in rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=12, pool=12, method="model")
     ]
     assert scores == sorted(scores, reverse=True)
 
@@ -149,11 +149,11 @@ def test_model_score_equals_reading_the_document_from_the_start(library):
     """The fast path (stored snapshot + tail re-read, then the question) against the obvious twin:
     the whole document up to the passage's end read in one pass, then the question."""
     lib, book, _ = library
-    model = lib.reader.model
-    ids, scored_from = question_ids(lib.reader, "Why does lava cool into basalt?")
+    model = lib.bundle.model
+    ids, scored_from = question_ids(lib.bundle, "Why does lava cool into basalt?")
     everything = lib.store.token_ids(book.id, 0, book.token_count)
     for end in (TINY_CHUNK, 3 * TINY_CHUNK, 3 * TINY_CHUNK + 5, book.token_count):
-        restored = restore_state(lib.store, lib.reader, book.id, end)
+        restored = restore_state(lib.store, lib.bundle, book.id, end)
         with torch.no_grad():
             _, uninterrupted = model(torch.tensor([everything[:end]]), None, compute_logits=False)
         fast = question_log_likelihood(model, restored, ids, scored_from)
@@ -164,11 +164,11 @@ def test_model_score_equals_reading_the_document_from_the_start(library):
 def test_bad_arguments_are_refused(library):
     lib, book, _ = library
     with pytest.raises(ValueError, match="unknown evidence method"):
-        rank_evidence(lib.store, lib.reader, book.id, "lava", before=None, method="psychic")
+        rank_evidence(lib.store, lib.bundle, book.id, "lava", before=None, method="psychic")
     with pytest.raises(ValueError, match="empty"):
-        rank_evidence(lib.store, lib.reader, book.id, "   ", before=None)
+        rank_evidence(lib.store, lib.bundle, book.id, "   ", before=None)
     with pytest.raises(ValueError, match="before"):
-        rank_evidence(lib.store, lib.reader, book.id, "lava", before=-1)
+        rank_evidence(lib.store, lib.bundle, book.id, "lava", before=-1)
 
 
 def test_question_words_leave_the_search_query():
@@ -184,5 +184,5 @@ def test_shipped_model_ranks_the_literal_passage_first(tmp_path):
     with Library(f"sqlite:///{tmp_path / 'shipped.db'}") as lib:
         doc = lib.ingest(path)
         question = "How does wordsep_re handle an em-dash between words?"
-        hits = rank_evidence(lib.store, lib.reader, doc.id, question, before=None, k=5)
+        hits = rank_evidence(lib.store, lib.bundle, doc.id, question, before=None, k=5)
         assert hits and "em-dash between words" in hits[0].text, [(h.where, h.text[:60]) for h in hits]

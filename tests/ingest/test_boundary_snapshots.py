@@ -11,7 +11,7 @@ import torch
 from pipeline_support import TINY_CHUNK, make_model_folder
 
 from megalodoc.ingest.library import Library
-from megalodoc.ingest.state_bytes import state_from_bytes, state_to_bytes
+from megalodoc.model import state_from_bytes, state_to_bytes
 from megalodoc.model.boundary import boundary_state_nbytes, run_aligned
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -28,7 +28,7 @@ def stored_states(lib: Library, doc):
     """(snapshot info, decoded state) for every snapshot of the document."""
     for info in lib.snapshots(doc):
         data = lib.store.load_snapshot_bytes(info.id)
-        yield info, state_from_bytes(data, lib.reader.model, lib.reader.model_fingerprint, f"snapshot {info.id}")
+        yield info, state_from_bytes(data, lib.bundle, f"snapshot {info.id}")
 
 
 def chunked(model, ids, C):
@@ -56,8 +56,8 @@ def mid_chunk_cut(text: str, tokenizer, C: int, start: int, at_least: int = 0) -
 
 
 def check_boundary_snapshots(lib: Library, doc) -> None:
-    C = lib.reader.chunk_size
-    boundary = boundary_state_nbytes(lib.reader.model.config)
+    C = lib.bundle.chunk_size
+    boundary = boundary_state_nbytes(lib.bundle.model.config)
     infos = []
     for info, state in stored_states(lib, doc):
         assert state.at_chunk_boundary and state.position % C == 0, info
@@ -75,12 +75,12 @@ def test_tiny_model_stores_only_boundary_states(tmp_path, model_dir, every):
     text = (STDLIB / "this.py").read_text() + (STDLIB / "textwrap.py").read_text()[:3000]
     path = tmp_path / "book.txt"
     with Library(tmp_path / "lib.db", model_dir, snapshot_every=every) as lib:
-        path.write_text(mid_chunk_cut(text, lib.reader.tokenizer, TINY_CHUNK, 1500))
+        path.write_text(mid_chunk_cut(text, lib.bundle.tokenizer, TINY_CHUNK, 1500))
         doc = lib.ingest(path)
         assert doc.token_count % TINY_CHUNK != 0, "the test needs a document ending mid-chunk"
         check_boundary_snapshots(lib, doc)
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
-        model = lib.reader.model
+        model = lib.bundle.model
         assert_same_state(lib.state_at(doc, doc.token_count), chunked(model, ids, TINY_CHUNK))
         for p in (TINY_CHUNK * 4 + 3, TINY_CHUNK * 5, doc.token_count - 1):  # tails of several chunks for K=3
             assert_same_state(lib.state_at(doc, p), chunked(model, ids[:p], TINY_CHUNK))
@@ -95,8 +95,8 @@ def test_tiny_model_stores_only_boundary_states(tmp_path, model_dir, every):
 
 def test_shipped_model_stores_boundary_states_only(tmp_path):
     with Library(tmp_path / "lib.db") as lib:  # the default model
-        C = lib.reader.chunk_size
-        tokenizer = lib.reader.tokenizer
+        C = lib.bundle.chunk_size
+        tokenizer = lib.bundle.tokenizer
         text = mid_chunk_cut((STDLIB / "textwrap.py").read_text(), tokenizer, C, 2000, at_least=3 * C + C // 2)
         path = tmp_path / "textwrap.txt"
         path.write_text(text)
@@ -106,10 +106,10 @@ def test_shipped_model_stores_boundary_states_only(tmp_path):
         end = lib.snapshots(doc)[-1]
         restored = lib.state_at(doc, doc.token_count)
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
-        assert_same_state(restored, chunked(lib.reader.model, ids, C))
+        assert_same_state(restored, chunked(lib.bundle.model, ids, C))
         # what the end used to cost: the mid-chunk state with the unfinished chunk's keys and values
-        mid_chunk = state_to_bytes(restored, lib.reader.model_fingerprint, C)
+        mid_chunk = state_to_bytes(restored, lib.bundle)
         assert end.size_bytes < len(mid_chunk)
         assert not restored.at_chunk_boundary
-        assert restored.nbytes() > boundary_state_nbytes(lib.reader.model.config)
-        assert_same_state(run_aligned(lib.reader.model, None, ids), restored)
+        assert restored.nbytes() > boundary_state_nbytes(lib.bundle.model.config)
+        assert_same_state(run_aligned(lib.bundle.model, None, ids), restored)

@@ -76,16 +76,16 @@ def test_ingest_text_snapshots_every_chunk_and_restores_exact_state(tmp_path, mo
         assert [e.tokens_done for e in events] == sorted(e.tokens_done for e in events)
         # the stored tokens re-run through the model give the final state bit for bit
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
-        assert lib.reader.tokenizer.decode(ids) == book.read_text()
+        assert lib.bundle.tokenizer.decode(ids) == book.read_text()
         restored = lib.state_at(doc, doc.token_count)
-        assert_same_state(restored, run_chunked(lib.reader.model, ids))
+        assert_same_state(restored, run_chunked(lib.bundle.model, ids))
         with torch.no_grad():  # one call over everything: equal up to rounding (different FFT sizes)
-            _, one_shot = lib.reader.model(torch.tensor([ids]), compute_logits=False)
+            _, one_shot = lib.bundle.model(torch.tensor([ids]), compute_logits=False)
         assert torch.allclose(torch.view_as_real(one_shot.layers[1].ema), torch.view_as_real(restored.layers[1].ema),
                               atol=1e-5)
         # a mid-document position: snapshot + re-read tail equals the same chunked run, bit for bit
         p = 2 * TINY_CHUNK + 5
-        assert_same_state(lib.state_at(doc, p), run_chunked(lib.reader.model, ids[:p]))
+        assert_same_state(lib.state_at(doc, p), run_chunked(lib.bundle.model, ids[:p]))
         # citations: text offsets map back
         loc = lib.store.locate(doc.id, p)
         assert loc is not None and loc.char_start is not None
@@ -253,7 +253,7 @@ def test_pdfs_through_the_pipeline(tmp_path, model_dir, pdfkit):
         assert "password" in outcomes["locked.pdf"].message.lower()
         assert outcomes["scan.pdf"].status == "failed" and "OCR" in outcomes["scan.pdf"].message
         assert outcomes["latin1.txt"].status == "complete"
-        assert lib.reader.tokenizer.decode(lib.store.token_ids(outcomes["latin1.txt"].document.id, 0, 6)).startswith(
+        assert lib.bundle.tokenizer.decode(lib.store.token_ids(outcomes["latin1.txt"].document.id, 0, 6)).startswith(
             "Café")
         assert [(s.position, s.blob_sha256) for s in lib.snapshots(first)] == before
         page = lib.store.locate(first.id, first.token_count - 1)

@@ -8,6 +8,7 @@ import torch
 from megalodoc.app.cli import main as cli_main
 from megalodoc.model import CheckpointError, Megalodon, MegalodonConfig, load_model, save_model
 from megalodoc.model import checkpoint as checkpoint_module
+from megalodoc.model.checkpoint import load_folder
 from megalodoc.model.upstream import KEY_TABLE, export_upstream, ours_to_upstream_keys
 
 
@@ -51,8 +52,9 @@ def test_shards_stay_under_limit(tmp_path, monkeypatch):
 def test_tokenizer_is_copied_and_recorded(tiny, tmp_path):
     (tmp_path / "tok.model").write_bytes(b"not really a tokenizer but bytes to copy")
     save_model(tiny, tmp_path / "m", tokenizer=tmp_path / "tok.model")
-    loaded = load_model(tmp_path / "m")
-    assert loaded.tokenizer_path.read_bytes() == (tmp_path / "tok.model").read_bytes()
+    loaded = load_folder(tmp_path / "m")
+    assert loaded.tokenizer_file.read_bytes() == (tmp_path / "tok.model").read_bytes()
+    assert loaded.files == ("config.json", "model.safetensors", "tokenizer.model")
 
 
 def test_truncated_weights_are_named(tiny, tmp_path):

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import torch
 
-from megalodoc.model import MegalodonConfig, load_model
+from megalodoc.model import MegalodonConfig, load_bundle
 from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR, SHARD_BYTES
-from megalodoc.model.tokenizer import Tokenizer
 
 
 def test_default_model_loads_with_its_tokenizer():
-    model = load_model()
+    bundle = load_bundle()
+    model, tokenizer = bundle.model, bundle.require_tokenizer()
     assert model.config == MegalodonConfig.preset("megalodoc-6m")
-    tokenizer = Tokenizer.from_file(model.tokenizer_path)
     assert tokenizer.vocab_size == model.config.vocab_size
     assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id) == (
         model.config.pad_id, model.config.unk_id, model.config.bos_id, model.config.eos_id)
@@ -30,8 +29,8 @@ def test_default_model_files_fit_the_repository_limits():
 
 
 def test_default_model_predicts_better_than_chance():
-    model = load_model()
-    tokenizer = Tokenizer.from_file(model.tokenizer_path)
+    bundle = load_bundle()
+    model, tokenizer = bundle.model, bundle.require_tokenizer()
     ids = tokenizer.encode((Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()[:3000])
     x = torch.tensor([[model.config.bos_id, *ids]])
     with torch.no_grad():
@@ -45,9 +44,9 @@ def test_default_model_uses_the_state_carried_across_chunks():
     clearly better when the state read from the previous chunks is carried in than from a fresh state."""
     from megalodoc.ingest.evaluate import document_losses, token_byte_lengths
 
-    model = load_model().eval()
+    bundle = load_bundle()
+    model, tokenizer = bundle.model, bundle.require_tokenizer()
     C = model.config.chunk_size
-    tokenizer = Tokenizer.from_file(model.tokenizer_path)
     text = (Path(sysconfig.get_paths()["stdlib"]) / "asyncio" / "base_events.py").read_text()
     ids = tokenizer.encode(text)[: 12 * C]
     losses = document_losses(model, ids, token_byte_lengths(tokenizer))

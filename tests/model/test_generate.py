@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from megalodoc.model import Generation, Megalodon, MegalodonConfig, SamplingSettings, generate
+from megalodoc.model import Generation, GenerationUsedError, Megalodon, MegalodonConfig, SamplingSettings, generate
 from megalodoc.model.generate import filter_logits
 
 
@@ -72,3 +72,33 @@ def test_bad_settings_are_named(tiny):
         SamplingSettings(temperature=-1)
     with pytest.raises(ValueError, match="prompt is empty"):
         Generation(tiny, [])
+
+
+def test_generation_is_single_use_and_hands_back_its_final_state(tiny):
+    gen = Generation(tiny, [2, 5, 7], settings=SamplingSettings(max_new_tokens=4, greedy=True))
+    with pytest.raises(GenerationUsedError, match="has not finished"):
+        _ = gen.final_state
+    tokens = list(gen)
+    final = gen.final_state
+    assert final.position == 3 + 4
+    with pytest.raises(GenerationUsedError, match="already iterated"):
+        iter(gen)
+    with pytest.raises(GenerationUsedError):
+        list(gen)
+    assert gen.final_state is final and final.position == 7 and gen.tokens == tokens  # nothing fed twice
+    # a retry is a new Generation from the same starting state, and gives the same tokens
+    assert list(Generation(tiny, [2, 5, 7], settings=SamplingSettings(max_new_tokens=4, greedy=True))) == tokens
+
+
+def test_stopping_early_leaves_a_state_that_covers_the_tokens_seen(tiny):
+    gen = Generation(tiny, [2, 5, 7], settings=SamplingSettings(max_new_tokens=10, greedy=True))
+    seen = []
+    for token in gen:
+        seen.append(token)
+        if len(seen) == 3:
+            break
+    gen.close()
+    assert gen.stopped_by == "closed" and gen.final_state.position == 3 + 3
+    with torch.no_grad():
+        _, expected = tiny(torch.tensor([[2, 5, 7, *seen]]))
+    assert torch.allclose(gen.final_state.layers[0].ema, expected.layers[0].ema, atol=1e-5)

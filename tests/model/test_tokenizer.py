@@ -140,3 +140,24 @@ def test_a_lossy_model_is_detected(tmp_path: Path):
                             remove_extra_whitespaces=True)
     assert not lossy.is_lossless()
     assert lossy.decode(lossy.encode("a    b")) != "a    b"
+
+
+def test_incremental_decoder_never_yields_half_a_character():
+    from megalodoc.model import load_bundle
+    from megalodoc.model.tokenizer import IncrementalDecoder, stream_text
+
+    shipped = load_bundle().require_tokenizer()
+    text = "Zhōngwén 中文：读书。Emoji 🙂👍🏽 and a replacement char \ufffd kept. Ünïcödé 日本語\n"
+    ids = shipped.encode(text)
+    byte_pieces = [i for i in ids if shipped.id_to_piece(i).startswith("<0x")]
+    assert len(byte_pieces) >= 8  # the shipped tokenizer spells these characters with byte fallback
+    # decoding token by token would show broken characters: that is what the decoder must avoid
+    assert any("\ufffd" in shipped.decode([i]) for i in byte_pieces)
+    decoder = IncrementalDecoder(shipped)
+    pieces = [decoder.push(i) for i in ids]
+    pieces.append(decoder.finish())
+    assert "".join(pieces) == shipped.decode(ids) == text
+    assert "".join(pieces).count("\ufffd") == 1  # only the real one
+    assert all("\ufffd" not in p for p in pieces if "kept" not in p and p != "\ufffd")
+    assert pieces.count("") >= 4  # held back while a character was incomplete
+    assert "".join(stream_text(shipped, ids)) == text

@@ -1,4 +1,4 @@
-"""State codec: a flat dict of named tensors plus string metadata <-> safetensors bytes, bit-exact.
+"""Tensor codec: a flat dict of named tensors plus string metadata <-> safetensors bytes, bit-exact.
 
 safetensors has no complex dtypes, so a complex tensor `x` of shape S is stored as its real view of shape
 (*S, 2) (complex64 -> float32 pairs, complex128 -> float64 pairs) under the same name, and the names of

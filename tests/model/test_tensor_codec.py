@@ -1,4 +1,4 @@
-"""State codec: named tensors + metadata -> safetensors bytes -> the same bits back."""
+"""Tensor codec: named tensors + metadata -> safetensors bytes -> the same bits back."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load
 
-from megalodoc.storage import decode_state, encode_state
-from megalodoc.storage.codec import COMPLEX_KEY
+from megalodoc.model.tensor_codec import COMPLEX_KEY, decode_state, encode_state
 
 
 def bits(tensor: torch.Tensor) -> torch.Tensor:
