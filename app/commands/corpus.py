@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _build(args: argparse.Namespace) -> int:
-    from megalodoc.model.train.corpus import build_corpus
+    from megalodoc.ingest.corpus.build import build_corpus
 
     out = Path(args.outdir)
     workdir = Path(args.workdir) if args.workdir else out.parent / (out.name + "-work")
@@ -21,7 +21,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _tokenizer(args: argparse.Namespace) -> int:
-    from megalodoc.model.train.tokenizer_train import train_corpus_tokenizer
+    from megalodoc.ingest.corpus.tokenizer import train_corpus_tokenizer
 
     path = train_corpus_tokenizer(Path(args.corpus), Path(args.out), vocab_size=args.vocab_size,
                                   threads=args.threads)

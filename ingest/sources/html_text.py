@@ -1,8 +1,9 @@
 """HTML to readable text with the standard library's html.parser, fed block by block.
 
-Script, style, template and noscript content is dropped; block elements become line breaks (paragraphs
-and headings a blank line); list items start with "- "; whitespace collapses outside <pre>; character
-references are decoded.
+Script, style, template and noscript content is dropped, and so is the navigation chrome of generated
+manuals (DocBook/Publican navigation bars and the per-page tables of contents that repeat on every page,
+found by class or id); block elements become line breaks (paragraphs and headings a blank line); list
+items start with "- "; whitespace collapses outside <pre>; character references are decoded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ LINE_TAGS = frozenset({
     "caption", "figcaption", "form", "fieldset", "legend", "details", "summary", "body", "html", "head",
 })
 CELL_TAGS = frozenset({"td", "th"})
+CHROME_CLASSES = frozenset({"navheader", "navfooter", "docnav", "toc", "lot"})
+"""Classes of navigation bars and repeated tables of contents (DocBook, Publican); never document text."""
+CHROME_IDS = frozenset({"banner"})
+"""Ids of page banners (Publican) that repeat on every page of a manual."""
+VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+                       "track", "wbr"})
 _WHITESPACE = re.compile(r"\s+")
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html)[\s>]", re.IGNORECASE | re.DOTALL)
@@ -52,6 +59,7 @@ class HtmlTextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self._out: list[str] = []
         self._skip_depth = 0
+        self._chrome: list[str] = []  # open tags inside a skipped chrome element (the first is its root)
         self._pre_depth = 0
         self._breaks = 0  # newlines owed before the next text
         self._space = False  # a space owed before the next text
@@ -59,6 +67,10 @@ class HtmlTextExtractor(HTMLParser):
         self._started = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._chrome or _is_chrome(attrs):
+            if tag not in VOID_TAGS:
+                self._chrome.append(tag)
+            return
         if tag in SKIPPED_TAGS:
             self._skip_depth += 1
             return
@@ -71,6 +83,12 @@ class HtmlTextExtractor(HTMLParser):
             self._space = True
 
     def handle_endtag(self, tag: str) -> None:
+        if self._chrome:
+            # Close up to the matching open tag (tolerates unclosed children such as <p> or <li>).
+            if tag in self._chrome:
+                while self._chrome.pop() != tag:
+                    pass
+            return
         if tag in SKIPPED_TAGS:
             self._skip_depth = max(0, self._skip_depth - 1)
             return
@@ -79,7 +97,7 @@ class HtmlTextExtractor(HTMLParser):
         self._block(tag)
 
     def handle_data(self, data: str) -> None:
-        if self._skip_depth:
+        if self._skip_depth or self._chrome:
             return
         if self._pre_depth:
             if data:
@@ -121,6 +139,15 @@ class HtmlTextExtractor(HTMLParser):
         super().close()
         if self._started:
             self._out.append("\n")
+
+
+def _is_chrome(attrs: list[tuple[str, str | None]]) -> bool:
+    for name, value in attrs:
+        if name == "class" and value and not CHROME_CLASSES.isdisjoint(value.lower().split()):
+            return True
+        if name == "id" and value and value.lower() in CHROME_IDS:
+            return True
+    return False
 
 
 def html_to_text(blocks: Iterable[str]) -> Iterator[str]:

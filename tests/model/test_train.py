@@ -14,12 +14,12 @@ import sentencepiece as spm
 import torch
 
 from megalodoc.app.cli import main as cli_main
+from megalodoc.ingest.corpus.build import write_corpus
+from megalodoc.ingest.corpus.tokenizer import train_corpus_tokenizer
+from megalodoc.ingest.corpus.works import Work
 from megalodoc.model import Megalodon, MegalodonConfig, load_model
 from megalodoc.model.train import checkpoints as ckpt
-from megalodoc.model.train.corpus import write_corpus
-from megalodoc.model.train.corpus_works import Work
 from megalodoc.model.train.token_data import WindowSampler, corpus_token_file, gather_windows
-from megalodoc.model.train.tokenizer_train import train_corpus_tokenizer
 from megalodoc.model.train.train_config import TrainConfig, lr_lambda, parameter_groups, resolve_model_config
 from megalodoc.model.train.trainer import train
 

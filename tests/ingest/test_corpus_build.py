@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from megalodoc.model.train.corpus import EXCLUDED, HELDOUT, build_corpus, split_files, split_of, write_corpus
-from megalodoc.model.train.corpus_works import Work
+from megalodoc.ingest.corpus.build import EXCLUDED, HELDOUT, build_corpus, split_of, write_corpus
+from megalodoc.ingest.corpus.works import Work
+from megalodoc.model.train.corpus import split_files
 
 _WORKS = [
-    Work("moby", "books", "Moby Dick", "r-cran-tokenizers", "Call me Ishmael.  \r\nSome years ago\n\n\n"),
+    Work("moby", "books", "Moby Dick", "r-cran-tokenizers", "Call me Ishmael.  \nSome years ago\n\n\n"),
     Work("emma", "books", "Emma", "r-cran-janeaustenr", "Emma Woodhouse, handsome, clever, and rich\n"),
-    Work("stdlib_json", "code", "json", "libpython3.11-stdlib", "# file: json/x.py\nx = 1  \r\n"),
+    Work("stdlib_json", "code", "json", "libpython3.11-stdlib", "# file: json/x.py\nx = 1  \n"),
     Work("stdlib_test_test_json", "code", "json tests", "libpython3.11-testsuite", "import json\n"),
     Work("stdlib_os", "code", "os", "libpython3.11-minimal", "import sys\n\n"),
 ]
@@ -29,10 +30,11 @@ def test_works_are_split_whole_and_listed_in_the_manifest(tmp_path: Path) -> Non
     root = tmp_path / "c"
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.txt")) == [
         "heldout/books/moby.txt", "heldout/code/stdlib_json.txt", "train/books/emma.txt", "train/code/stdlib_os.txt"]
-    # prose is cleaned; code keeps its bytes (trailing spaces) but for Unix line ends and one final newline
-    assert (root / "heldout/books/moby.txt").read_bytes() == b"Call me Ishmael.\nSome years ago\n"
-    assert (root / "heldout/code/stdlib_json.txt").read_bytes() == b"# file: json/x.py\nx = 1  \n"
-    assert (root / "train/code/stdlib_os.txt").read_bytes() == b"import sys\n"
+    # a work's text is written as the readers made it, byte for byte
+    for work in _WORKS:
+        path = root / split_of(work.key, **_RULES) / work.slice / f"{work.name}.txt"
+        if work.key not in _RULES["excluded"]:
+            assert path.read_bytes() == work.text.encode("utf-8")
     by_key = {w["key"]: w for w in manifest["works"]}
     assert by_key["code/stdlib_test_test_json"]["split"] == "excluded"
     assert by_key["code/stdlib_test_test_json"]["path"] is None
@@ -65,6 +67,11 @@ def test_refuses_a_folder_that_is_not_a_corpus(tmp_path: Path) -> None:
 def test_a_held_out_work_the_recipe_no_longer_makes_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="books/persuasion"):
         write_corpus(_WORKS, {}, tmp_path / "c", heldout=("books/persuasion",), excluded={})
+
+
+def test_a_work_of_an_unknown_slice_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="slice 'poems'"):
+        write_corpus([Work("odes", "poems", "Odes", "x", "text\n")], {}, tmp_path / "c", heldout=(), excluded={})
 
 
 def test_duplicate_work_names_are_an_error(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Extractors of the corpus recipe on small files written in each source's real on-disk format:
-R lazy-load databases, SWORD modules, DocBook HTML manuals, Gutenberg texts, stdlib sources."""
+R lazy-load databases, SWORD modules, DocBook HTML manuals, Gutenberg texts, stdlib grouping."""
 
 from __future__ import annotations
 
@@ -10,17 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from megalodoc.model.train.corpus_works import (
-    clean_text,
-    code_work_id,
-    folder_order,
-    read_python_source,
-    repository_text,
-    strip_gutenberg,
-)
-from megalodoc.model.train.html_text import html_manual_text, html_page_text
-from megalodoc.model.train.rdata import read_lazyload, unserialize
-from megalodoc.model.train.sword import osis_to_text, sword_module_text
+from megalodoc.ingest.corpus.documents import join_documents, manual_pages, read_document, read_manual
+from megalodoc.ingest.corpus.rdata import read_lazyload, unserialize
+from megalodoc.ingest.corpus.sword import osis_to_text, sword_module_text
+from megalodoc.ingest.corpus.works import code_work_id, strip_gutenberg
 
 # ---- R serialization (XDR, version 3), written the way R writes it: symbols once, then references ----
 
@@ -181,10 +174,11 @@ def _page(title: str, next_href: str | None) -> str:
     return _PAGE.format(title=title, link=link)
 
 
-def test_html_page_text_renders_like_a_browser_without_navigation() -> None:
-    text, nxt = html_page_text(_page("Intro", "b.html"))
-    assert nxt == "b.html"
-    assert text == "Intro\n\nSome text spread over lines.\n\n$ apt  install x\n  indented line"
+def test_html_page_is_read_by_the_ingest_reader_without_navigation(tmp_path: Path) -> None:
+    page = tmp_path / "intro.html"
+    page.write_text(_page("Intro", "b.html"))
+    assert read_document(page) == ("Intro\n\nIntro\n\nSome text spread over lines.\n\n"
+                                   "$ apt  install x\n  indented line\n\n")
 
 
 def test_html_manual_follows_the_next_chain_then_appends_unreached_pages(tmp_path: Path) -> None:
@@ -192,10 +186,15 @@ def test_html_manual_follows_the_next_chain_then_appends_unreached_pages(tmp_pat
     (tmp_path / "zeta.html").write_text(_page("Zeta", "alpha.html#sect1"))
     (tmp_path / "alpha.html").write_text(_page("Alpha", "index.html"))  # a cycle must not loop
     (tmp_path / "orphan.html").write_text(_page("Orphan", None))
-    text = html_manual_text(tmp_path)
-    order = [line for line in text.split("\n") if line in ("Start", "Zeta", "Alpha", "Orphan")]
-    assert order == ["Start", "Zeta", "Alpha", "Orphan"]
+    assert [p.name for p in manual_pages(tmp_path)] == ["index.html", "zeta.html", "alpha.html", "orphan.html"]
+    text = read_manual(tmp_path)
+    assert text == join_documents(read_document(tmp_path / name)
+                                  for name in ("index.html", "zeta.html", "alpha.html", "orphan.html"))
     assert "Prev" not in text and "Repeated contents" not in text
+
+
+def test_join_documents_leaves_one_blank_line_between_documents() -> None:
+    assert join_documents(["a\n", "b", " \n", "c\n\n\n"]) == "a\n\nb\n\nc\n"
 
 
 # ---- text helpers ----
@@ -204,11 +203,7 @@ def test_html_manual_follows_the_next_chain_then_appends_unreached_pages(tmp_pat
 def test_strip_gutenberg_keeps_only_the_body() -> None:
     raw = ("The Project Gutenberg EBook of X\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n"
            "Call me Ishmael.\n\nEnd of Project Gutenberg's X\n\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\nlicense")
-    assert clean_text(strip_gutenberg(raw)) == "Call me Ishmael.\n"
-
-
-def test_clean_text_unifies_line_ends_and_strips_trailing_spaces() -> None:
-    assert clean_text("\ufeffa  \r\nb\rc\n\n\n") == "a\nb\nc\n"
+    assert strip_gutenberg(raw) == "Call me Ishmael.\n\n"
 
 
 def test_code_work_ids_group_packages_and_test_modules() -> None:
@@ -217,19 +212,3 @@ def test_code_work_ids_group_packages_and_test_modules() -> None:
     assert code_work_id("test/test_asyncio/test_tasks.py") == "test.test_asyncio"
     assert code_work_id("test/test_os.py") == "test.test_os"
     assert code_work_id("test/__init__.py") == "test.__init__"
-
-
-def test_read_python_source_honours_a_latin1_declaration(tmp_path: Path) -> None:
-    path = tmp_path / "m.py"
-    path.write_bytes("# -*- coding: latin-1 -*-\nname = 'Andr\u00e9'\n".encode("latin-1"))
-    assert read_python_source(path) == "# -*- coding: latin-1 -*-\nname = 'Andr\u00e9'\n"
-    path.write_bytes(b"x = '\xff\xfe'\n")  # undeclared non-UTF-8 bytes: decoded, not a crash
-    assert read_python_source(path).startswith("x = '")
-
-
-def test_code_works_read_like_an_ingested_repository() -> None:
-    rels = ["email/utils.py", "email/mime/text.py", "email/__init__.py", "email/mime/__init__.py", "email/_x.py"]
-    assert sorted(rels, key=folder_order) == [
-        "email/__init__.py", "email/_x.py", "email/utils.py", "email/mime/__init__.py", "email/mime/text.py"]
-    text = repository_text([("email/__init__.py", ""), ("email/a.py", "x = 1\r\ny = 2"), ("email/b.py", "z\n")])
-    assert text == "# file: email/__init__.py\n\n# file: email/a.py\nx = 1\ny = 2\n\n# file: email/b.py\nz\n"

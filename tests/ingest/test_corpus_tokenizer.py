@@ -8,18 +8,11 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from megalodoc.model.train.corpus import write_corpus
-from megalodoc.model.train.corpus_works import Work
-from megalodoc.model.train.tokenizer_train import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    UNK_ID,
-    measure,
-    sample_chunks,
-    text_chunks,
-    train_corpus_tokenizer,
-)
+from megalodoc.ingest.corpus.build import write_corpus
+from megalodoc.ingest.corpus.tokenizer import sample_chunks, train_corpus_tokenizer
+from megalodoc.ingest.corpus.works import Work
+from megalodoc.ingest.sources.splitting import split_blocks
+from megalodoc.model.train.tokenizer_train import BOS_ID, EOS_ID, PAD_ID, UNK_ID, measure
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 TRAIN_MODULES = ["textwrap.py", "argparse.py", "string.py", "shlex.py", "fnmatch.py", "heapq.py", "calendar.py"]
@@ -87,7 +80,7 @@ def test_round_trip_is_exact_on_prose_and_on_whitespace(tokenizer) -> None:
 def test_pieces_encoded_separately_decode_to_the_whole(tokenizer) -> None:
     sp = _processor(tokenizer[0])
     text = (STDLIB / "json/encoder.py").read_text(encoding="utf-8")
-    pieces = list(text_chunks(text, 777))
+    pieces = list(split_blocks([text], 777))
     assert "".join(pieces) == text
     assert sp.decode([i for p in pieces for i in sp.encode(p)]) == text  # no dummy prefix per piece
 
@@ -97,15 +90,6 @@ def test_trained_on_the_train_split_only(tokenizer) -> None:
     vocab = {sp.id_to_piece(i) for i in range(sp.get_piece_size())}
     assert not any("zyxw" in p for p in vocab)  # the held-out marker repeated 4000 times made no piece
     assert any("def" in p for p in vocab) and any("\n" in p for p in vocab)  # newlines are learned
-
-
-def test_text_chunks_cut_at_line_ends_and_cover_the_text() -> None:
-    text = "".join(f"line {i} " * (i % 7) + "\n" for i in range(500))
-    chunks = list(text_chunks(text, 200))
-    assert "".join(chunks) == text
-    assert all(len(c) <= 200 for c in chunks)
-    assert all(c.endswith("\n") for c in chunks[:-1])
-    assert list(text_chunks("x" * 450, 200)) == ["x" * 200, "x" * 200, "x" * 50]  # a long line is cut inside
 
 
 def test_sampling_is_deterministic_and_proportional(tmp_path: Path) -> None:
