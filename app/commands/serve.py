@@ -1,0 +1,80 @@
+"""`megalodoc serve`: the web app (Gradio) on the embedded default: a SQLite file and the shipped model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# Nothing leaves the machine: no analytics, no Hub lookups. Set before gradio or huggingface_hub load.
+OFFLINE_ENVIRONMENT = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+                       "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
+DEFAULT_PORT = 7860
+DEFAULT_DATA_DIR = "megalodoc-data"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="start the web app: upload, read, ask, continue, sessions")
+    parser.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
+    parser.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
+    parser.add_argument("--max-upload-mb", type=float, default=None, metavar="N",
+                        help="largest file a person may upload, in MiB (default 200)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
+                        help=f"folder for uploaded files and exports (default ./{DEFAULT_DATA_DIR})")
+    parser.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
+    parser.set_defaults(handler=run)
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """"user:pass" -> ("user", "pass"); the password may contain colons."""
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"--auth {value!r}: give USER:PASS with a non-empty user and password")
+    return user, password
+
+
+def run(args: argparse.Namespace) -> int:
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    data_dir = Path(args.data_dir).resolve()
+    try:
+        auth = parse_auth(args.auth)
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError) as exc:
+        print(f"megalodoc serve: {exc}", file=sys.stderr)
+        return 2
+    # Gradio keeps its own copy of every upload: inside the data folder too, not in /tmp.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "gradio-cache"))
+
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from megalodoc.app.ui.adapter import LibraryService
+    from megalodoc.app.ui.build import build_ui, launch
+    from megalodoc.app.ui.context import DEFAULT_MAX_UPLOAD_MB
+    from megalodoc.ingest.pipeline import IngestError
+    from megalodoc.model import CheckpointError
+    from megalodoc.storage import StorageError
+
+    try:
+        service = LibraryService(args.db, args.model, threads=args.threads)
+    except (IngestError, CheckpointError, StorageError, ValueError) as exc:
+        print(f"megalodoc serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        demo = build_ui(service, data_dir, args.max_upload_mb or DEFAULT_MAX_UPLOAD_MB)
+        print(f"megalodoc serve: library {service.store.url}, uploads in {data_dir}", file=sys.stderr)
+        launch(demo, host=args.host, port=args.port, auth=auth)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        print(f"megalodoc serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        service.close()
+    return 0

@@ -1,0 +1,31 @@
+"""What every handler of one running app shares: the reader service, the background ingest jobs, the
+server's data folder and its upload limit. Built once by `build_ui` (or by a test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from megalodoc.app.ui.jobs import IngestJobs
+
+DEFAULT_MAX_UPLOAD_MB = 200  # a 600-page PDF is 5-30 MB; an archive of a large repository fits too
+
+
+@dataclass
+class AppContext:
+    """service: the reader service (ingest, documents, ask, sessions...); jobs: its ingest jobs;
+    data_dir: where uploads are copied; max_upload_bytes: the per-file upload limit."""
+
+    service: Any
+    jobs: IngestJobs
+    data_dir: Path
+    max_upload_bytes: int
+
+    @classmethod
+    def create(cls, service: Any, data_dir: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> AppContext:
+        if max_upload_mb <= 0:
+            raise ValueError(f"max_upload_mb={max_upload_mb} must be > 0")
+        folder = Path(data_dir).resolve()
+        (folder / "uploads").mkdir(parents=True, exist_ok=True)
+        return cls(service, IngestJobs(service.ingest), folder, int(max_upload_mb * 2**20))

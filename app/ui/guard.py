@@ -1,0 +1,51 @@
+"""Turn a handler's exceptions into messages on the page: an expected error (bad input, a refusal) shows
+its own message; anything else is logged with its traceback and shown as a short notice. The server
+keeps serving either way."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from megalodoc.app.ui.errors import expected_errors
+
+log = logging.getLogger(__name__)
+
+
+def _message(exc: BaseException) -> gr.Error:
+    if isinstance(exc, expected_errors()):
+        return gr.Error(str(exc) or type(exc).__name__)
+    log.error("unexpected error in a handler", exc_info=exc)
+    return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}); the details are in the server log.")
+
+
+def guarded(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """`handler` (a function or a generator function) with its errors shown as gr.Error messages."""
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler)
+        def stream(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from handler(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise _message(exc) from exc
+
+        return stream
+
+    @functools.wraps(handler)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _message(exc) from exc
+
+    return call

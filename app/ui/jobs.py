@@ -1,0 +1,152 @@
+"""Background ingest jobs: one worker thread per upload job reads its files one after the other on the
+shared model, while the rest of the app keeps serving. Each file has its own cancel token; progress is
+kept here for any page (or test) to read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from megalodoc.app.ui.errors import expected_errors
+from megalodoc.ingest.pipeline import CancelToken
+from megalodoc.ingest.progress import IngestProgress
+from megalodoc.storage import DocumentRecord
+
+log = logging.getLogger(__name__)
+
+IngestFunction = Callable[..., DocumentRecord]  # (path, on_progress=..., cancel=...) -> record
+TERMINAL = ("complete", "already-complete", "cancelled", "failed")
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One file of a job as the page shows it. status: queued, reading, complete, already-complete,
+    cancelled, failed."""
+
+    path: Path
+    name: str
+    status: str = "queued"
+    progress: IngestProgress | None = None
+    document_id: int | None = None
+    message: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def percent(self) -> float | None:
+        if self.status in ("complete", "already-complete"):
+            return 100.0
+        p = self.progress
+        if p is None or not p.tokens_total:
+            return None
+        return min(100.0, 100.0 * p.tokens_done / p.tokens_total)
+
+
+@dataclass
+class _Job:
+    id: int
+    tasks: list[FileTask]
+    cancels: list[CancelToken]
+    thread: threading.Thread | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class IngestJobs:
+    """The ingest jobs of one server. Thread-safe; `ingest` is the service's ingest function."""
+
+    def __init__(self, ingest: IngestFunction) -> None:
+        self._ingest = ingest
+        self._lock = threading.Lock()
+        self._jobs: dict[int, _Job] = {}
+        self._ids = itertools.count(1)
+
+    def start(self, files: Sequence[tuple[Path, str]]) -> int:
+        """Start a job reading (path, display name) files in a new thread; returns its id."""
+        with self._lock:
+            job = _Job(next(self._ids), [FileTask(Path(p), name) for p, name in files],
+                       [CancelToken() for _ in files])
+            self._jobs[job.id] = job
+        job.thread = threading.Thread(target=self._run, args=(job,), name=f"ingest-job-{job.id}", daemon=True)
+        job.thread.start()
+        return job.id
+
+    def tasks(self, job_id: int) -> list[FileTask]:
+        """The job's files as they stand now; KeyError for an unknown job."""
+        with self._lock:
+            return list(self._jobs[job_id].tasks)
+
+    def finished(self, job_id: int) -> bool:
+        return all(t.done for t in self.tasks(job_id))
+
+    def wait(self, job_id: int, timeout: float | None = None) -> bool:
+        """Block until the job's thread ends (True) or the timeout passes (False)."""
+        with self._lock:
+            thread = self._jobs[job_id].thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.finished(job_id)
+
+    def running(self) -> list[FileTask]:
+        """Every file queued or being read, in any job."""
+        with self._lock:
+            return [t for job in self._jobs.values() for t in job.tasks if not t.done]
+
+    def live_progress(self, document_id: int) -> FileTask | None:
+        """The file task now reading this document, if any."""
+        return next((t for t in self.running() if t.document_id == document_id), None)
+
+    def cancel_document(self, document_id: int) -> bool:
+        """Ask the task reading this document to stop after the chunk in progress. False when none is."""
+        with self._lock:
+            for job in self._jobs.values():
+                for task, token in zip(job.tasks, job.cancels, strict=True):
+                    if task.document_id == document_id and not task.done:
+                        token.cancel()
+                        return True
+        return False
+
+    def cancel_job(self, job_id: int) -> None:
+        """Cancel every file of a job that has not finished (queued ones never start)."""
+        with self._lock:
+            for token in self._jobs[job_id].cancels:
+                token.cancel()
+
+    # ---- the worker thread ----
+    def _update(self, job: _Job, index: int, **changes: object) -> None:
+        with self._lock:
+            job.tasks[index] = replace(job.tasks[index], **changes)
+
+    def _run(self, job: _Job) -> None:
+        for index, (task, token) in enumerate(zip(list(job.tasks), job.cancels, strict=True)):
+            if token.cancelled:
+                self._update(job, index, status="cancelled", message="cancelled before it started")
+                continue
+            self._update(job, index, status="reading")
+
+            def on_progress(progress: IngestProgress, index: int = index) -> None:
+                self._update(job, index, progress=progress, document_id=progress.document_id)
+
+            try:
+                record = self._ingest(task.path, on_progress=on_progress, cancel=token)
+            except Exception as exc:  # one bad file must not stop the job; the page shows the message
+                if not isinstance(exc, expected_errors()):
+                    log.exception("ingest of %s failed unexpectedly", task.path)
+                message = str(exc).replace(str(task.path), task.name)
+                self._update(job, index, status="failed", message=message)
+                continue
+            seen = self.tasks(job.id)[index]
+            if record.status == "cancelled":
+                status, message = "cancelled", f"cancelled at token {record.committed_position:,}; resume it later"
+            elif seen.progress is None and record.status == "complete":
+                status, message = "already-complete", "already in the library"
+            else:
+                status, message = "complete", None
+            self._update(job, index, status=status, message=message, document_id=record.id)

@@ -1,0 +1,119 @@
+"""Handlers of the Library tab: upload and read in the background, follow progress, cancel, resume,
+delete, and the list of documents. Plain functions of an AppContext; `build.py` wires them to the page."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from megalodoc.app.ui.context import AppContext
+from megalodoc.app.ui.errors import UiError
+from megalodoc.app.ui.formatting import human_bytes, live_status, progress_row
+from megalodoc.app.ui.jobs import FileTask
+from megalodoc.app.ui.uploads import remove_upload, store_uploads
+
+DOCUMENT_HEADERS = ["ID", "Name", "Kind", "Status", "Tokens read", "Snapshots", "Size on disk", "Sessions"]
+POLL_SECONDS = 0.5  # how often a following page refreshes the progress of its upload
+
+
+def start_upload(ctx: AppContext, files: Sequence[str] | None) -> int:
+    """Copy the uploaded files into the data folder (size-capped) and start reading them in the
+    background; returns the job id."""
+    stored = store_uploads(list(files or []), ctx.data_dir, ctx.max_upload_bytes)
+    return ctx.jobs.start([(s.path, s.name) for s in stored])
+
+
+def follow_job(ctx: AppContext, job_id: int, poll_seconds: float = POLL_SECONDS) -> Iterator[list[FileTask]]:
+    """The job's files now and then every `poll_seconds` until all are done (the last item is final)."""
+    while True:
+        tasks = ctx.jobs.tasks(job_id)
+        yield tasks
+        if all(t.done for t in tasks):
+            return
+        time.sleep(poll_seconds)
+
+
+def progress_rows(tasks: Sequence[FileTask]) -> list[list[str]]:
+    return [progress_row(t) for t in tasks]
+
+
+def job_summary(tasks: Sequence[FileTask]) -> str:
+    """One line for the end of a job: what was read, what was cancelled, and what failed and why."""
+    parts = []
+    read = [t.name for t in tasks if t.status in ("complete", "already-complete")]
+    if read:
+        parts.append("Read: " + ", ".join(read) + ".")
+    cancelled = [t.name for t in tasks if t.status == "cancelled"]
+    if cancelled:
+        parts.append("Cancelled (resume it from the list): " + ", ".join(cancelled) + ".")
+    parts += [f"Could not read {t.message}" for t in tasks if t.status == "failed"]
+    return " ".join(parts) if parts else "Reading..."
+
+
+def failures(tasks: Sequence[FileTask]) -> list[str]:
+    """The messages of the files that could not be read (each names its file)."""
+    return [t.message or f"{t.name}: failed" for t in tasks if t.status == "failed"]
+
+
+def document_rows(ctx: AppContext) -> list[list[object]]:
+    """One row per stored document: id, name, kind, status (live progress while it is being read), tokens
+    read, snapshots, their size on disk, and how many sessions use it."""
+    store = ctx.service.store
+    rows = []
+    for doc in ctx.service.documents():
+        snapshots = store.list_snapshots(doc.id)
+        size = sum(s.size_bytes for s in snapshots)
+        live = ctx.jobs.live_progress(doc.id)
+        status = live_status(live) if live is not None else doc.status
+        if doc.status == "failed" and doc.error:
+            status = f"failed: {doc.error}"
+        total = f" of {doc.token_count:,}" if doc.token_count and doc.token_count != doc.committed_position else ""
+        rows.append([doc.id, doc.name, doc.kind, status, f"{doc.committed_position:,}{total}", len(snapshots),
+                     human_bytes(size), len(store.list_sessions(doc.id))])
+    return rows
+
+
+def document_choices(ctx: AppContext) -> list[tuple[str, int]]:
+    """(label, id) pairs for a document picker, newest first."""
+    return [(f"{d.name} (id {d.id}, {d.status})", d.id) for d in reversed(ctx.service.documents())]
+
+
+def _chosen(doc_id: int | str | None) -> int:
+    if doc_id is None or doc_id == "":
+        raise UiError("choose a document in the list first")
+    return int(doc_id)
+
+
+def cancel_ingest(ctx: AppContext, doc_id: int | str | None) -> str:
+    """Stop reading the document after the chunk in progress; what was read so far is kept."""
+    doc = ctx.service.store.get_document(_chosen(doc_id))
+    if not ctx.jobs.cancel_document(doc.id):
+        raise UiError(f"{doc.name} is not being read here now ({doc.status}); nothing to cancel")
+    return f"Cancelling {doc.name}: it stops after the chunk in progress; resume it later from the list."
+
+
+def resume_ingest(ctx: AppContext, doc_id: int | str | None) -> int:
+    """Start reading a cancelled (or failed, or interrupted) document again from its last snapshot;
+    returns the new job id."""
+    doc = ctx.service.store.get_document(_chosen(doc_id))
+    if doc.status == "complete":
+        raise UiError(f"{doc.name} is already read completely")
+    if ctx.jobs.live_progress(doc.id) is not None:
+        raise UiError(f"{doc.name} is being read now")
+    if not doc.source_path or not (Path(doc.source_path).is_file() or Path(doc.source_path).is_dir()):
+        raise UiError(f"{doc.name}: its uploaded file is no longer in the server's data folder; upload it again")
+    return ctx.jobs.start([(Path(doc.source_path), doc.name)])
+
+
+def delete_document(ctx: AppContext, doc_id: int | str | None) -> str:
+    """Delete the document (refused, with the reason, while sessions use it or it is being read) and its
+    uploaded copy in the data folder."""
+    doc = ctx.service.store.get_document(_chosen(doc_id))
+    if ctx.jobs.live_progress(doc.id) is not None:
+        raise UiError(f"{doc.name} is being read now: cancel the ingest first")
+    ctx.service.delete_document(doc.id)
+    still_used = any(d.source_path == doc.source_path for d in ctx.service.documents())
+    if not still_used:
+        remove_upload(doc.source_path, ctx.data_dir)
+    return f"Deleted {doc.name} (id {doc.id})."

@@ -1,0 +1,82 @@
+"""The Library tab: components and their events. Logic lives in `library_handlers.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from megalodoc.app.ui import library_handlers as h
+from megalodoc.app.ui.context import AppContext
+from megalodoc.app.ui.formatting import PROGRESS_HEADERS
+from megalodoc.app.ui.guard import guarded
+
+INTRO = """Upload PDFs, text, Markdown, HTML or code files, or a .zip / .tar.gz of a repository. Reading
+runs in the background: keep reading and asking in the Reader tab meanwhile. A cancelled document
+resumes where it stopped."""
+REFRESH_SECONDS = 2.0  # the documents list refreshes itself this often
+PROGRESS = gr.Progress()  # Gradio fills in a per-request tracker for a parameter with this default
+
+
+@dataclass
+class LibraryTab:
+    documents: gr.Dataframe
+    picker: gr.Dropdown
+    message: gr.Markdown
+
+
+def _follow(ctx: AppContext, job_id: int, progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
+    tasks: list = []
+    for tasks in h.follow_job(ctx, job_id):
+        percents = [t.percent or 0.0 for t in tasks]
+        progress(sum(percents) / (100.0 * len(percents)), desc="Reading " + ", ".join(t.name for t in tasks))
+        yield (h.progress_rows(tasks), h.job_summary(tasks), h.document_rows(ctx),
+               gr.update(choices=h.document_choices(ctx)))
+    for failure in h.failures(tasks):
+        gr.Warning(failure)
+
+
+def build_library_tab(ctx: AppContext) -> LibraryTab:
+    gr.Markdown(INTRO)
+    with gr.Row():
+        files = gr.File(label="Files to read", file_count="multiple", scale=3)
+        read = gr.Button("Read into the library", variant="primary", scale=1)
+    progress = gr.Dataframe(headers=PROGRESS_HEADERS, label="Reading progress", interactive=False, wrap=True)
+    message = gr.Markdown()
+    gr.Markdown("### Documents")
+    documents = gr.Dataframe(headers=h.DOCUMENT_HEADERS, value=lambda: h.document_rows(ctx), interactive=False,
+                             wrap=True, label="Documents in the library")
+    with gr.Row():
+        picker = gr.Dropdown(label="Document", choices=h.document_choices(ctx), scale=3)
+        cancel = gr.Button("Cancel ingest", scale=1)
+        resume = gr.Button("Resume ingest", scale=1)
+        delete = gr.Button("Delete document", variant="stop", scale=1)
+    timer = gr.Timer(REFRESH_SECONDS)
+    outputs = [progress, message, documents, picker]
+
+    @guarded
+    def read_files(paths: list[str] | None, progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
+        yield from _follow(ctx, h.start_upload(ctx, paths), progress)
+
+    @guarded
+    def resume_files(doc_id: int | None, progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
+        yield from _follow(ctx, h.resume_ingest(ctx, doc_id), progress)
+
+    @guarded
+    def cancel_one(doc_id: int | None) -> str:
+        return h.cancel_ingest(ctx, doc_id)
+
+    @guarded
+    def delete_one(doc_id: int | None) -> tuple[Any, ...]:
+        said = h.delete_document(ctx, doc_id)
+        return said, h.document_rows(ctx), gr.update(choices=h.document_choices(ctx), value=None)
+
+    read.click(read_files, [files], outputs, api_name="upload", concurrency_limit=None)
+    resume.click(resume_files, [picker], outputs, api_name="resume_ingest", concurrency_limit=None)
+    cancel.click(cancel_one, [picker], [message], api_name="cancel_ingest")
+    delete.click(delete_one, [picker], [message, documents, picker], api_name="delete_document")
+    timer.tick(guarded(lambda: h.document_rows(ctx)), None, [documents], show_progress="hidden",
+               api_visibility="private")
+    return LibraryTab(documents, picker, message)

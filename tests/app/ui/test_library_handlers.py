@@ -1,0 +1,125 @@
+"""The Library tab's handlers called directly: real uploads read by a tiny model into a real SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+
+from megalodoc.app.ui import library_handlers as h
+from megalodoc.app.ui.context import AppContext
+from megalodoc.app.ui.errors import UiError, expected_errors
+from megalodoc.app.ui.jobs import IngestJobs
+
+WAIT = 120.0  # seconds a job may take on a busy 2-core machine before the test gives up
+
+
+def finished_tasks(ctx: AppContext, job_id: int):
+    assert ctx.jobs.wait(job_id, WAIT), f"job {job_id} still running after {WAIT} s: {ctx.jobs.tasks(job_id)}"
+    return ctx.jobs.tasks(job_id)
+
+
+def test_upload_reads_in_the_background_and_lists_the_document(ctx, atlas_pdf):
+    job = h.start_upload(ctx, [str(atlas_pdf)])
+    [task] = finished_tasks(ctx, job)
+    assert task.status == "complete" and task.percent == 100.0 and task.name == "atlas.pdf"
+    assert task.progress.unit_name == "page" and task.progress.units_done == 4 and task.progress.unit_count == 4
+    # the file read is the copy inside the data folder, not the upload
+    assert task.path.is_relative_to(ctx.data_dir / "uploads") and task.path.read_bytes() == atlas_pdf.read_bytes()
+    [row] = h.document_rows(ctx)
+    doc = ctx.service.store.get_document(task.document_id)
+    assert row[:4] == [doc.id, "atlas.pdf", "pdf", "complete"]
+    assert row[4] == f"{doc.committed_position:,}" and doc.committed_position > 0
+    assert row[5] == len(ctx.service.snapshots(doc)) > 1 and row[6].endswith("KiB") and row[7] == 0
+    assert h.document_choices(ctx) == [(f"atlas.pdf (id {doc.id}, complete)", doc.id)]
+    assert "Read: atlas.pdf." in h.job_summary([task])
+
+
+def test_progress_rows_show_rate_eta_and_pages(ctx, atlas_pdf):
+    tasks = finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
+    [row] = h.progress_rows(tasks)
+    assert row[0] == "atlas.pdf" and row[1] == "complete" and row[2] == "100%"
+    assert int(row[3].replace(",", "")) == tasks[0].progress.tokens_done > 0
+    assert float(row[4].replace(",", "")) > 0 and row[6] == "4/4 pages"
+
+
+def test_the_same_file_twice_is_read_once(ctx, atlas_pdf):
+    finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
+    [again] = finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
+    assert again.status == "already-complete" and again.message == "already in the library"
+    assert len(h.document_rows(ctx)) == 1
+
+
+def test_a_bad_file_fails_with_its_cause_and_the_others_are_read(ctx, atlas_pdf, tmp_path):
+    corrupt = tmp_path / "broken.pdf"
+    corrupt.write_bytes(b"this is not a pdf at all\n" * 10)
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(bytes(range(256)) * 8)
+    tasks = finished_tasks(ctx, h.start_upload(ctx, [str(corrupt), str(binary), str(atlas_pdf)]))
+    assert [t.status for t in tasks] == ["failed", "failed", "complete"]
+    assert tasks[0].message.startswith("broken.pdf: ") and "PDF" in tasks[0].message
+    assert tasks[1].message.startswith("image.bin: ") and "binary" in tasks[1].message
+    assert str(ctx.data_dir) not in tasks[0].message  # the person sees the name they uploaded, not our path
+    assert h.failures(tasks) == [tasks[0].message, tasks[1].message]
+    assert f"Could not read {tasks[0].message}" in h.job_summary(tasks)
+
+
+def test_uploads_over_the_limit_are_refused_before_anything_is_copied(ctx, atlas_pdf, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("x" * (ctx.max_upload_bytes + 1))
+    with pytest.raises(UiError, match=r"big.txt: 1.0 MiB is over the upload limit of 1 MiB"):
+        h.start_upload(ctx, [str(atlas_pdf), str(big)])
+    assert list((ctx.data_dir / "uploads").iterdir()) == []
+    with pytest.raises(UiError, match="no file given"):
+        h.start_upload(ctx, [])
+
+
+def test_cancel_then_resume_ends_like_an_uninterrupted_read(service, tmp_path, long_text, ui_model_dir):
+    ctx = AppContext.create(service, tmp_path / "data")
+
+    def ingest_cancelled_at_first_progress(path, on_progress, cancel):
+        def progress(p):
+            on_progress(p)
+            assert h.cancel_ingest(ctx, p.document_id).startswith("Cancelling long.txt")
+
+        return service.ingest(path, on_progress=progress, cancel=cancel)
+
+    ctx.jobs = IngestJobs(ingest_cancelled_at_first_progress)
+    [task] = finished_tasks(ctx, h.start_upload(ctx, [str(long_text)]))
+    assert task.status == "cancelled" and "resume it later" in task.message
+    doc = service.store.get_document(task.document_id)
+    assert doc.status == "cancelled" and 0 < doc.committed_position
+    with pytest.raises(UiError, match="not being read here now"):
+        h.cancel_ingest(ctx, doc.id)
+
+    ctx.jobs = IngestJobs(service.ingest)
+    [resumed] = finished_tasks(ctx, h.resume_ingest(ctx, doc.id))
+    assert resumed.status == "complete" and resumed.progress.tokens_done > doc.committed_position
+    done = service.store.get_document(doc.id)
+    with type(service)(tmp_path / "fresh.db", ui_model_dir) as fresh:
+        whole = fresh.ingest(long_text)
+    assert done.committed_position == whole.committed_position
+    assert service.store.token_ids(doc.id, 0, done.committed_position) == fresh_ids(tmp_path, whole)
+    with pytest.raises(UiError, match="already read completely"):
+        h.resume_ingest(ctx, doc.id)
+
+
+def fresh_ids(tmp_path, whole):
+    from megalodoc.storage import open_store
+
+    with open_store(str(tmp_path / "fresh.db")) as store:
+        return store.token_ids(whole.id, 0, whole.committed_position)
+
+
+def test_delete_is_refused_while_a_session_uses_the_document(ctx, atlas_pdf):
+    [task] = finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
+    store = ctx.service.store
+    session = store.create_session(task.document_id, 10)
+    with pytest.raises(expected_errors(), match=r"atlas.pdf.*1 session"):
+        h.delete_document(ctx, task.document_id)
+    assert task.path.exists() and len(h.document_rows(ctx)) == 1
+    store.delete_session(session.id)
+    assert h.delete_document(ctx, task.document_id) == f"Deleted atlas.pdf (id {task.document_id})."
+    assert h.document_rows(ctx) == [] and not task.path.exists()
+    with pytest.raises(expected_errors(), match="not found|no document"):
+        h.delete_document(ctx, task.document_id)
+    with pytest.raises(UiError, match="choose a document"):
+        h.delete_document(ctx, None)
