@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from megalodoc.app.ui.errors import UiError
+from megalodoc.model.bundle import IN_MEMORY
 
 CARD_FILES = ("README.md", "MODEL_CARD.md")  # a model folder's own card, shown as it is
 # Sampling defaults of the page: short, slightly cool answers suit a small base model.
@@ -17,21 +18,27 @@ DEFAULT_SAMPLING: dict[str, Any] = {"max_new_tokens": 96, "temperature": 0.7, "t
 def model_card_markdown(service: Any) -> str:
     """The loaded model as Markdown: where it was loaded from, its fingerprint, its architecture, and
     the card kept in its folder (README.md / MODEL_CARD.md) when there is one."""
-    reader = service.reader
-    model = reader.model
-    folder = Path(model.source_dir) if model.source_dir is not None else None
+    bundle = service.bundle
+    model = bundle.model
+    folder = _folder(bundle)
     params = sum(p.numel() for p in model.parameters())
+    tokenizer = f"{bundle.tokenizer.vocab_size:,} pieces" if bundle.tokenizer is not None else "none"
     lines = ["## Loaded model", "",
              f"- Folder: `{folder}`" if folder else "- Folder: (built in memory)",
-             f"- Fingerprint: `{reader.model_fingerprint[:16]}…`",
-             f"- Parameters: {params / 1e6:.1f} M",
-             f"- Tokenizer: {reader.tokenizer.vocab_size:,} pieces", "",
+             f"- Fingerprint: `{bundle.fingerprint[:16]}…`",
+             f"- Parameters: {params / 1e6:.1f} M, computed in {str(bundle.dtype).removeprefix('torch.')} on "
+             f"{bundle.device}",
+             f"- Tokenizer: {tokenizer}", "",
              "| Setting | Value |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in sorted(model.config.to_dict().items())]
     card = _folder_card(folder)
     if card:
         lines += ["", "---", "", card]
     return "\n".join(lines)
+
+
+def _folder(bundle: Any) -> Path | None:
+    return None if bundle.source == IN_MEMORY else Path(bundle.source)
 
 
 def _folder_card(folder: Path | None) -> str | None:
@@ -66,7 +73,7 @@ def sampling_settings(max_new_tokens: float, temperature: float, top_k: float, t
 
 def config_json(service: Any) -> str:
     """config.json of the loaded model's folder (for the expandable raw view)."""
-    folder = service.reader.model.source_dir
-    if folder is None:
-        return json.dumps(service.reader.model.config.to_dict(), indent=2)
-    return (Path(folder) / "config.json").read_text(encoding="utf-8")
+    folder = _folder(service.bundle)
+    if folder is None or not (folder / "config.json").is_file():
+        return json.dumps(service.bundle.model.config.to_dict(), indent=2)
+    return (folder / "config.json").read_text(encoding="utf-8")

@@ -43,7 +43,7 @@ def test_expected_errors_show_their_message_and_bugs_are_logged(caplog):
 
 def test_model_card_names_the_folder_fingerprint_and_architecture(service, ui_model_dir):
     card = model_card_markdown(service)
-    assert f"`{ui_model_dir}`" in card and service.reader.model_fingerprint[:16] in card
+    assert f"`{ui_model_dir}`" in card and service.bundle.fingerprint[:16] in card
     assert "| chunk_size | 16 |" in card and "| vocab_size |" in card
     (ui_model_dir / "README.md").write_text("# Tiny test model\n\nUntrained; for tests only.\n")
     try:
