@@ -26,7 +26,8 @@ Ingest workers (many processes, many machines; leases use the database clock)
     claim_next_document(worker_id, lease_seconds) -> DocumentRecord | None
     heartbeat(id, worker_id, lease_seconds) -> bool        # False: claim lost or document cancelled
     release_document(id, worker_id) -> bool
-Snapshots (content-addressed sha256 blobs, deduplicated, verified on every read)
+Snapshots (content-addressed sha256 blobs, deduplicated, verified on every read; kept at rest as
+lossless entropy-coded byte planes, open_store(state_encoding="planes4"|"raw"), see blob_encoding.py)
     add_snapshot(document_id, position, state_bytes, model_fingerprint, schema_version, metadata=None,
                  *, chunks=[ChunkText], locations=[Location], worker_id=None, tail_ids=()) -> SnapshotInfo
         One transaction: blob + snapshot row + chunk text + locations + committed_position = position.

@@ -6,9 +6,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from megalodoc.storage.blob_encoding import BlobDecodeError, decode_blob
 from megalodoc.storage.models import Document, SnapshotRow, StateBlob
 from megalodoc.storage.snapshots import sha256_hex
 from megalodoc.storage.unit import UnitOfWork
+
+_BLOB_QUERY = select(StateBlob.data, StateBlob.encoding, StateBlob.size_bytes)
 
 
 class MaintenanceMixin:
@@ -23,8 +26,14 @@ class MaintenanceMixin:
         if verify_blobs:
             digests = self._uow.read(lambda s: list(s.scalars(select(StateBlob.sha256).order_by(StateBlob.sha256))))
             for digest in digests:
-                data = self._uow.read(lambda s, d=digest: s.scalar(select(StateBlob.data).where(StateBlob.sha256 == d)))
-                if data is not None and sha256_hex(bytes(data)) != digest:
+                row = self._uow.read(lambda s, d=digest: s.execute(_BLOB_QUERY.where(StateBlob.sha256 == d)).first())
+                if row is None:
+                    continue
+                try:
+                    intact = sha256_hex(decode_blob(row.data, row.encoding, row.size_bytes)) == digest
+                except BlobDecodeError:
+                    intact = False
+                if not intact:
                     problems.append(f"state blob {digest[:16]}... does not match its sha256 (corrupt)")
         return problems
 

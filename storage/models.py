@@ -110,7 +110,9 @@ class ChunkRow(Base):
 
 
 class StateBlob(Base):
-    """Content-addressed state bytes. `size_bytes` precedes `data` so SQLite reads it without the blob."""
+    """Content-addressed state bytes. `size_bytes` precedes `data` so SQLite reads it without the blob.
+    `sha256` and `size_bytes` describe the original bytes; `data` holds them under `encoding`
+    (see blob_encoding.py: "raw" or the lossless "planes4")."""
 
     __tablename__ = "state_blobs"
 
@@ -118,6 +120,7 @@ class StateBlob(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    encoding: Mapped[str] = mapped_column(String(16), default="raw", server_default=text("'raw'"))
 
 
 class SnapshotRow(Base):

@@ -20,7 +20,7 @@ from megalodoc.storage.engine import display_url
 from megalodoc.storage.errors import SchemaBehindError, SchemaError, SchemaNewerError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 VERSION_TABLE = "alembic_version"
 # Alembic keeps the running migration in module-level state: one migration per process at a time.
 _ALEMBIC_LOCK = threading.Lock()

@@ -18,7 +18,7 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import NotFoundError
 from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
-from megalodoc.storage.snapshots import check_fingerprint, check_state_args, new_snapshot_row, put_blob, sha256_hex
+from megalodoc.storage.snapshots import check_fingerprint, check_state_args, new_snapshot_row, prepare_blob, put_blob
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -47,6 +47,7 @@ def _check_snapshot_of(session: Session, snapshot_id: int, document_id: int) -> 
 
 class SessionsMixin:
     _uow: UnitOfWork
+    state_encoding: str
 
     def create_session(
         self, document_id: int, position: int, snapshot_id: int | None = None, title: str | None = None
@@ -156,14 +157,12 @@ class SessionsMixin:
         sampling_json = to_json("sampling settings", sampling)
         if snapshot_id is not None and state is not None:
             raise ValueError("give snapshot_id or state, not both")
-        digest = None
-        state_bytes = b""
+        blob = None
         if state is not None:
             if not isinstance(state, StatePayload):
                 raise TypeError(f"state must be a StatePayload, got {type(state).__name__}")
             check_state_args(state.position, state.state_bytes, state.model_fingerprint, state.schema_version)
-            state_bytes = bytes(state.state_bytes)
-            digest = sha256_hex(state_bytes)
+            blob = prepare_blob(state.state_bytes, self.state_encoding)
             state_metadata = to_json("state metadata", state.metadata)
 
         def work(session: Session) -> TurnRecord:
@@ -175,16 +174,15 @@ class SessionsMixin:
             turn_snapshot = snapshot_id
             if snapshot_id is not None:
                 _check_snapshot_of(session, snapshot_id, owner.document_id)
-            if state is not None and digest is not None:
+            if state is not None and blob is not None:
                 document = load_document(session, owner.document_id)
                 check_fingerprint(document, state.model_fingerprint)
-                put_blob(session, digest, state_bytes)
+                put_blob(session, blob)
                 snapshot = new_snapshot_row(
                     owner.document_id,
                     "turn",
                     state.position,
-                    state_bytes,
-                    digest,
+                    blob,
                     state.model_fingerprint,
                     state.schema_version,
                     state_metadata,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
@@ -12,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from megalodoc.storage.blob_encoding import BlobDecodeError, decode_blob, encode_blob
 from megalodoc.storage.convert import (
     SNAPSHOT_COLUMNS,
     pack_token_ids,
@@ -40,12 +42,40 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def put_blob(session: Session, digest: str, data: bytes) -> None:
-    """Store `data` under its sha256 unless already there. A stored copy that no longer matches its hash
+@dataclass(frozen=True)
+class PreparedBlob:
+    """State bytes ready to store: the sha256 and size of the original bytes, the encoded form to write."""
+
+    digest: str
+    size: int
+    stored: bytes
+    encoding: str
+
+
+def prepare_blob(state_bytes: bytes, encoding: str) -> PreparedBlob:
+    """Hash and encode outside the transaction (the encoding is lossless; reads check the hash)."""
+    data = bytes(state_bytes)
+    return PreparedBlob(sha256_hex(data), len(data), encode_blob(data, encoding), encoding)
+
+
+def _intact(stored: Row | None, digest: str) -> bool:
+    """Whether a stored blob row (data, encoding, size_bytes) decodes to bytes with sha256 `digest`."""
+    if stored is None:
+        return False
+    try:
+        return sha256_hex(decode_blob(stored.data, stored.encoding, stored.size_bytes)) == digest
+    except BlobDecodeError:
+        return False
+
+
+def put_blob(session: Session, blob: PreparedBlob) -> None:
+    """Store the blob under its sha256 unless already there. A stored copy that no longer matches its hash
     (damaged on disk) is overwritten with these good bytes."""
+    digest = blob.digest
     present = session.scalar(select(StateBlob.size_bytes).where(StateBlob.sha256 == digest))
     if present is None:
-        values = {"sha256": digest, "size_bytes": len(data), "data": data, "created_at": utcnow()}
+        values = {"sha256": digest, "size_bytes": blob.size, "data": blob.stored, "encoding": blob.encoding,
+                  "created_at": utcnow()}
         dialect = session.get_bind().dialect.name
         if dialect == "sqlite":
             statement = sqlite_insert(StateBlob).values(values).on_conflict_do_nothing(index_elements=["sha256"])
@@ -55,17 +85,22 @@ def put_blob(session: Session, digest: str, data: bytes) -> None:
             statement = insert(StateBlob).values(values)
         session.execute(statement)
         return
-    stored = session.scalar(select(StateBlob.data).where(StateBlob.sha256 == digest))
-    if stored is None or sha256_hex(bytes(stored)) != digest:
-        session.execute(update(StateBlob).where(StateBlob.sha256 == digest).values(data=data, size_bytes=len(data)))
+    stored = session.execute(
+        select(StateBlob.data, StateBlob.encoding, StateBlob.size_bytes).where(StateBlob.sha256 == digest)
+    ).first()
+    if not _intact(stored, digest):
+        session.execute(
+            update(StateBlob)
+            .where(StateBlob.sha256 == digest)
+            .values(data=blob.stored, encoding=blob.encoding, size_bytes=blob.size)
+        )
 
 
 def new_snapshot_row(
     document_id: int,
     kind: str,
     position: int,
-    state_bytes: bytes,
-    digest: str,
+    blob: PreparedBlob,
     model_fingerprint: str,
     schema_version: int,
     metadata_json: str,
@@ -75,8 +110,8 @@ def new_snapshot_row(
         document_id=document_id,
         kind=kind,
         position=position,
-        blob_sha256=digest,
-        size_bytes=len(state_bytes),
+        blob_sha256=blob.digest,
+        size_bytes=blob.size,
         model_fingerprint=model_fingerprint,
         schema_version=schema_version,
         metadata_json=metadata_json,
@@ -103,6 +138,7 @@ def check_fingerprint(document: Document, model_fingerprint: str) -> None:
 
 class SnapshotsMixin:
     _uow: UnitOfWork
+    state_encoding: str
 
     def add_snapshot(
         self,
@@ -135,11 +171,11 @@ class SnapshotsMixin:
         """
         check_state_args(position, state_bytes, model_fingerprint, schema_version)
         tail = check_tail_ids(position, tail_ids)
-        state_bytes = bytes(state_bytes)
         metadata_json = to_json("snapshot metadata", metadata)
         new_chunks = chunk_rows(document_id, chunks, up_to=position)
         new_locations = location_rows(document_id, locations, up_to=position)
-        digest = sha256_hex(state_bytes)
+        blob = prepare_blob(state_bytes, self.state_encoding)
+        digest = blob.digest
 
         def work(session: Session) -> SnapshotInfo:
             document = load_document(session, document_id, lock=True)
@@ -173,13 +209,12 @@ class SnapshotsMixin:
                     f"snapshot position {position} of document {document_id} is not after its committed "
                     f"position {document.committed_position}"
                 )
-            put_blob(session, digest, state_bytes)
+            put_blob(session, blob)
             row = new_snapshot_row(
                 document_id,
                 "document",
                 position,
-                state_bytes,
-                digest,
+                blob,
                 model_fingerprint,
                 schema_version,
                 metadata_json,
@@ -257,6 +292,7 @@ class SnapshotsMixin:
                 SnapshotRow.blob_sha256,
                 SnapshotRow.size_bytes,
                 StateBlob.data,
+                StateBlob.encoding,
             )
             .join(StateBlob, StateBlob.sha256 == SnapshotRow.blob_sha256)
             .where(SnapshotRow.id == snapshot_id)
@@ -268,8 +304,15 @@ class SnapshotsMixin:
 
 
 def verified_bytes(row: Row) -> bytes:
-    """The row's blob bytes after checking length and sha256 against the snapshot's record."""
-    data = bytes(row.data)
+    """The row's blob bytes, decoded, after checking length and sha256 against the snapshot's record."""
+    try:
+        data = decode_blob(row.data, row.encoding, row.size_bytes)
+    except BlobDecodeError as exc:
+        raise CorruptSnapshotError(
+            f"snapshot {row.id} (document {row.document_id}, position {row.position}) is corrupt: its "
+            f"{row.encoding} state blob does not decode ({exc}); the state was not loaded. Resume from an "
+            "earlier snapshot or ingest the document again."
+        ) from exc
     actual = sha256_hex(data)
     if actual != row.blob_sha256 or len(data) != row.size_bytes:
         raise CorruptSnapshotError(

@@ -9,6 +9,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from megalodoc.storage.blob_encoding import DEFAULT_ENCODING, check_encoding
 from megalodoc.storage.documents import DocumentsMixin
 from megalodoc.storage.engine import PragmaValue, create_store_engine, display_url, resolve_url, sqlite_file
 from megalodoc.storage.errors import StorageError
@@ -34,8 +35,9 @@ from megalodoc.storage.unit import UnitOfWork
 class Store(DocumentsMixin, SnapshotsMixin, LocationsMixin, SearchMixin, SessionsMixin, MaintenanceMixin):
     """Documents, snapshots, locations, chunk text and sessions in one database. Build with `open_store`."""
 
-    def __init__(self, engine: Engine, url: str) -> None:
+    def __init__(self, engine: Engine, url: str, state_encoding: str = DEFAULT_ENCODING) -> None:
         self._engine = engine
+        self.state_encoding = check_encoding(state_encoding)  # how new state blobs are stored (lossless)
         self.url = display_url(url)
         self.dialect = engine.dialect.name
         self._uow = UnitOfWork(engine, f"database {self.url}")
@@ -66,11 +68,15 @@ def open_store(
     *,
     create: bool = True,
     sqlite_pragmas: Mapping[str, PragmaValue] | None = None,
+    state_encoding: str = DEFAULT_ENCODING,
 ) -> Store:
     """Open the store at `url` (default: $MEGALODOC_DB, else ./megalodoc.db; a plain path means SQLite).
     Checks the schema: a brand-new empty database gets the current schema (when `create`); one behind
     raises `SchemaBehindError` saying to run `megalodoc db upgrade`; one from a newer megalodoc raises
-    `SchemaNewerError`. `sqlite_pragmas` adds pragmas set on every SQLite connection."""
+    `SchemaNewerError`. `sqlite_pragmas` adds pragmas set on every SQLite connection. `state_encoding`
+    says how new state blobs are kept at rest ("planes4", lossless and about 14% smaller for model
+    states, or "raw"); any stored encoding is read back."""
+    check_encoding(state_encoding)
     resolved = resolve_url(url)
     path = sqlite_file(resolved)
     if not create and path is not None and not path.exists():
@@ -88,7 +94,7 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, resolved)
+    return Store(engine, resolved, state_encoding)
 
 
 def _inspect(path: Path, *, for_writing: bool, refuse: bool = True) -> SqliteTarget:

@@ -21,6 +21,7 @@ from megalodoc.storage import (
     Store,
     open_store,
 )
+from megalodoc.storage.blob_encoding import ENCODINGS, encode_blob
 
 
 def test_add_list_latest_load(store: Store) -> None:
@@ -163,8 +164,8 @@ def test_blob_corrupted_on_disk_is_detected_and_repaired_by_a_good_copy(tmp_path
         document = new_document(store)
         good = store.add_snapshot(document.id, 64, state_bytes(1), MODEL, 1)
         damaged = store.add_snapshot(document.id, 128, state_bytes(2, 20_000), MODEL, 1)
-    # Closing checkpointed the WAL: the blob now lies in the database file itself.
-    flip_byte_in_file(path, state_bytes(2, 20_000)[5000:5064])
+    # Closing checkpointed the WAL: the blob now lies in the database file itself, as the store encodes it.
+    flip_byte_in_file(path, encode_blob(state_bytes(2, 20_000), store.state_encoding)[5000:5064])
     with open_store(str(path)) as store:
         assert store.load_snapshot_bytes(good.id) == state_bytes(1)
         with pytest.raises(
@@ -184,11 +185,19 @@ def test_corrupted_blob_is_detected_on_every_backend(store: Store, db_url: str) 
     info = store.add_snapshot(document.id, 64, state_bytes(1), MODEL, 1)
     damaged = bytearray(state_bytes(1))
     damaged[100] ^= 0x80
-    raw_execute(db_url, "UPDATE state_blobs SET data = ? WHERE sha256 = ?", (bytes(damaged), info.blob_sha256))
-    with pytest.raises(CorruptSnapshotError, match=f"snapshot {info.id}"):
-        store.load_snapshot_bytes(info.id)
-    raw_execute(db_url, "UPDATE state_blobs SET data = ? WHERE sha256 = ?", (state_bytes(1)[:-1], info.blob_sha256))
+    for encoding in ENCODINGS:  # a damaged byte, under each encoding the store reads
+        stored = bytearray(encode_blob(bytes(damaged), encoding))
+        raw_execute(db_url, "UPDATE state_blobs SET data = ?, encoding = ? WHERE sha256 = ?",
+                    (bytes(stored), encoding, info.blob_sha256))
+        with pytest.raises(CorruptSnapshotError, match=f"snapshot {info.id}.*should be 4096 bytes"):
+            store.load_snapshot_bytes(info.id)
+    raw_execute(db_url, "UPDATE state_blobs SET data = ?, encoding = 'raw' WHERE sha256 = ?",
+                (state_bytes(1)[:-1], info.blob_sha256))
     with pytest.raises(CorruptSnapshotError, match="4095 long"):
+        store.load_snapshot_bytes(info.id)
+    raw_execute(db_url, "UPDATE state_blobs SET data = ?, encoding = 'planes4' WHERE sha256 = ?",
+                (encode_blob(state_bytes(1), "planes4")[:-3], info.blob_sha256))
+    with pytest.raises(CorruptSnapshotError, match="does not decode"):
         store.load_snapshot_bytes(info.id)
 
 
