@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,10 @@ from megalodoc.app import commands
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every command module's subcommands registered."""
     parser = argparse.ArgumentParser(prog="megalodoc", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more: -v for progress of each step (INFO), -vv for DEBUG")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
+                        help="log level of the megalodoc package's messages on stderr (overrides -v)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
@@ -22,10 +27,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted (it may be replaced after start-up)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property decides
+        pass
+
+
+def configure_logging(verbose: int, level: str | None) -> None:
+    """Send the package's log records to stderr at the chosen level; called once per CLI process. The
+    root logger is left alone, so a program that embeds megalodoc keeps its own logging set-up."""
+    chosen = level or ("DEBUG" if verbose >= 2 else "INFO" if verbose == 1 else "WARNING")
+    package = logging.getLogger("megalodoc")
+    package.setLevel(chosen)
+    if not any(isinstance(h, _StderrHandler) for h in package.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.log_level)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

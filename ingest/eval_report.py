@@ -52,32 +52,31 @@ def write_json(report: EvaluationReport, path: str | os.PathLike) -> Path:
 
 
 def write_plot(report: EvaluationReport, path: str | os.PathLike) -> Path:
-    """A PNG of pooled bits per byte over the position buckets, state carried vs reset (matplotlib, Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """A PNG of pooled bits per byte over the position buckets, state carried vs reset. Uses matplotlib's
+    object API with the Agg canvas directly: no pyplot, no backend switch, no global figure registry, so
+    it is safe from any thread and leaves the process's matplotlib settings alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     buckets = report.buckets
     shown = [i for i, b in enumerate(buckets) if b.tokens]
     labels = [BUCKET_LABELS[i] for i in shown]
     carried = [buckets[i].bits_per_byte_carried for i in shown]
     reset = [buckets[i].bits_per_byte_reset for i in shown]
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=120)
-    try:
-        x = list(range(len(shown)))
-        axes.plot(x, carried, marker="o", label="state carried across chunks")
-        axes.plot(x, reset, marker="s", linestyle="--", label="state reset at every chunk")
-        axes.set_xticks(x, labels)
-        axes.set_xlabel("token position in the document")
-        axes.set_ylabel("bits per byte")
-        names = ", ".join(d.name for d in report.documents[:3]) + (" ..." if len(report.documents) > 3 else "")
-        axes.set_title(f"{names} (chunk size {report.chunk_size})", fontsize=9)
-        axes.grid(alpha=0.3)
-        axes.legend()
-        figure.tight_layout()
-        path = Path(path)
-        figure.savefig(path, format="png")
-    finally:
-        plt.close(figure)
+    figure = Figure(figsize=(7, 4.2), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    x = list(range(len(shown)))
+    axes.plot(x, carried, marker="o", label="state carried across chunks")
+    axes.plot(x, reset, marker="s", linestyle="--", label="state reset at every chunk")
+    axes.set_xticks(x, labels)
+    axes.set_xlabel("token position in the document")
+    axes.set_ylabel("bits per byte")
+    names = ", ".join(d.name for d in report.documents[:3]) + (" ..." if len(report.documents) > 3 else "")
+    axes.set_title(f"{names} (chunk size {report.chunk_size})", fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, format="png")
     return path

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-import torch
-
 from megalodoc.ingest.pipeline import (
     CancelToken,
     IngestError,
@@ -32,16 +30,12 @@ class Library:
 
     def __init__(self, db: str | os.PathLike | None = None,
                  model: ModelBundle | str | os.PathLike | Megalodon | None = None,
-                 *, snapshot_every: int = 1, threads: int | None = None) -> None:
+                 *, snapshot_every: int = 1) -> None:
         """model: a loaded ModelBundle (shared, e.g. by a service), or what `load_bundle` takes (a folder,
         a Hub id, None for the shipped default). The model must come with its tokenizer.
 
-        threads: torch intra-op threads for the model (None keeps torch's default); on a machine busy
-        with other work, fewer threads than cores is often faster."""
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads={threads} must be >= 1")
-            torch.set_num_threads(threads)
+        The library changes no process-wide setting: torch's intra-op thread count, for one, is set once
+        at start-up by whoever owns the process (`megalodoc ingest --threads N` does)."""
         bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
         if bundle.tokenizer is None:
             raise IngestError(f"{bundle.source}: the model has no tokenizer.model; ingest needs the model's own "
@@ -68,7 +62,7 @@ class Library:
         cannot be read; a cancelled ingest returns the record with status "cancelled"."""
         outcome = ingest_path(self.store, self.bundle, path, self._settings(), on_progress=on_progress, cancel=cancel)
         if outcome.status in ("failed", "busy"):
-            raise IngestError(outcome.message or f"{path}: {outcome.status}")
+            raise IngestError(outcome.message or f"{path}: {outcome.status}") from outcome.cause
         return outcome.document
 
     def ingest_many(self, paths: Iterable[str | os.PathLike], on_progress: ProgressCallback | None = None,

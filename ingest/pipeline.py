@@ -12,6 +12,7 @@ the LM head. Cancellation is cooperative and takes effect within one chunk.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -26,16 +27,37 @@ import torch
 from megalodoc.ingest.progress import IngestProgress, ProgressMeter
 from megalodoc.ingest.sources import Locator, Source, SourceError, SourceOptions, open_source, shown_name
 from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
-from megalodoc.model import STATE_SCHEMA_VERSION, ModelBundle, ModelState, state_from_bytes, state_to_bytes
+from megalodoc.model import (
+    STATE_SCHEMA_VERSION,
+    CheckpointError,
+    ModelBundle,
+    ModelState,
+    StateMismatchError,
+    state_from_bytes,
+    state_to_bytes,
+)
 from megalodoc.model.state_codec import compute_label
-from megalodoc.model.tokenizer import Tokenizer
+from megalodoc.model.tokenizer import Tokenizer, TokenizerError
 from megalodoc.storage import ChunkText, DocumentRecord, Location, StorageError, Store
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[IngestProgress], None]
 
 
 class IngestError(RuntimeError):
     """An ingest that could not complete; the message names the file and the cause."""
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    SourceError,  # the file, page or archive member cannot be read
+    StorageError,  # the store refused or failed a write, or a stored blob is damaged
+    StateMismatchError,  # a stored state does not fit this model (IncompatibleStateError included)
+    CheckpointError,  # the model folder is unusable (e.g. no tokenizer)
+    TokenizerError,
+    IngestError,  # the pipeline's own refusals: no text, a lost claim, other reader settings
+)
+"""What makes one input's outcome "failed"; every other exception propagates (see the module doc)."""
 
 
 class CancelToken:
@@ -110,6 +132,7 @@ class IngestOutcome:
     status: str
     document: DocumentRecord | None
     message: str | None = None
+    cause: BaseException | None = None  # the exception behind a "failed" outcome
     warnings: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     tokens_read: int = 0
@@ -245,6 +268,13 @@ class _DocumentRun:
             self.last_heartbeat = time.monotonic()
 
 
+def _release_claim(store: Store, document_id: int, worker_id: str, shown: str) -> None:
+    try:
+        store.release_document(document_id, worker_id)
+    except StorageError as exc:  # the original error matters more; the lease expires anyway
+        logger.warning("%s: could not release the ingest claim (%s)", shown, exc)
+
+
 def _restore(store: Store, bundle: ModelBundle, run: _DocumentRun, stream_version: str) -> tuple[int, int] | None:
     """Load the document's last snapshot into `run`; returns where to continue reading, or None when that
     snapshot already holds the end of the document (it has tail ids: only the final snapshot has them)."""
@@ -283,7 +313,8 @@ def ingest_path(
     try:
         source = open_source(path, settings.source_options)  # the path as given: "file/" is refused
     except SourceError as exc:
-        return IngestOutcome(shown, "failed", None, str(exc), seconds=time.perf_counter() - started)
+        logger.warning("%s", exc)
+        return IngestOutcome(shown, "failed", None, str(exc), exc, seconds=time.perf_counter() - started)
     with source:
         notes = dict(warnings=tuple(str(n) for n in source.warnings), skipped=tuple(str(n) for n in source.skipped))
         document, _ = store.get_or_create_document(
@@ -302,17 +333,28 @@ def ingest_path(
         meter = ProgressMeter(shown, source.name, document.id, source.unit_name, source.unit_count or None,
                               document.committed_position)
         run = _DocumentRun(store, bundle, document, settings, meter, on_progress, cancel, times)
+        logger.info("reading %s (document %d) from token %d", shown, document.id, document.committed_position)
         try:
             status = _read(store, bundle, run, source)
-        except Exception as exc:  # one bad file must not stop the others: record it and report
+        except EXPECTED_ERRORS as exc:  # one bad file must not stop the others: record it and report
             message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
+            logger.warning("%s", message)
             try:
                 record = store.set_status(document.id, "failed", error=message)
-            except StorageError:
+            except StorageError as status_error:
+                logger.warning("%s: could not record the failure (%s)", shown, status_error)
                 record = document
-            return IngestOutcome(shown, "failed", record, message, tokens_read=run.position - meter.start_tokens,
-                                 resumed_from=meter.start_tokens, seconds=time.perf_counter() - started,
-                                 times=times.as_dict(), **notes)
+            return IngestOutcome(shown, "failed", record, message, exc,
+                                 tokens_read=run.position - meter.start_tokens, resumed_from=meter.start_tokens,
+                                 seconds=time.perf_counter() - started, times=times.as_dict(), **notes)
+        except BaseException as exc:
+            # A bug or an interrupt, not a bad file: keep the document as it is (its last snapshot is the
+            # last good state), give up the claim so the next run resumes at once, and let it propagate.
+            if isinstance(exc, Exception):
+                logger.exception("%s: unexpected %s while reading; the document keeps its snapshot at token %d",
+                                 shown, type(exc).__name__, run.committed)
+            _release_claim(store, document.id, settings.worker_id, shown)
+            raise
         record = store.get_document(document.id)
         message = None if status == "complete" else f"cancelled at token {run.committed}"
         return IngestOutcome(shown, status, record, message, tokens_read=run.position - meter.start_tokens,

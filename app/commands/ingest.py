@@ -21,18 +21,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=run_list)
 
 
-class _ProgressLine:
-    """Rewrites one terminal line at most 5 times a second."""
+class ProgressLine:
+    """Progress on `stream`: on a terminal one line rewritten in place at most 5 times a second; on
+    anything else (a pipe, a log file, a CI log) plain lines, one every `plain_interval` seconds plus
+    the last one of each document, with no carriage returns or escape sequences."""
 
-    def __init__(self, stream) -> None:
-        self.stream, self.last = stream, 0.0
+    def __init__(self, stream, *, plain_interval: float = 10.0) -> None:
+        self.stream, self.last = stream, float("-inf")
+        isatty = getattr(stream, "isatty", None)
+        self.terminal = bool(isatty and isatty())
+        self.interval = 0.2 if self.terminal else plain_interval
 
     def __call__(self, progress) -> None:
         now = time.monotonic()
-        if progress.finished or now - self.last > 0.2:
+        if progress.finished or now - self.last > self.interval:
             self.last = now
-            end = "\n" if progress.finished else ""
-            self.stream.write("\r\033[K" + progress.line() + end)
+            if self.terminal:
+                self.stream.write("\r\033[K" + progress.line() + ("\n" if progress.finished else ""))
+            else:
+                self.stream.write(progress.line() + "\n")
             self.stream.flush()
 
 
@@ -42,13 +49,20 @@ def run_ingest(args: argparse.Namespace) -> int:
     from megalodoc.model import CheckpointError
     from megalodoc.storage import StorageError
 
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"megalodoc ingest: --threads {args.threads} must be at least 1", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)  # once, for this process: the library never changes it
     try:
-        library = Library(args.db, args.model, snapshot_every=args.snapshot_every, threads=args.threads)
+        library = Library(args.db, args.model, snapshot_every=args.snapshot_every)
     except (IngestError, CheckpointError, StorageError, ValueError) as exc:
         print(f"megalodoc ingest: {exc}", file=sys.stderr)
         return 2
     cancel = CancelToken()
-    progress = None if args.quiet else _ProgressLine(sys.stderr)
+    progress = None if args.quiet else ProgressLine(sys.stderr)
     try:
         outcomes = library.ingest_many(args.paths, on_progress=progress, cancel=cancel)
     except KeyboardInterrupt:

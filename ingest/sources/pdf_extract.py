@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import warnings
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -161,34 +161,58 @@ def extract_page(reader: PdfReader, index: int) -> PageText:
     return PageText(index + 1, clean_pdf_text(raw), unique, error)
 
 
-class _Collector(logging.Handler):
+class _PdfComplaints(logging.Handler):
+    """Installed once, at import, on the "pypdf" logger (which then stops propagating): a record logged
+    while this thread is inside `quiet_pypdf()` is collected for the page being read; any other record
+    is handed to the root logger, as propagation would have done. Nothing is changed per call, so
+    threads reading PDFs at the same time never see each other's complaints or settings."""
+
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        super().__init__(logging.NOTSET)
+        self._local = threading.local()
+
+    def collecting(self) -> list[list[str]]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        stack = self.collecting()
+        if stack:
+            stack[-1].append(record.getMessage())
+        else:
+            root = logging.getLogger()
+            if record.levelno >= root.getEffectiveLevel():
+                root.handle(record)
+
+
+def _install_pdf_complaints() -> _PdfComplaints:
+    logger = logging.getLogger("pypdf")
+    for handler in logger.handlers:
+        if isinstance(handler, _PdfComplaints):  # a re-imported module finds the one already there
+            return handler
+    handler = _PdfComplaints()
+    logger.addHandler(handler)
+    logger.propagate = False  # the handler forwards what it does not collect to the root logger
+    return handler
+
+
+_COMPLAINTS = _install_pdf_complaints()
 
 
 @contextmanager
 def quiet_pypdf() -> Iterator[list[str]]:
-    """Collect pypdf's log records and warnings in the yielded list (filled on exit) instead of
-    letting them reach stderr."""
-    logger = logging.getLogger("pypdf")
-    collector = _Collector()
-    propagate = logger.propagate
-    logger.addHandler(collector)
-    logger.propagate = False
+    """Collect the pypdf log records of this thread in the yielded list instead of letting them reach
+    stderr. Changes no global state (see `_PdfComplaints`); pypdf reports damaged content through
+    logging, and uses `warnings` only for deprecations of its own API."""
+    messages: list[str] = []
+    stack = _COMPLAINTS.collecting()
+    stack.append(messages)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                yield collector.messages
-            finally:
-                collector.messages.extend(str(warning.message) for warning in caught)
+        yield messages
     finally:
-        logger.removeHandler(collector)
-        logger.propagate = propagate
+        stack.pop()
 
 
 def describe_error(error: BaseException) -> str:

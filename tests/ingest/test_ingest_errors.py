@@ -1,0 +1,96 @@
+"""Expected failures become a "failed" outcome that names the file and keeps the cause; a bug propagates
+with its traceback logged, and the document keeps its last good snapshot (nothing is marked failed)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import sysconfig
+from pathlib import Path
+
+import pytest
+from pipeline_support import make_model_folder
+
+from megalodoc.ingest.library import Library
+from megalodoc.ingest.pipeline import CancelToken, IngestError
+from megalodoc.ingest.sources import SourceError
+from megalodoc.model import Megalodon
+from megalodoc.storage import CorruptSnapshotError
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tokenizer, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("errors-model")
+    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
+    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
+
+
+@pytest.fixture
+def book(tmp_path) -> Path:
+    path = tmp_path / "b.txt"
+    path.write_text((STDLIB / "textwrap.py").read_text()[:3000])
+    return path
+
+
+def test_a_bug_in_the_model_propagates_and_the_document_keeps_its_last_snapshot(
+    tmp_path, model_dir, book, monkeypatch, caplog
+):
+    real_forward = Megalodon.forward
+    calls = {"n": 0}
+
+    def forward_with_a_bug(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after three chunks were read and snapshotted
+            raise TypeError("attention got an unexpected keyword argument 'mask'")
+        return real_forward(self, *args, **kwargs)
+
+    with Library(tmp_path / "lib.db", model_dir) as lib:
+        monkeypatch.setattr(Megalodon, "forward", forward_with_a_bug)
+        with caplog.at_level(logging.ERROR, logger="megalodoc.ingest.pipeline"):
+            with pytest.raises(TypeError, match="unexpected keyword argument 'mask'"):
+                lib.ingest(book)
+        (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "b.txt: unexpected TypeError while reading" in record.getMessage()
+        assert record.exc_info is not None and record.exc_info[0] is TypeError  # logged with its traceback
+        (doc,) = lib.documents()
+        assert doc.status == "ingesting" and doc.error is None  # not "failed", no misleading message
+        assert doc.committed_position == 3 * lib.bundle.chunk_size
+        assert [s.position for s in lib.snapshots(doc)][-1] == doc.committed_position
+        assert doc.claimed_by is None  # released: the next run resumes at once
+        monkeypatch.setattr(Megalodon, "forward", real_forward)
+        resumed = lib.ingest_many([book])[0]
+        assert resumed.status == "complete" and resumed.resumed_from == 3 * lib.bundle.chunk_size
+
+
+def test_a_bad_file_is_a_failed_outcome_naming_it_with_the_cause(tmp_path, model_dir, book):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n1 0 obj <<\n" + b"garbage" * 50)
+    with Library(tmp_path / "lib.db", model_dir) as lib:
+        outcome = lib.ingest_many([broken])[0]
+        assert outcome.status == "failed" and str(broken.name) in outcome.message
+        assert isinstance(outcome.cause, SourceError)
+        with pytest.raises(IngestError, match="broken.pdf") as raised:
+            lib.ingest(broken)
+        assert isinstance(raised.value.__cause__, SourceError)
+
+
+def test_a_damaged_snapshot_fails_the_document_with_the_storage_error_as_cause(tmp_path, model_dir, book):
+    db = tmp_path / "lib.db"
+    with Library(db, model_dir) as lib:
+        cancel = CancelToken()
+        doc = lib.ingest(book, on_progress=lambda p: cancel.cancel() if p.snapshots_written >= 2 else None,
+                         cancel=cancel)
+        assert doc.status == "cancelled"
+        blob = lib.snapshots(doc)[-1].blob_sha256
+    connection = sqlite3.connect(db)
+    connection.execute("UPDATE state_blobs SET data = ? WHERE sha256 = ?", (b"\0" * 64, blob))
+    connection.commit()
+    connection.close()
+    with Library(db, model_dir) as lib:
+        with pytest.raises(IngestError, match="b.txt") as raised:
+            lib.ingest(book)
+        assert isinstance(raised.value.__cause__, CorruptSnapshotError)
+        (doc,) = lib.documents()
+        assert doc.status == "failed" and "b.txt" in doc.error
