@@ -55,7 +55,15 @@ def run(args: argparse.Namespace) -> int:
 
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import torch
+
+    if getattr(args, "log_level", None) is None and not getattr(args, "verbose", 0):
+        logging.getLogger("megalodoc").setLevel(logging.INFO)  # a server logs its work by default
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"megalodoc serve: --threads {args.threads} must be at least 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)  # once, at start-up: the library never changes it
     from megalodoc.app.ui.adapter import LibraryService
     from megalodoc.app.ui.build import build_ui, launch
     from megalodoc.app.ui.context import DEFAULT_MAX_UPLOAD_MB
@@ -64,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from megalodoc.storage import StorageError
 
     try:
-        service = LibraryService(args.db, args.model, threads=args.threads)
+        service = LibraryService(args.db, args.model)
     except (IngestError, CheckpointError, StorageError, ValueError) as exc:
         print(f"megalodoc serve: {exc}", file=sys.stderr)
         return 2
