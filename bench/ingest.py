@@ -52,17 +52,9 @@ LIBTASN1 = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
 
 
 def _fallback_config() -> MegalodonConfig:
-    """The default model's architecture (training preset "default-10m"), used when no trained model is at
-    hand; its vocabulary comes from the tokenizer trained here."""
-    try:
-        from megalodoc.model.train.train_config import TRAIN_PRESETS
-
-        return TRAIN_PRESETS["default-10m"]
-    except (ImportError, KeyError):  # the same numbers, should the preset move
-        return MegalodonConfig(
-            vocab_size=8192, num_layers=6, model_dim=256, z_dim=128, value_dim=512, num_heads=2,
-            ffn_hidden_dim=768, cema_ndim=16, chunk_size=256, norm_num_groups=16, swiglu=True, share_emb=True,
-        )
+    """The default model's architecture (preset "megalodoc-6m"), used when no trained model is at hand;
+    its vocabulary comes from the tokenizer trained here."""
+    return MegalodonConfig.preset("megalodoc-6m")
 
 
 FALLBACK_VOCAB = 8192

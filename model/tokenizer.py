@@ -122,43 +122,6 @@ class Tokenizer:
         """Text of ``ids``; for a lossless model ``decode(encode(x)) == x``."""
         return self._sp.DecodeIds(list(ids))
 
-    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids of ``text`` and, per token, its half-open character span in ``text``.
-
-        Spans are in order and cover ``text`` without gaps for a lossless model. A character that byte
-        fallback splits into several byte tokens gives each of those tokens the span of the whole
-        character (sentencepiece reports an empty span for all but the last of them).
-        """
-        ids, spans = self._raw_offsets(text)
-        fixed: list[tuple[int, int]] = [(0, 0)] * len(spans)
-        following: tuple[int, int] | None = None
-        for position in range(len(spans) - 1, -1, -1):
-            begin, end = spans[position]
-            if begin == end and following is not None and following[0] == begin:
-                begin, end = following  # a leading byte of a character completed by a later token
-            fixed[position] = (begin, end)
-            following = (begin, end)
-        return ids, fixed
-
-    def _raw_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        try:
-            result = self._sp.Encode(text, return_type="offset_mapping")
-        except (ValueError, TypeError):  # sentencepiece builds without offset_mapping: byte spans
-            return self._offsets_from_proto(text)
-        return list(result["ids"]), [(int(b), int(e)) for b, e in result["offsets"]]
-
-    def _offsets_from_proto(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        # Older sentencepiece: the immutable proto gives byte offsets into the UTF-8 of ``text``.
-        proto = self._sp.Encode(text, out_type="immutable_proto")
-        char_of_byte: list[int] = []  # byte offset -> index of the character holding that byte
-        for index, char in enumerate(text):
-            char_of_byte.extend([index] * len(char.encode("utf-8")))
-        char_of_byte.append(len(text))
-        ids = [piece.id for piece in proto.pieces]
-        # an end inside a character maps to that character's start: the empty span is fixed up above
-        spans = [(char_of_byte[piece.begin], char_of_byte[piece.end]) for piece in proto.pieces]
-        return ids, spans
-
     def is_lossless(self) -> bool:
         """Whether encode/decode round-trips a probe of tabs, indentation, newlines and non-ASCII text,
         also when the text is encoded in two halves (no dummy prefix)."""

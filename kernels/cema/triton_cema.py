@@ -535,7 +535,7 @@ class CemaFunction(torch.autograd.Function):
         return dx, dp, dq, dg, domega, dh0, None, None
 
 
-def cema_apply(
+def cema_triton(
     x: torch.Tensor,
     p: torch.Tensor,
     q: torch.Tensor,
@@ -546,7 +546,11 @@ def cema_apply(
     output_final_state: bool = False,
     config: CemaConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`cema_triton` with an explicit launch shape (tests and benchmarks use it to pin chunk sizes)."""
+    """CEMA forward with autograd on the Triton chunked scan. x (B, L, D) any float dtype (computed in
+    fp32); p (D, N) real; q, gamma (D, N) complex (gamma already divided by sqrt(N)); omega (D,);
+    initial_state (B, D, N) complex or None. Returns y (B, L, D) in x's dtype and, if asked, the final
+    state (B, D, N) complex64 (complex128 for float64 input, computed in fp32). `config` pins the launch
+    shape (tests and benchmarks use it to choose chunk sizes); None picks `default_config`."""
     if x.dim() != 3:
         raise ValueError(f"cema_triton: x must be (B, L, D), got shape {tuple(x.shape)}")
     B, L, D = x.shape
@@ -579,22 +583,3 @@ def cema_apply(
     if not output_final_state:
         return y, None
     return y, torch.view_as_complex(hf).to(state_dtype)
-
-
-def cema_triton(
-    x: torch.Tensor,
-    p: torch.Tensor,
-    q: torch.Tensor,
-    gamma: torch.Tensor,
-    omega: torch.Tensor,
-    *,
-    initial_state: torch.Tensor | None = None,
-    output_final_state: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """CEMA forward with autograd on the Triton chunked scan. x (B, L, D) any float dtype (computed in
-    fp32); p (D, N) real; q, gamma (D, N) complex (gamma already divided by sqrt(N)); omega (D,);
-    initial_state (B, D, N) complex or None. Returns y (B, L, D) in x's dtype and, if asked, the final
-    state (B, D, N) complex64 (complex128 for float64 input, computed in fp32)."""
-    return cema_apply(
-        x, p, q, gamma, omega, initial_state=initial_state, output_final_state=output_final_state
-    )

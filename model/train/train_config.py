@@ -14,16 +14,6 @@ from torch import nn
 
 from megalodoc.model import PRESETS, MegalodonConfig
 
-# Candidate model sizes for the default model (not presets of the architecture itself).
-# default-10m: D=256, 6 layers, 2 heads of d_z=64 (value heads 256), SwiGLU 768, chunk 256, tied embedding:
-# 8.7M parameters, 2.1M of them the embedding.
-TRAIN_PRESETS: dict[str, MegalodonConfig] = {
-    "default-10m": MegalodonConfig(
-        vocab_size=8192, num_layers=6, model_dim=256, z_dim=128, value_dim=512, num_heads=2,
-        ffn_hidden_dim=768, cema_ndim=16, chunk_size=256, norm_num_groups=16, swiglu=True, share_emb=True,
-    ),
-}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -123,15 +113,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
 
 
 def resolve_model_config(spec: str) -> MegalodonConfig:
-    """A preset name (architecture presets and TRAIN_PRESETS), or a JSON file: a dict of config fields,
+    """A preset name (`megalodoc.model.PRESETS`), or a JSON file: a dict of config fields,
     optionally with "preset" naming the base they override, or a model folder's config.json."""
     if spec in PRESETS:
         return PRESETS[spec]
-    if spec in TRAIN_PRESETS:
-        return TRAIN_PRESETS[spec]
     path = Path(spec)
     if not path.is_file():
-        names = ", ".join(sorted([*PRESETS, *TRAIN_PRESETS]))
+        names = ", ".join(sorted(PRESETS))
         raise ValueError(f"--config {spec!r} is neither a preset ({names}) nor a JSON file")
     try:
         data = json.loads(path.read_text())

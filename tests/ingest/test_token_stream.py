@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from megalodoc.ingest.sources import Locator, SourceOptions, open_source
-from megalodoc.ingest.token_stream import LocationMap, TokenSpan, tokenize_source
+from megalodoc.ingest.token_stream import tokenize_source
 
 
 def test_repository_tokens_decode_to_the_text_stream_headers_included(json_repo: Path, tokenizer):
@@ -24,17 +22,13 @@ def test_repository_tokens_decode_to_the_text_stream_headers_included(json_repo:
 
 def test_every_token_maps_back_to_its_piece(json_repo: Path, tokenizer):
     source = open_source(json_repo, SourceOptions(repo_piece_lines=30))
-    locations = LocationMap()
-    stream = []
-    for piece in tokenize_source(source, tokenizer):
-        locations.add_piece(piece)
-        stream.extend(piece.ids)
+    pieces = list(tokenize_source(source, tokenizer))
+    stream = [token for piece in pieces for token in piece.ids]
     by_locator = {piece.locator: piece.text for piece in source.pieces()}
-    for span in locations.spans():
-        assert tokenizer.decode(stream[span.token_start:span.token_end]) == by_locator[span.locator]
-    assert locations.locate(0) == Locator.for_lines("json/__init__.py", 1, 30)
-    assert locations.locate(len(stream) - 1).path == "json/tool.py"
-    assert locations.locate(len(stream)) is None
+    for piece in pieces:
+        assert tokenizer.decode(stream[piece.token_start:piece.token_end]) == by_locator[piece.locator]
+    assert pieces[0].locator == Locator.for_lines("json/__init__.py", 1, 30)
+    assert pieces[-1].locator.path == "json/tool.py" and pieces[-1].token_end == len(stream)
 
 
 def test_resume_gives_the_same_ids(json_repo: Path, tokenizer):
@@ -65,17 +59,3 @@ def test_closing_the_token_stream_stops_pdf_workers(pdfkit, tokenizer, child_pid
     assert child_pids() - before
     stream.close()
     assert child_pids() - before == set()
-
-
-def test_location_map_merges_equal_neighbours_and_finds_overlaps():
-    page1, page2 = Locator.for_page(1), Locator.for_page(2)
-    locations = LocationMap([TokenSpan(0, 10, page1), TokenSpan(10, 15, page1), TokenSpan(15, 40, page2)])
-    assert len(locations) == 2
-    assert locations.spans() == [TokenSpan(0, 15, page1), TokenSpan(15, 40, page2)]
-    assert locations.locate(14) == page1 and locations.locate(15) == page2
-    assert locations.overlapping(12, 16) == locations.spans()
-    assert locations.overlapping(15, 20) == [TokenSpan(15, 40, page2)]
-    with pytest.raises(ValueError, match="overlaps"):
-        locations.add(39, 45, page2)
-    with pytest.raises(ValueError, match="empty"):
-        locations.add(50, 50, page2)

@@ -15,7 +15,7 @@ pytest.importorskip("triton")
 
 from megalodoc.kernels.cema import triton_cema  # noqa: E402
 from megalodoc.kernels.cema.fft import cema_fft  # noqa: E402
-from megalodoc.kernels.cema.triton_cema import CemaConfig, cema_apply, cema_triton  # noqa: E402
+from megalodoc.kernels.cema.triton_cema import CemaConfig, cema_triton  # noqa: E402
 
 N = 16
 D_ODD = 24  # not a power of two: the row blocks are masked
@@ -93,7 +93,7 @@ def test_matches_fft_twin(L: int, B: int, state: bool) -> None:
 def test_many_chunks_and_row_blocks() -> None:
     """Short chunks (several carry steps) and row blocks that cut through batch rows."""
     inputs = make_inputs(3, 37, D_ODD, seed=7)  # 72 rows: blocks of 32 start inside rows b = 1 and 2
-    got = run_with_grads(cema_apply, inputs, config=CemaConfig(chunk_size=8, block_rows=32))
+    got = run_with_grads(cema_triton, inputs, config=CemaConfig(chunk_size=8, block_rows=32))
     assert_matches(got, run_with_grads(cema_fft, inputs))
 
 

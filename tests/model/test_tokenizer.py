@@ -93,28 +93,6 @@ def test_pieces_concatenate_losslessly(tokenizer: Tokenizer, left: str, right: s
     assert tokenizer.decode(tokenizer.encode(left) + tokenizer.encode(right)) == left + right
 
 
-def test_offsets_map_every_token_to_its_characters(tokenizer: Tokenizer):
-    text = "déjà vu: 日本語 🙂 café\n\tcode = 'x'  # ﬁn\n"
-    ids, spans = tokenizer.encode_with_offsets(text)
-    assert ids == tokenizer.encode(text)
-    assert len(spans) == len(ids)
-    assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    for (begin, end), (next_begin, _) in zip(spans, spans[1:], strict=False):
-        assert begin < end, "every token covers at least one character"
-        assert next_begin in (begin, end), "spans are in order and leave no gaps"
-    byte_tokens: dict[tuple[int, int], int] = {}
-    for token, (begin, end) in zip(ids, spans, strict=True):
-        piece = tokenizer.id_to_piece(token)
-        if piece.startswith("<0x"):  # byte fallback: each byte token spans its whole character
-            assert end - begin == 1
-            byte_tokens[(begin, end)] = byte_tokens.get((begin, end), 0) + 1
-        else:
-            assert text[begin:end] == piece.replace("\u2581", " ")
-    assert byte_tokens, "the probe should exercise byte fallback"
-    for (begin, _), count in byte_tokens.items():
-        assert count == len(text[begin].encode("utf-8")), f"byte tokens of {text[begin]!r}"
-
-
 def test_missing_corrupt_empty_and_folder_paths_are_named(tmp_path: Path, model_path: Path):
     with pytest.raises(TokenizerError, match=f"^{tmp_path}/none.model: tokenizer model file not found$"):
         Tokenizer.from_file(tmp_path / "none.model")

@@ -95,7 +95,9 @@ def test_train_config_rejects_bad_values_and_uneven_batches() -> None:
 
 
 def test_model_config_from_preset_json_and_model_folder(tmp_path: Path) -> None:
-    assert resolve_model_config("default-10m").model_dim == 256
+    assert resolve_model_config("megalodoc-6m") == MegalodonConfig.preset("megalodoc-6m")
+    with pytest.raises(ValueError, match="neither a preset"):
+        resolve_model_config("default-10m")
     spec = tmp_path / "c.json"
     spec.write_text(json.dumps({"preset": "tiny", "num_layers": 3}))
     assert resolve_model_config(str(spec)) == MegalodonConfig.preset("tiny", num_layers=3)
