@@ -26,6 +26,8 @@ class ComplexEMA(nn.Module):
         self.theta = nn.Parameter(torch.empty(dim, 1, 1))
         self.gamma = nn.Parameter(torch.empty(dim, ndim, 2))
         self.omega = nn.Parameter(torch.empty(dim, 1))
+        # (p, q, gamma, omega) computed under no_grad, and the parameter versions they were computed from
+        self._frozen_coefficients: tuple | None = None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -53,9 +55,30 @@ class ComplexEMA(nn.Module):
         gamma = torch.view_as_complex(self.gamma.to(real).contiguous()) / math.sqrt(self.ndim)  # (D, N)
         return alpha, q, gamma
 
+    def _coefficients_for_call(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(p, q, gamma, omega). With gradients off they are computed once and reused (the same tensor
+        objects, so the kernel's tables of powers of q are reused too) until a parameter changes. The
+        cache keeps detached aliases of the parameters it was computed from (so their storage cannot be
+        freed and reused at the same address) and their in-place version counters."""
+        if torch.is_grad_enabled():
+            p, q, gamma = self.coefficients()
+            return p, q, gamma, self.omega.squeeze(-1).to(p.dtype)
+        params = (self.alpha, self.delta, self.theta, self.gamma, self.omega)
+        cached = self._frozen_coefficients
+        if cached is None or not all(
+            ref.data_ptr() == t.data_ptr() and ref.dtype == t.dtype and ref.device == t.device
+            and version == t._version
+            for ref, version, t in zip(cached[0], cached[1], params, strict=True)
+        ):
+            p, q, gamma = self.coefficients()
+            coefficients = (p, q, gamma, self.omega.squeeze(-1).to(p.dtype))
+            cached = self._frozen_coefficients = (
+                tuple(t.detach() for t in params), tuple(t._version for t in params), coefficients
+            )
+        return cached[2]
+
     def forward(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, D), state (B, D, N) complex or None -> y (B, L, D), new state (B, D, N)."""
-        p, q, gamma = self.coefficients()
-        omega = self.omega.squeeze(-1).to(p.dtype)  # (D,)
+        p, q, gamma, omega = self._coefficients_for_call()  # omega (D,)
         y, h = cema(x, p, q, gamma, omega, initial_state=state, output_final_state=True)
         return y, h

@@ -4,46 +4,82 @@ This is the CPU backend and the twin of the Triton kernel. Equivalent form (spec
     y_t = sum_{s<=t} k[t-s] x_s + b_t + omega x_t,   k[d, j] = Re sum_n p gamma q^j
     b[b, d, t] = Re sum_n gamma q^(t+1) h_in[b, d, n]
     h_out = q^L h_in + p sum_j q^(L-1-j) x_j
+Every sum over j of q^j is split as j = a*T + t: q^j = q^(aT) q^t, so each of them is one batched
+matrix product against a (D, 2N, T) table of q^t instead of a materialised (D, N, L) Vandermonde
+tensor (that tensor and its copies were most of the cost of a call). Very short inputs (decoding) run the
+recurrence itself. Under torch.no_grad the tables of powers, which depend only on the coefficients and
+the length, are kept per (q, length) and reused while q lives and is unchanged.
 All arithmetic is fp32/complex64 (float64/complex128 when x is float64, for gradient checks); the
 result is cast back to x's dtype. Long inputs are processed in segments with the state carried between
-them, which is exact and bounds the (D, N, segment) table of powers.
+them, which is exact and bounds the size of every intermediate.
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
+import torch
+from torch.utils.weak import WeakTensorKeyDictionary
+
+# Up to this length the recurrence itself is cheaper than building any table (decoding is L = 1).
+_RECURRENCE_MAX_LEN = 4
 # Below this length a direct Toeplitz product is cheaper than two FFTs and has no padding overhead.
 _DIRECT_MAX_LEN = 64
-# Powers are built as q^(a*T) * q^b from two float64 tables: each factor has a small exponent, so the
+# Powers are built as q^(a*T) * q^t from two float64 tables: each factor has a small exponent, so the
 # complex64 product keeps ~1e-7 relative error even at large j (exp(j log q) in fp32 would not).
 _POWER_TABLE_BLOCK = 64
-# Budget for the (D, N, segment) table of powers, in complex elements (~128 MiB of complex64).
+# Segment length budget: segment = budget / (D*N) tokens, which bounds the FFT buffers and the tables.
 _POWER_TABLE_BUDGET = 1 << 24
+# Cached lengths per q under no_grad (streaming uses the chunk size, the tail length and 1).
+_CACHED_LENGTHS = 4
 
 
-def _powers(q: torch.Tensor, length: int, cdtype: torch.dtype) -> torch.Tensor:
-    """q^j for j = 0..length-1 as a (D, N, length) tensor of dtype cdtype. Built as q^(a*T) * q^b with
-    T ~ sqrt(length) so that only about 2*sqrt(length) complex exponentials per (d, n) are evaluated."""
+@dataclass(frozen=True)
+class PowerTables:
+    """Powers of q for exponents 0..length-1 in two levels, and q^length.
+    low_ri (D, 2N, T): [Re q^t; Im q^t]; high (D, N, A): q^(a*T); last (D, N): q^length."""
+
+    low_ri: torch.Tensor
+    high: torch.Tensor
+    last: torch.Tensor
+    block: int
+
+
+def power_tables(q: torch.Tensor, length: int, cdtype: torch.dtype) -> PowerTables:
+    """The two-level tables for q (D, N) complex, T ~ sqrt(length) so that only about 2*sqrt(length)
+    complex exponentials per (d, n) are evaluated, in complex128 and rounded once to cdtype."""
     T = min(_POWER_TABLE_BLOCK, 1 << max(3, (max(1, length).bit_length() + 1) // 2))
     log_q = torch.log(q.to(torch.complex128))  # (D, N); any branch of the log gives the same powers
     small = torch.arange(T, device=q.device, dtype=torch.float64)  # (T,)
     big = torch.arange((length + T - 1) // T, device=q.device, dtype=torch.float64) * T  # (A,)
     low = torch.exp(log_q[..., None] * small).to(cdtype)  # (D, N, T)
     high = torch.exp(log_q[..., None] * big).to(cdtype)  # (D, N, A)
-    return (high[..., :, None] * low[..., None, :]).flatten(-2)[..., :length]  # (D, N, length)
+    last = torch.exp(log_q * length).to(cdtype)  # (D, N)
+    low_ri = torch.cat((low.real, low.imag), dim=1).contiguous()  # (D, 2N, T)
+    return PowerTables(low_ri, high, last, T)
 
 
-def _mix(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """sum_n a[b, d, n] v[d, n, l] -> (B, D, L) as one batched matmul over d with contiguous operands
-    (torch's CPU bmm copies matrix by matrix when the batch dimension is strided)."""
-    out = torch.bmm(a.transpose(0, 1).contiguous(), v)  # (D, B, N) @ (D, N, L) -> (D, B, L)
-    return out.transpose(0, 1)
+def _apply_powers(c: torch.Tensor, tables: PowerTables, length: int) -> torch.Tensor:
+    """Re(sum_n c[d, m, n] q[d, n]^j) for j < length: c (D, M, N) complex -> (D, M, length) real."""
+    D, M, N = c.shape
+    A = tables.high.shape[-1]
+    ch = c[:, :, None, :] * tables.high.transpose(1, 2)[:, None]  # (D, M, A, N): c q^(aT)
+    lhs = torch.cat((ch.real, -ch.imag), dim=-1).reshape(D, M * A, 2 * N)  # Re(u v) = u_re v_re - u_im v_im
+    out = torch.bmm(lhs, tables.low_ri)  # (D, M*A, T)
+    return out.reshape(D, M, A * tables.block)[..., :length]
 
 
-def _real_mix(a: torch.Tensor, v_re: torch.Tensor, v_im: torch.Tensor) -> torch.Tensor:
-    """Re(sum_n a[b, d, n] V[d, n, l]) for complex a and V = v_re + i v_im, with real products only."""
-    return _mix(a.real, v_re) - _mix(a.imag, v_im)
+def _state_sum(x: torch.Tensor, tables: PowerTables) -> torch.Tensor:
+    """sum_j q^(L-1-j) x[b, d, j] for x (B, D, L) real -> (B, D, N) complex."""
+    B, D, L = x.shape
+    N = tables.high.shape[1]
+    A, T = tables.high.shape[-1], tables.block
+    x_rev = torch.nn.functional.pad(x.flip(-1), (0, A * T - L))  # (B, D, A*T): x_rev[j] = x[L-1-j]
+    x_rev = x_rev.transpose(0, 1).reshape(D, B * A, T)  # (D, B*A, T)
+    s = torch.bmm(x_rev, tables.low_ri.transpose(1, 2))  # (D, B*A, 2N): sum_t q^t x_rev[aT+t]
+    s = torch.complex(s[..., :N], s[..., N:]).reshape(D, B, A, N)
+    h = (s * tables.high.transpose(1, 2)[:, None]).sum(2)  # (D, B, N): sum_a q^(aT) s[a]
+    return h.transpose(0, 1)
 
 
 def _causal_conv(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -60,6 +96,50 @@ def _causal_conv(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(x_f * k_f, n=n_fft)[..., :L]
 
 
+# q -> {length: (p, gamma, versions of q, p, gamma; tables; kernel k)}: reused while q lives and is
+# unchanged. p and gamma are held (not their ids), so a new tensor at a recycled id can never match.
+_TABLE_CACHE: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+
+def _tables_and_kernel(
+    p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, length: int
+) -> tuple[PowerTables, torch.Tensor]:
+    """Power tables and the convolution kernel k (D, length), cached under no_grad."""
+
+    def build() -> tuple[PowerTables, torch.Tensor]:
+        tables = power_tables(q, length, q.dtype)
+        k = _apply_powers((p * gamma)[:, None, :], tables, length)[:, 0]  # (D, L)
+        return tables, k
+
+    if torch.is_grad_enabled():
+        return build()
+    versions = (q._version, p._version, gamma._version)
+    per_q = _TABLE_CACHE.get(q)
+    if per_q is None:
+        per_q = _TABLE_CACHE[q] = {}
+    hit = per_q.get(length)
+    if hit is not None and hit[0] is p and hit[1] is gamma and hit[2] == versions:
+        return hit[3], hit[4]
+    tables, k = build()
+    if len(per_q) >= _CACHED_LENGTHS and length not in per_q:
+        per_q.pop(next(iter(per_q)))
+    per_q[length] = (p, gamma, versions, tables, k)
+    return tables, k
+
+
+def _recurrence(
+    x: torch.Tensor, p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, h_in: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence step by step, for a few tokens. x (B, D, L) -> y (B, D, L), h_out (B, D, N)."""
+    B, D, L = x.shape
+    h = h_in if h_in is not None else torch.zeros(B, D, q.shape[-1], dtype=q.dtype, device=x.device)
+    ys = []
+    for t in range(L):
+        h = q * h + p * x[..., t, None]  # (B, D, N)
+        ys.append((gamma * h).real.sum(-1))  # (B, D); Re(gamma h) summed over n
+    return torch.stack(ys, dim=-1), h
+
+
 def _segment(
     x: torch.Tensor,
     p: torch.Tensor,
@@ -70,21 +150,17 @@ def _segment(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One segment without the omega skip. x (B, D, L) real; returns y (B, D, L) and h_out (B, D, N)."""
     L = x.shape[-1]
-    vander = _powers(q, L, q.dtype)  # (D, N, L): q^j
-    v_re, v_im = vander.real.contiguous(), vander.imag.contiguous()  # strided views would make bmm copy per batch
-    k = _real_mix((p * gamma)[None], v_re, v_im)[0]  # (D, L)
+    if L <= _RECURRENCE_MAX_LEN:
+        return _recurrence(x, p, q, gamma, h_in)
+    tables, k = _tables_and_kernel(p, q, gamma, L)
     y = _causal_conv(x, k)  # (B, D, L)
+    if h_in is not None:  # bias from the carried state: Re sum_n gamma q^(t+1) h_in
+        y = y + _apply_powers((gamma * q * h_in).transpose(0, 1), tables, L).transpose(0, 1)
     h_out = None
-    if h_in is not None:
-        y = y + _real_mix(gamma * q * h_in, v_re, v_im)  # bias from the carried state
     if need_state:
-        # sum_j q^(L-1-j) x_j = sum_j q^j x_(L-1-j)  -> (B, D, N)
-        x_rev = x.flip(-1).transpose(0, 1).contiguous()  # (D, B, L)
-        h_re = torch.bmm(x_rev, v_re.transpose(1, 2)).transpose(0, 1)  # (B, D, N)
-        h_im = torch.bmm(x_rev, v_im.transpose(1, 2)).transpose(0, 1)
-        h_out = p * torch.complex(h_re, h_im)
+        h_out = p * _state_sum(x, tables)
         if h_in is not None:
-            h_out = h_out + vander[..., -1] * q * h_in  # q^L h_in
+            h_out = h_out + tables.last * h_in  # q^L h_in
     return y, h_out
 
 
@@ -115,7 +191,7 @@ def cema_fft(
         last = start + segment >= L
         ys, h = _segment(xs, p, q, gamma, h, need_state=output_final_state or not last)
         outs.append(ys)
-    y = torch.cat(outs, dim=-1) if outs else xt.new_zeros(B, D, 0)  # (B, D, L)
+    y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0] if outs else xt.new_zeros(B, D, 0)  # (B, D, L)
     y = y + omega.to(rdtype)[:, None] * xt
     if output_final_state and h is None:  # L == 0: the state passes through unchanged
         h = torch.zeros(B, D, p.shape[-1], dtype=cdtype, device=x.device)

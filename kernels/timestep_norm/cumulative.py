@@ -5,6 +5,9 @@ The running mean and population variance over every scalar of a group up to toke
 with S1, S2 the cumulative sums of the per-token group moments shifted by a constant c (the carried mean,
 or the first token's mean), accumulated in float64 so the difference of moments does not cancel. The
 prior terms are weighted by the carried count, so a fresh state (count 0) contributes nothing.
+Only the (B, L, G) statistics need float64: the per-token moments of g features and the normalisation
+of x itself run in x's working precision (fp32 for fp32/bf16 input), which keeps the full-size tensors
+out of float64.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ def timestep_norm_cumulative(
     B, L, D = x.shape
     G = num_groups
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xg = x.to(torch.float64).reshape(B, L, G, D // G)  # (B, L, G, g)
-    m = xg.mean(-1)  # (B, L, G): per-token group mean
-    v = xg.var(-1, unbiased=False)  # (B, L, G): per-token group population variance
+    xg = x.to(stat_dtype).reshape(B, L, G, D // G)  # (B, L, G, g)
+    v, m = torch.var_mean(xg, dim=-1, unbiased=False)  # (B, L, G): per-token group variance and mean
+    m, v = m.to(torch.float64), v.to(torch.float64)
     if initial_state is None:
         count0 = torch.zeros(B, dtype=torch.int64, device=x.device)
         mean0 = torch.zeros(B, G, dtype=torch.float64, device=x.device)
@@ -53,9 +56,9 @@ def timestep_norm_cumulative(
     d1 = s1 / n_t
     mean_t = shift[:, None] + d1  # (B, L, G)
     var_t = (s2 / n_t - d1 * d1).clamp_min(0.0)  # (B, L, G)
-    rstd = torch.rsqrt(var_t + eps)
-    scale = (weight.to(torch.float64) + 1.0).reshape(G, D // G)
-    y = (xg - mean_t[..., None]) * rstd[..., None] * scale + bias.to(torch.float64).reshape(G, D // G)
+    rstd = torch.rsqrt(var_t + eps).to(stat_dtype)
+    scale = (weight.to(stat_dtype) + 1.0).reshape(G, D // G)
+    y = (xg - mean_t.to(stat_dtype)[..., None]) * rstd[..., None] * scale + bias.to(stat_dtype).reshape(G, D // G)
     y = y.reshape(B, L, D).to(x.dtype)
     if not output_final_state:
         return y, None

@@ -12,7 +12,7 @@ from model_helpers import random_cema_coefficients
 from tolerances import FLOAT64_EXACT, TWIN_VS_NAIVE_FP32, assert_close, rel_rms
 
 
-@pytest.mark.parametrize("L", [1, 7, 63, 64, 65, 300])
+@pytest.mark.parametrize("L", [1, 3, 5, 7, 63, 64, 65, 300])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_fft_matches_loop_float64(L, with_state):
     B, D, N = 3, 5, 4
@@ -63,7 +63,7 @@ def test_split_run_equals_one_run():
     assert_close(h, h_full, FLOAT64_EXACT, "split final state")
 
 
-@pytest.mark.parametrize("L", [5, 80])
+@pytest.mark.parametrize("L", [3, 5, 80])
 def test_gradients_match_loop_with_state_batch3(L):
     """Every gradient, including through q with a different initial state per batch row (the reference
     implementation's batched backward used row 0's state for all rows)."""
@@ -109,3 +109,46 @@ def test_layer_coefficients_follow_reference_definition():
     assert_close(q, expect_q, FLOAT64_EXACT, "q")
     assert_close(gamma, torch.view_as_complex(layer.gamma.contiguous()) / 2, FLOAT64_EXACT, "gamma / sqrt(N)")
     assert (q.abs() < 1).all()
+
+
+def test_no_grad_cache_follows_weight_changes():
+    """Under no_grad the layer reuses its coefficients and the tables of powers; results equal the
+    uncached (grad-enabled) path, and an in-place weight update or a dtype change is seen at once."""
+    torch.manual_seed(0)
+    layer = ComplexEMA(6, 4)
+    x = torch.randn(2, 100, 6)
+    h0 = torch.randn(2, 6, 4, dtype=torch.complex64)
+
+    def uncached():
+        with torch.enable_grad():
+            y, h = layer(x, h0)
+        return y.detach(), h.detach()
+
+    with torch.no_grad():
+        first = layer(x, h0)
+        second = layer(x, h0)
+        assert layer._frozen_coefficients is not None
+        for got in (first, second):
+            for a, b, name in zip(got, uncached(), ("y", "state"), strict=True):
+                assert torch.equal(a, b), f"cached {name} differs from the uncached path"
+        layer.alpha.add_(0.3)  # what an optimizer step or load_state_dict does
+        changed = layer(x, h0)
+        ref = uncached()
+        assert not torch.equal(changed[0], first[0])
+        assert torch.equal(changed[0], ref[0]) and torch.equal(changed[1], ref[1])
+        layer.double()
+        y64, _ = layer(x.double(), h0.to(torch.complex128))
+        assert y64.dtype == torch.float64
+        assert_close(y64, changed[0].double(), 1e-4, "float64 layer after the cache was filled in fp32")
+
+
+def test_table_cache_is_not_fooled_by_new_coefficients():
+    """The kernel's cache is keyed on q and holds p and gamma: new p/gamma tensors are never confused."""
+    p, q, gamma, omega = random_cema_coefficients(5, 4, seed=7)
+    x = torch.randn(2, 90, 5, dtype=torch.float64)
+    with torch.no_grad():
+        cema_fft(x, p, q, gamma, omega)
+        for scale in (0.5, 2.0):
+            y, _ = cema_fft(x, p * scale, q, gamma, omega)
+            y_ref, _ = cema_naive(x, p * scale, q, gamma, omega)
+            assert_close(y, y_ref, FLOAT64_EXACT, f"y with p scaled by {scale}")

@@ -75,3 +75,19 @@ def test_batch_size_mismatch_and_missing_entry(tiny):
     flat["final_norm.count"] = flat["final_norm.count"] + 1
     with pytest.raises(StateMismatchError, match="disagrees with position"):
         ModelState.from_flat(flat, tiny.config)
+
+
+def test_forward_checks_shapes_and_restore_checks_counts(tiny):
+    """The model's per-call check reads no tensor data (shapes and dtypes only); a state whose norm
+    counts disagree with its position is refused where it enters, in from_flat."""
+    ids = torch.randint(0, tiny.config.vocab_size, (1, 20))
+    with torch.no_grad():
+        _, state = tiny(ids)
+    flat = state.to_flat()
+    flat["layers.0.norm.count"] = flat["layers.0.norm.count"] + 1
+    with pytest.raises(StateMismatchError, match=r"layers.0.norm.count \[21\] disagrees with position 20"):
+        ModelState.from_flat(flat, tiny.config)
+    bad = ModelState.from_flat(flat)  # no config: nothing checked
+    bad.validate(tiny.config, check_values=False)  # shapes are right
+    with pytest.raises(StateMismatchError, match="disagrees with position"):
+        bad.validate(tiny.config)
