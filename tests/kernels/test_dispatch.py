@@ -120,3 +120,19 @@ def test_import_and_cpu_path_work_without_triton() -> None:
         [sys.executable, "-c", _NO_TRITON], capture_output=True, text=True, timeout=120, env=env
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+
+
+def test_cuda_default_is_the_twin_until_the_gpu_tests_pass(monkeypatch) -> None:
+    """CUDA tensors get the PyTorch twin unless MEGALODOC_BACKEND=triton or TRITON_IS_CUDA_DEFAULT."""
+
+    class FakeCuda:  # choose_backend only looks at .is_cuda
+        is_cuda = True
+
+    monkeypatch.delenv("MEGALODOC_BACKEND", raising=False)
+    monkeypatch.setattr(dispatch, "triton_available", lambda: True)
+    assert dispatch.choose_backend(FakeCuda()) == "torch"
+    monkeypatch.setattr(dispatch, "TRITON_IS_CUDA_DEFAULT", True)
+    assert dispatch.choose_backend(FakeCuda()) == "triton"
+    monkeypatch.setattr(dispatch, "TRITON_IS_CUDA_DEFAULT", False)
+    monkeypatch.setenv("MEGALODOC_BACKEND", "triton")
+    assert dispatch.choose_backend(FakeCuda()) == "triton"
