@@ -152,6 +152,46 @@ def print_compression(rows: list[dict], size: int) -> None:
               f"{r['decode_ms']:>9.2f}")
 
 
+def write_costs(bundle: ModelBundle, state_bytes: bytes, every: int, count: int) -> list[dict]:
+    """Milliseconds per `add_snapshot` of a real state with `every` chunks of text, token ids and a location
+    each (what ingest writes at spacing `every`), into a fresh SQLite store per blob encoding; median of
+    `count` snapshots. Isolates the store's write path from the model and from PDF extraction."""
+    import inspect
+
+    from megalodoc.storage import ChunkText, Location
+
+    C = bundle.chunk_size
+    tokenizer = bundle.require_tokenizer()
+    ids = tokenizer.encode((STDLIB_JSON / "decoder.py").read_text())[:C]
+    text = tokenizer.decode(ids)
+    encodings = [None]
+    if "state_encoding" in inspect.signature(open_store).parameters:
+        from megalodoc.storage.blob_encoding import ENCODINGS
+
+        encodings = list(ENCODINGS)
+    rows = []
+    for encoding in encodings:
+        with tempfile.TemporaryDirectory(prefix="megalodoc-bench-writes-") as folder:
+            options = {} if encoding is None else {"state_encoding": encoding}
+            with open_store(str(Path(folder) / "w.db"), **options) as store:
+                document, _ = store.get_or_create_document("bench", "bench", "text", None, "tok", bundle.fingerprint)
+                store.set_status(document.id, "ingesting")
+                times = []
+                for n in range(count):
+                    start_token = n * every * C
+                    chunks = [ChunkText(start_token + i * C, start_token + (i + 1) * C, text, tuple(ids))
+                              for i in range(every)]
+                    locations = [Location.text_span(c.start, c.end, c.start * 4, c.end * 4) for c in chunks]
+                    data = state_bytes[:-8] + n.to_bytes(8, "little")  # a new blob each time, as in ingest
+                    start = time.perf_counter()
+                    store.add_snapshot(document.id, start_token + every * C, data, bundle.fingerprint, 1,
+                                       {"piece_index": n}, chunks=chunks, locations=locations)
+                    times.append(1000 * (time.perf_counter() - start))
+        rows.append({"encoding": encoding or "raw (no encodings)", "every": every, "snapshots": count,
+                     "add_snapshot_ms_p50": statistics.median(times), "add_snapshot_ms_mean": statistics.fmean(times)})
+    return rows
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -229,6 +269,9 @@ def main() -> None:
     parser.add_argument("--query-threads", type=int, default=2, help="torch threads for state_at (default 2)")
     parser.add_argument("--encoding", help="how the store keeps state blobs (planes4 or raw; default: the "
                         "store's default)")
+    parser.add_argument("--writes-only", action="store_true",
+                        help="only the store's write-path timing (add_snapshot), no ingest")
+    parser.add_argument("--write-count", type=int, default=60, help="snapshots per write-path timing")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshots.json")
     args = parser.parse_args()
     path = args.input or (LIBTASN1 if LIBTASN1.is_file() else STDLIB_JSON)
@@ -238,6 +281,22 @@ def main() -> None:
           f"chunk size {config.chunk_size}; boundary state {boundary_state_nbytes(config):,} bytes of tensors")
     print(f"input: {path}; ingest threads {args.ingest_threads}, state_at threads {args.query_threads}; "
           f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}\n")
+    if args.writes_only:
+        from megalodoc.model import state_to_bytes
+
+        sample = state_to_bytes(bundle.model.initial_state(1), bundle)
+        with torch.no_grad():  # a state with real values: 4 chunks of text read
+            ids = bundle.require_tokenizer().encode((STDLIB_JSON / "decoder.py").read_text())[: 4 * config.chunk_size]
+            _, state = bundle.model(torch.tensor([ids]), compute_logits=False)
+        sample = state_to_bytes(state, bundle)
+        writes = [row for every in (1, 4) for row in write_costs(bundle, sample, every, args.write_count)]
+        for row in writes:
+            print(f"  add_snapshot, {row['every']} chunk(s) per snapshot, {row['encoding']:>20}: "
+                  f"p50 {row['add_snapshot_ms_p50']:.2f} ms, mean {row['add_snapshot_ms_mean']:.2f} ms")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"writes": writes, "load_average": os.getloadavg()[0]}, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
     rows = []
     for every in (int(k) for k in args.every.split(",")):
         rows.append(bench_spacing(bundle, path, every, args))

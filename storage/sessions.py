@@ -18,7 +18,14 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import NotFoundError
 from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
-from megalodoc.storage.snapshots import check_fingerprint, check_state_args, new_snapshot_row, prepare_blob, put_blob
+from megalodoc.storage.snapshots import (
+    check_fingerprint,
+    check_state_args,
+    insert_snapshot,
+    new_snapshot_values,
+    prepare_blob,
+    put_blob,
+)
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -178,7 +185,7 @@ class SessionsMixin:
                 document = load_document(session, owner.document_id)
                 check_fingerprint(document, state.model_fingerprint)
                 put_blob(session, blob)
-                snapshot = new_snapshot_row(
+                values = new_snapshot_values(
                     owner.document_id,
                     "turn",
                     state.position,
@@ -188,9 +195,7 @@ class SessionsMixin:
                     state_metadata,
                     state.tail_ids,
                 )
-                session.add(snapshot)
-                session.flush()
-                turn_snapshot = snapshot.id
+                turn_snapshot = insert_snapshot(session, values)
             now = utcnow()
             row = TurnRow(
                 session_id=session_id,

@@ -4,11 +4,13 @@ the text and locations read since the previous snapshot, in one transaction; ver
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -31,6 +33,7 @@ from megalodoc.storage.errors import (
     NotFoundError,
     SnapshotExistsError,
     SnapshotOrderError,
+    StorageError,
 )
 from megalodoc.storage.locations import chunk_rows, location_rows
 from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
@@ -70,20 +73,19 @@ def _intact(stored: Row | None, digest: str) -> bool:
 
 def put_blob(session: Session, blob: PreparedBlob) -> None:
     """Store the blob under its sha256 unless already there. A stored copy that no longer matches its hash
-    (damaged on disk) is overwritten with these good bytes."""
+    (damaged on disk) is overwritten with these good bytes. A new blob (the usual case) costs one
+    statement: an insert that does nothing when the hash is already stored."""
     digest = blob.digest
-    present = session.scalar(select(StateBlob.size_bytes).where(StateBlob.sha256 == digest))
-    if present is None:
-        values = {"sha256": digest, "size_bytes": blob.size, "data": blob.stored, "encoding": blob.encoding,
-                  "created_at": utcnow()}
-        dialect = session.get_bind().dialect.name
-        if dialect == "sqlite":
-            statement = sqlite_insert(StateBlob).values(values).on_conflict_do_nothing(index_elements=["sha256"])
-        elif dialect == "postgresql":
-            statement = postgresql_insert(StateBlob).values(values).on_conflict_do_nothing(index_elements=["sha256"])
-        else:
-            statement = insert(StateBlob).values(values)
-        session.execute(statement)
+    values = {"sha256": digest, "size_bytes": blob.size, "data": blob.stored, "encoding": blob.encoding,
+              "created_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = dialect_insert(StateBlob).values(values).on_conflict_do_nothing(index_elements=["sha256"])
+        if session.execute(statement).rowcount == 1:
+            return
+    elif session.scalar(select(StateBlob.size_bytes).where(StateBlob.sha256 == digest)) is None:
+        session.execute(insert(StateBlob).values(values))
         return
     stored = session.execute(
         select(StateBlob.data, StateBlob.encoding, StateBlob.size_bytes).where(StateBlob.sha256 == digest)
@@ -96,7 +98,7 @@ def put_blob(session: Session, blob: PreparedBlob) -> None:
         )
 
 
-def new_snapshot_row(
+def new_snapshot_values(
     document_id: int,
     kind: str,
     position: int,
@@ -105,19 +107,31 @@ def new_snapshot_row(
     schema_version: int,
     metadata_json: str,
     tail_ids: tuple[int, ...] = (),
-) -> SnapshotRow:
-    return SnapshotRow(
-        document_id=document_id,
-        kind=kind,
-        position=position,
-        blob_sha256=blob.digest,
-        size_bytes=blob.size,
-        model_fingerprint=model_fingerprint,
-        schema_version=schema_version,
-        metadata_json=metadata_json,
-        created_at=utcnow(),
-        tail_ids=pack_token_ids(tail_ids) if tail_ids else None,
-    )
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Column values of a new snapshot row."""
+    return {
+        "document_id": document_id,
+        "kind": kind,
+        "position": position,
+        "blob_sha256": blob.digest,
+        "size_bytes": blob.size,
+        "model_fingerprint": model_fingerprint,
+        "schema_version": schema_version,
+        "metadata_json": metadata_json,
+        "created_at": created_at or utcnow(),
+        "tail_ids": pack_token_ids(tail_ids) if tail_ids else None,
+    }
+
+
+def insert_snapshot(session: Session, values: dict[str, Any]) -> int:
+    """Insert a snapshot row (one statement where the database returns the new id); returns its id."""
+    if session.get_bind().dialect.insert_returning:
+        return session.execute(insert(SnapshotRow).values(values).returning(SnapshotRow.id)).scalar_one()
+    row = SnapshotRow(**values)
+    session.add(row)
+    session.flush()
+    return row.id
 
 
 def check_state_args(position: int, state_bytes: bytes, model_fingerprint: str, schema_version: int) -> None:
@@ -177,7 +191,8 @@ class SnapshotsMixin:
         blob = prepare_blob(state_bytes, self.state_encoding)
         digest = blob.digest
 
-        def work(session: Session) -> SnapshotInfo:
+        def refused(session: Session) -> SnapshotInfo:
+            """Why the conditional update below moved nothing: the stored identical snapshot, or an error."""
             document = load_document(session, document_id, lock=True)
             check_fingerprint(document, model_fingerprint)
             existing = session.execute(
@@ -209,26 +224,42 @@ class SnapshotsMixin:
                     f"snapshot position {position} of document {document_id} is not after its committed "
                     f"position {document.committed_position}"
                 )
+            raise StorageError(f"snapshot at {position} of document {document_id} refused for no known reason")
+
+        def work(session: Session) -> SnapshotInfo:
+            # One conditional update checks everything a new snapshot needs (model, status, claim, order)
+            # and moves the committed position; only when it moves nothing are the causes looked up. No
+            # document snapshot lies after the committed position, so none can exist at `position` here.
+            now = utcnow()
+            claim = true() if worker_id is None else Document.claimed_by == worker_id
+            moved = session.execute(
+                update(Document)
+                .where(
+                    Document.id == document_id,
+                    Document.model_fingerprint == model_fingerprint,
+                    Document.status == "ingesting",
+                    claim,
+                    Document.committed_position < position,
+                )
+                .values(committed_position=position, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if moved != 1:
+                return refused(session)
             put_blob(session, blob)
-            row = new_snapshot_row(
-                document_id,
-                "document",
-                position,
-                blob,
-                model_fingerprint,
-                schema_version,
-                metadata_json,
-                tail,
+            row = new_snapshot_values(
+                document_id, "document", position, blob, model_fingerprint, schema_version, metadata_json, tail, now
             )
-            session.add(row)
+            snapshot_id = insert_snapshot(session, row)
             if new_chunks:
                 session.execute(insert(ChunkRow), new_chunks)
             if new_locations:
                 session.execute(insert(LocationRow), new_locations)
-            document.committed_position = position
-            document.updated_at = utcnow()
-            session.flush()
-            return snapshot_info(row)
+            return SnapshotInfo(
+                id=snapshot_id, document_id=document_id, kind="document", position=position, blob_sha256=digest,
+                size_bytes=blob.size, model_fingerprint=model_fingerprint, schema_version=schema_version,
+                metadata=json.loads(metadata_json), created_at=now, tail_ids=tail,
+            )
 
         return self._uow.write(work)
 
