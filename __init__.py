@@ -5,9 +5,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """`megalodoc.Library` is imported on first use, so `import megalodoc` stays cheap."""
-    if name == "Library":
-        from megalodoc.ingest.library import Library
+    """`megalodoc.Library` (the reader service, `megalodoc.app.reader.ReaderService`) is imported on first
+    use, so `import megalodoc` stays cheap."""
+    if name in ("Library", "ReaderService"):
+        from megalodoc.app.reader import ReaderService
 
-        return Library
+        return ReaderService
     raise AttributeError(f"module 'megalodoc' has no attribute {name!r}")

@@ -1,0 +1,56 @@
+"""`megalodoc ask`, `continue` and `sessions` through the real CLI entry point, a tiny model and SQLite."""
+
+from __future__ import annotations
+
+import json
+
+from megalodoc.app.cli import main as cli_main
+from megalodoc.app.reader import ReaderService
+
+
+def test_ask_json_continue_and_sessions(tmp_path, tiny_model_dir, pdf, capsys):
+    db = tmp_path / "cli.db"
+    with ReaderService(db, tiny_model_dir) as service:
+        doc = service.ingest(pdf)
+    common = ["--db", str(db), "--model", str(tiny_model_dir)]
+    assert cli_main(["ask", "atlas.pdf", "lighthouses keepers", "--json", "--seed", "3", "--max-tokens", "5",
+                     *common]) == 0
+    data = json.loads(capsys.readouterr().out)
+    top = data["citations"][0]
+    assert top["page"] == 3 and top["where"] == "page 3" and "lighthouses" in top["passage"]
+    assert {"start", "end", "score", "path", "line_start", "line_end"} <= set(top)
+    assert data["label"].startswith("machine-generated") and data["settings"]["seed"] == 3
+    assert cli_main(["ask", str(doc.id), "lighthouses keepers", "--at", "p. 3", "--new-session", "trip",
+                     "--seed", "3", "--max-tokens", "5", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Evidence:") and "page 3" not in out.split("Ask (")[0]
+    assert "stored as turn 1 of session 1" in out
+    assert cli_main(["continue", "atlas.pdf", "--session", "1", "--max-tokens", "4", "--seed", "1", *common]) == 0
+    assert "stored as turn 2 of session 1" in capsys.readouterr().out
+    assert cli_main(["continue", "atlas.pdf", "--at", "50%", "--max-tokens", "4", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["position"] == round(doc.committed_position / 2)
+    assert cli_main(["sessions", "list", "--db", str(db), "--model", str(tiny_model_dir)]) == 0
+    assert "2 turn(s)" in capsys.readouterr().out
+    assert cli_main(["sessions", "rename", "1", "the trip", *common]) == 0
+    assert cli_main(["sessions", "show", "1", *common]) == 0
+    assert "the trip" in capsys.readouterr().out
+    target = tmp_path / "trip.md"
+    assert cli_main(["sessions", "export", "1", "-o", str(target), *common]) == 0
+    assert target.read_text().startswith("# the trip")
+    assert cli_main(["sessions", "delete", "1", *common]) == 0
+    capsys.readouterr()
+    assert cli_main(["sessions", "show", "1", *common]) == 2
+    assert "no session with id 1" in capsys.readouterr().err
+
+
+def test_cli_reports_expected_errors(tmp_path, tiny_model_dir, pdf, capsys):
+    db = tmp_path / "cli.db"
+    with ReaderService(db, tiny_model_dir) as service:
+        service.ingest(pdf)
+    common = ["--db", str(db), "--model", str(tiny_model_dir)]
+    assert cli_main(["ask", "nothing.pdf", "why?", *common]) == 2
+    assert "no document named 'nothing.pdf'" in capsys.readouterr().err
+    assert cli_main(["ask", "atlas.pdf", " ", *common]) == 2
+    assert "atlas.pdf (id 1): the question is empty" in capsys.readouterr().err
+    assert cli_main(["continue", "atlas.pdf", "--at", "p. 40", *common]) == 2
+    assert "atlas.pdf (id 1): no page 40" in capsys.readouterr().err
