@@ -12,10 +12,10 @@ from megalodoc.app.reader.errors import (
     DocumentNotReadyError,
     EmptyQuestionError,
     ForeignModelError,
-    IncompatibleStateError,
     PositionError,
     ReaderError,
     SessionNotFoundError,
+    StoredStateError,
 )
 from megalodoc.app.reader.positions import resolve_position
 from megalodoc.app.reader.prompting import PromptFormat, PromptFormatError, load_prompt_format
@@ -34,7 +34,7 @@ __all__ = [
     "DocumentNotReadyError",
     "EmptyQuestionError",
     "ForeignModelError",
-    "IncompatibleStateError",
+    "StoredStateError",
     "PositionError",
     "PromptFormat",
     "PromptFormatError",

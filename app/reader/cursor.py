@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from megalodoc.ingest.pipeline import Reader
-from megalodoc.ingest.state_bytes import state_from_bytes, state_to_bytes
-from megalodoc.model import STATE_SCHEMA_VERSION, ModelState
+from megalodoc.model import STATE_SCHEMA_VERSION, ModelBundle, ModelState, state_from_bytes, state_to_bytes
 from megalodoc.model.boundary import fold_to_boundary
 from megalodoc.storage import DocumentRecord, StatePayload, Store
 
@@ -31,50 +29,50 @@ class Cursor:
         return self.boundary.position + len(self.tail)
 
 
-def fold(reader: Reader, cursor: Cursor, ids: Sequence[int]) -> Cursor:
+def fold(bundle: ModelBundle, cursor: Cursor, ids: Sequence[int]) -> Cursor:
     """The cursor after reading `ids` after `cursor`: the boundary moves to the last chunk boundary that
     leaves at least one token in the tail (a generation needs one token to read next-token logits from),
     so the tail holds 1 to C tokens; the whole chunks in between are read in aligned pieces."""
     tokens = [*cursor.tail, *(int(i) for i in ids)]
     if not tokens:
         return cursor
-    boundary, tail = fold_to_boundary(reader.model, cursor.boundary, tokens[:-1])
+    boundary, tail = fold_to_boundary(bundle.model, cursor.boundary, tokens[:-1])
     return Cursor(boundary, (*tail, tokens[-1]))
 
 
-def initial_cursor(reader: Reader) -> Cursor:
+def initial_cursor(bundle: ModelBundle) -> Cursor:
     """The model's initial state with nothing read."""
-    return Cursor(reader.model.initial_state(1, device=reader.model.embed.weight.device), ())
+    return Cursor(bundle.model.initial_state(1, device=bundle.device), ())
 
 
-def document_cursor(store: Store, reader: Reader, document: DocumentRecord, position: int) -> Cursor:
+def document_cursor(store: Store, bundle: ModelBundle, document: DocumentRecord, position: int) -> Cursor:
     """The cursor after `position` tokens of a stored document: the latest document snapshot whose state
     lies strictly before `position` at a chunk boundary (so the tail holds at least one token), and the
     stored ids from there. Never modifies the stored snapshot."""
-    C = reader.chunk_size
+    C = bundle.chunk_size
     info = store.latest_snapshot_at(document.id, position - 1) if position > 0 else None
     while info is not None and info.state_position % C != 0:  # a mid-chunk state (older stores)
         info = store.latest_snapshot_at(document.id, info.position - 1) if info.position > 0 else None
     if info is None:
-        start = initial_cursor(reader)
+        start = initial_cursor(bundle)
     else:
         what = f"snapshot {info.id} of {document.name} at token {info.position}"
-        state = state_from_bytes(store.load_snapshot_bytes(info.id), reader.model, reader.model_fingerprint, what)
+        state = state_from_bytes(store.load_snapshot_bytes(info.id), bundle, what)
         start = Cursor(state, ())
     if position == start.boundary.position:
         return start
     return Cursor(start.boundary, tuple(store.token_ids(document.id, start.boundary.position, position)))
 
 
-def cursor_payload(reader: Reader, cursor: Cursor, metadata: dict[str, object]) -> StatePayload:
+def cursor_payload(bundle: ModelBundle, cursor: Cursor, metadata: dict[str, object]) -> StatePayload:
     """The cursor as a turn snapshot to store: the boundary state's bytes and the tail ids."""
-    data = state_to_bytes(cursor.boundary, reader.model_fingerprint, reader.chunk_size)
-    return StatePayload(cursor.position, data, reader.model_fingerprint, STATE_SCHEMA_VERSION, metadata,
+    data = state_to_bytes(cursor.boundary, bundle)
+    return StatePayload(cursor.position, data, bundle.fingerprint, STATE_SCHEMA_VERSION, metadata,
                         tail_ids=cursor.tail)
 
 
-def stored_cursor(store: Store, reader: Reader, snapshot_id: int, what: str) -> Cursor:
+def stored_cursor(store: Store, bundle: ModelBundle, snapshot_id: int, what: str) -> Cursor:
     """The cursor kept by a turn snapshot (see `cursor_payload`); `what` names it in errors."""
     info = store.get_snapshot(snapshot_id)
-    state = state_from_bytes(store.load_snapshot_bytes(snapshot_id), reader.model, reader.model_fingerprint, what)
+    state = state_from_bytes(store.load_snapshot_bytes(snapshot_id), bundle, what)
     return Cursor(state, tuple(info.tail_ids))

@@ -36,9 +36,9 @@ class SessionNotFoundError(ReaderError, LookupError):
     """No such session or turn (never stored, or deleted meanwhile)."""
 
 
-class IncompatibleStateError(ReaderError):
+class StoredStateError(ReaderError):
     """A stored state that the loaded model cannot use (another model, schema or chunk size)."""
 
 
-class ForeignModelError(IncompatibleStateError):
+class ForeignModelError(StoredStateError):
     """A document or stored state that was made by another model than the loaded one."""

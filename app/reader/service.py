@@ -29,17 +29,17 @@ from megalodoc.app.reader.errors import (
     DocumentNotReadyError,
     EmptyQuestionError,
     ForeignModelError,
-    IncompatibleStateError,
     ReaderError,
     SessionNotFoundError,
+    StoredStateError,
 )
 from megalodoc.app.reader.evidence import rank_evidence
 from megalodoc.app.reader.positions import Position, resolve_position
 from megalodoc.app.reader.prompting import PromptFormat, load_prompt_format
 from megalodoc.app.reader.sessions import SessionPoint, TurnDetails, session_markdown
 from megalodoc.ingest.library import Library
-from megalodoc.ingest.state_bytes import IncompatibleSnapshotError
-from megalodoc.model import Generation, Megalodon, SamplingSettings
+from megalodoc.model import Generation, IncompatibleStateError, Megalodon, ModelBundle, SamplingSettings
+from megalodoc.model.bundle import IN_MEMORY
 from megalodoc.storage import DocumentInUseError as StoreDocumentInUseError
 from megalodoc.storage import DocumentRecord, NotFoundError, SessionRecord, StorageError, TurnRecord
 
@@ -60,10 +60,16 @@ class ReaderService(Library):
     sessions and surprise over one model and one store. Methods are safe to call from several threads;
     the model is shared read-only."""
 
-    def __init__(self, db: str | os.PathLike | None = None, model: str | os.PathLike | Megalodon | None = None,
+    def __init__(self, db: str | os.PathLike | None = None,
+                 model: ModelBundle | str | os.PathLike | Megalodon | None = None,
                  *, snapshot_every: int = 1, threads: int | None = None) -> None:
+        """db: SQLAlchemy URL or SQLite file (None: $MEGALODOC_DB, else ./megalodoc.db); model: a loaded
+        ModelBundle, or what `load_bundle` takes (a folder, a Hub repo id, None for the shipped model).
+        The prompt format comes from the model folder's config.json ("prompt_format")."""
         super().__init__(db, model, snapshot_every=snapshot_every, threads=threads)
-        self.prompt_format: PromptFormat = load_prompt_format(self.reader.model.source_dir)
+        source = self.bundle.source
+        self.prompt_format: PromptFormat = load_prompt_format(None if source == IN_MEMORY else source)
+        self.tokenizer = self.bundle.require_tokenizer()
 
     # ------------------------------------------------------------------ documents
 
@@ -114,10 +120,10 @@ class ReaderService(Library):
 
     def _readable(self, doc: DocumentRef) -> DocumentRecord:
         document = self.document(doc)
-        if document.model_fingerprint != self.reader.model_fingerprint:
+        if document.model_fingerprint != self.bundle.fingerprint:
             raise ForeignModelError(
                 f"{_name(document)} was read by another model (fingerprint {document.model_fingerprint[:12]}), "
-                f"not the loaded one ({self.reader.model_fingerprint[:12]}); ingest it again with this model"
+                f"not the loaded one ({self.bundle.fingerprint[:12]}); ingest it again with this model"
             )
         if document.committed_position == 0:
             raise DocumentNotReadyError(f"{_name(document)}: nothing of it has been read yet ({document.status})")
@@ -137,7 +143,7 @@ class ReaderService(Library):
 
     def _evidence(self, document: DocumentRecord, question: str, position: int, whole_document: bool,
                   limit: int) -> list[Citation]:
-        hits = rank_evidence(self.store, self.reader, document.id, question,
+        hits = rank_evidence(self.store, self.bundle, document.id, question,
                              before=None if whole_document else position, k=limit)
         return [Citation.from_hit(document, hit) for hit in hits]
 
@@ -161,7 +167,7 @@ class ReaderService(Library):
         question = _check_question(document, question)
         citations = tuple(self._evidence(document, question, position, whole_document, limit=5))
         passages = [(c.where, c.passage) for c in citations[: self.prompt_format.max_passages]]
-        prompt_ids = self.reader.tokenizer.encode(self.prompt_format.render(passages, question))
+        prompt_ids = self.tokenizer.encode(self.prompt_format.render(passages, question))
         settings = self._sampling(ASK_SAMPLING, sampling, seed, None)
         return self._answer("ask", document, position, question, citations, prompt_ids, settings, cursor_of,
                             session)
@@ -176,7 +182,7 @@ class ReaderService(Library):
         document, position, cursor_of = self._start(doc, at, session)
         settings = self._sampling(CONTINUE_SAMPLING, sampling, seed, max_tokens)
         at_start = position == 0 and (session is None or session.after_turn is None)
-        prompt_ids = [_bos(self.reader.model)] if at_start else []  # nothing read yet: begin a sequence
+        prompt_ids = [_bos(self.bundle.model)] if at_start else []  # nothing read yet: begin a sequence
         return self._answer("continue", document, position, None, (), prompt_ids, settings, cursor_of, session)
 
     def _start(self, doc: DocumentRef | None, at: Position,
@@ -217,8 +223,8 @@ class ReaderService(Library):
     def _answer(self, kind: str, document: DocumentRecord, position: int, question: str | None,
                 citations: tuple[Citation, ...], prompt_ids: list[int], settings: dict[str, Any],
                 cursor_of: Callable[[], Cursor], session: SessionPoint | None) -> Answer:
-        reader = self.reader
-        eos = reader.model.config.eos_id
+        bundle = self.bundle
+        eos = bundle.model.config.eos_id
         sampling = SamplingSettings(**settings, stop_tokens=() if eos is None else (eos,))
         state: dict[str, Cursor] = {}
 
@@ -226,21 +232,25 @@ class ReaderService(Library):
             cursor = cursor_of()
             state["cursor"] = cursor
             ids = list(cursor.tail) + list(prompt_ids)  # never empty: a cursor past 0 keeps a tail token
-            yield from Generation(reader.model, ids, state=cursor.boundary, settings=sampling)
+            generation = Generation(bundle, ids, state=cursor.boundary, settings=sampling)
+            try:
+                yield from generation
+            finally:  # a stop string ends the text early: stop the model too
+                generation.close()
 
         def finish(answer: Answer) -> None:
             if session is not None:
                 self._store_turn(session, document, answer, state["cursor"])
 
-        stream = TextStream(tokens(), reader.tokenizer.decode, self.prompt_format if kind == "ask" else _NO_STOP)
+        stream = TextStream(tokens(), self.tokenizer, self.prompt_format if kind == "ask" else _NO_STOP)
         return Answer(kind=kind, document=document, position=position, question=question, citations=citations,
                       settings=settings, prompt_ids=prompt_ids, stream=stream, finish=finish)
 
     def _document_cursor(self, document: DocumentRecord, position: int) -> Cursor:
         try:
-            return document_cursor(self.store, self.reader, document, position)
-        except IncompatibleSnapshotError as exc:
-            raise IncompatibleStateError(str(exc)) from exc
+            return document_cursor(self.store, self.bundle, document, position)
+        except IncompatibleStateError as exc:
+            raise StoredStateError(str(exc)) from exc
         except StorageError as exc:
             if self.store.get_document_or_none(document.id) is None:
                 raise DocumentNotFoundError(f"{_name(document)}: deleted meanwhile") from exc
@@ -341,21 +351,21 @@ class ReaderService(Library):
             return self._document_cursor(document, point.session.position)
         turn = self._turn(point.after_turn)
         if turn.snapshot_id is None:
-            raise IncompatibleStateError(f"turn {turn.id} of session {turn.session_id} has no stored state")
+            raise StoredStateError(f"turn {turn.id} of session {turn.session_id} has no stored state")
         what = f"state of turn {turn.id} (session {turn.session_id}, {_name(document)})"
         try:
-            return stored_cursor(self.store, self.reader, turn.snapshot_id, what)
-        except IncompatibleSnapshotError as exc:
-            raise IncompatibleStateError(str(exc)) from exc
+            return stored_cursor(self.store, self.bundle, turn.snapshot_id, what)
+        except IncompatibleStateError as exc:
+            raise StoredStateError(str(exc)) from exc
 
     def _store_turn(self, point: SessionPoint, document: DocumentRecord, answer: Answer, cursor: Cursor) -> None:
-        after = fold(self.reader, cursor, [*answer.prompt_ids, *answer.token_ids])
+        after = fold(self.bundle, cursor, [*answer.prompt_ids, *answer.token_ids])
         metadata = {"kind": answer.kind, "position": answer.position, "prompt_ids": list(answer.prompt_ids),
                     "answer_ids": answer.token_ids, "citations": [c.to_dict() for c in answer.citations]}
         try:
             turn = self.store.add_turn(point.session_id, point.after_turn, answer.question or "", answer.text,
                                        {"kind": answer.kind, **answer.settings},
-                                       state=cursor_payload(self.reader, after, metadata))
+                                       state=cursor_payload(self.bundle, after, metadata))
         except NotFoundError as exc:
             raise SessionNotFoundError(
                 f"session {point.session_id} on {_name(document)} was deleted meanwhile; the answer was not stored"

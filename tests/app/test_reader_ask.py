@@ -62,7 +62,7 @@ def test_answer_reads_evidence_and_question_after_the_state_at_the_reading_point
     answer = service.ask(doc, "wrap text", at=at, sampling={"greedy": True, "max_new_tokens": 6})
     prompt = answer.prompt_ids
     ids = service.store.token_ids(doc.id, 0, at) + prompt
-    model = service.reader.model
+    model = service.bundle.model
     expected = []
     with torch.no_grad():
         logits, state = model(torch.tensor([ids]), None)
@@ -74,7 +74,7 @@ def test_answer_reads_evidence_and_question_after_the_state_at_the_reading_point
     assert got == expected[: len(got)] and len(got) >= 1
     passages = "".join(service.prompt_format.passage.format(where=c.where, text=c.passage)
                        for c in answer.citations[: service.prompt_format.max_passages])
-    assert service.reader.tokenizer.decode(prompt) == service.prompt_format.question.format(
+    assert service.tokenizer.decode(prompt) == service.prompt_format.question.format(
         passages=passages, question="wrap text")
 
 
@@ -83,7 +83,7 @@ def test_continue_from_any_point_and_from_the_start(service, book):
     middle = service.continue_(doc, at=0.5, max_tokens=7, seed=3)
     assert middle.citations == () and len(middle.token_ids) <= 7 and middle.position == round(0.5 * doc.token_count)
     start = service.continue_(doc, at=0, max_tokens=3, seed=3)
-    assert start.prompt_ids == [service.reader.model.config.bos_id] and len(start.token_ids) >= 1
+    assert start.prompt_ids == [service.bundle.model.config.bos_id] and len(start.token_ids) >= 1
 
 
 def test_prompt_format_comes_from_the_model_folder(tmp_path, tiny_model_dir, pdf):
@@ -101,34 +101,44 @@ def test_prompt_format_comes_from_the_model_folder(tmp_path, tiny_model_dir, pdf
         answer = svc.ask(doc, "lighthouses", seed=1, sampling={"max_new_tokens": 1})
         shown = "".join(f"[{c.where}]" for c in answer.citations[:2])
         assert answer.citations[0].where == "page 3"
-        assert svc.reader.tokenizer.decode(answer.prompt_ids) == f"<q>lighthouses</q>{shown}<a>"
+        assert svc.tokenizer.decode(answer.prompt_ids) == f"<q>lighthouses</q>{shown}<a>"
 
 
-def test_stop_strings_end_the_text_and_are_never_shown():
+def test_stop_strings_end_the_text_and_are_never_shown(service):
     from megalodoc.app.reader.answer import TextStream
 
     fmt = PromptFormat(stop=("\n\n", "END"))
-    pieces = ["\n", "The", " answer", "\n", "\n", "more"]
-    stream = TextStream(iter(range(len(pieces))), lambda ids: "".join(pieces[i] for i in ids), fmt)
+    tokenizer = service.tokenizer
+    pieces = [tokenizer.encode(text) for text in ("\n", "The", " answer", "\n", "\n", "more")]
+    ids = [i for piece in pieces for i in piece]
+    stream = TextStream(iter(ids), tokenizer, fmt)
     shown = list(stream)
-    assert "".join(shown) == stream.text == "\nThe answer" and stream.stopped and len(stream.ids) == 5
-    stream = TextStream(iter(range(3)), lambda ids: "".join(["a E", "N", "D b"][i] for i in ids), fmt)
+    assert "".join(shown) == stream.text == "\nThe answer" and stream.stopped
+    assert tokenizer.decode(stream.ids) == "\nThe answer\n\n"  # the stop string's tokens were read
+    assert all("\n\n" not in piece for piece in shown)
+    stream = TextStream(iter(tokenizer.encode("a END b")), tokenizer, fmt)
     assert "".join(stream) == "a " and stream.stopped
+    whole = "no stop here, \u00e9t\u00e9 \U0001f642"
+    stream = TextStream(iter(tokenizer.encode(whole)), tokenizer, fmt)
+    pieces = list(stream)
+    assert "".join(pieces) == whole and not stream.stopped and all("\ufffd" not in p for p in pieces)
 
 
 def test_fold_keeps_a_tail_and_equals_reading_everything(service, book):
     doc = service.ingest(book)
-    C = service.reader.chunk_size
-    cursor = document_cursor(service.store, service.reader, doc, 5 * C + 3)
+    C = service.bundle.chunk_size
+    cursor = document_cursor(service.store, service.bundle, doc, 5 * C + 3)
     assert cursor.boundary.position == 5 * C and len(cursor.tail) == 3 and cursor.boundary.at_chunk_boundary
     extra = service.store.token_ids(doc.id, 5 * C + 3, 8 * C)
-    folded = fold(service.reader, cursor, extra)
+    folded = fold(service.bundle, cursor, extra)
     assert folded.boundary.position == 7 * C and len(folded.tail) == C  # at least one token stays in the tail
-    ids = torch.tensor([service.store.token_ids(doc.id, 0, 7 * C)])
-    with torch.no_grad():
-        _, direct = service.reader.model(ids, None, compute_logits=False)
-    for key, value in direct.to_flat().items():
-        torch.testing.assert_close(folded.boundary.to_flat()[key], value, rtol=1e-4, atol=1e-5)
+    ids = service.store.token_ids(doc.id, 0, 7 * C)
+    state = None
+    with torch.no_grad():  # chunk by chunk from the start, as ingest reads
+        for start in range(0, 7 * C, C):
+            _, state = service.bundle.model(torch.tensor([ids[start:start + C]]), state, compute_logits=False)
+    for key, value in state.to_flat().items():
+        assert torch.equal(folded.boundary.to_flat()[key], value), key
 
 
 def test_bad_input_gives_typed_errors_naming_the_document(service, book, tmp_path, tiny_model_dir):
@@ -145,9 +155,8 @@ def test_bad_input_gives_typed_errors_naming_the_document(service, book, tmp_pat
     # a document read by another model: refused before any state is loaded
     other_dir = tmp_path / "other-model"
     torch.manual_seed(1)
-    config = service.reader.model.config
-    save_model(Megalodon(MegalodonConfig(**{**config.to_dict()})), other_dir,
-               tokenizer=tiny_model_dir / "tokenizer.model")
+    config = service.bundle.model.config
+    save_model(Megalodon(MegalodonConfig(**config.to_dict())), other_dir, tokenizer=tiny_model_dir / "tokenizer.model")
     with ReaderService(tmp_path / "reader.db", other_dir) as other:
         theirs = other.ingest(book)
     with pytest.raises(ForeignModelError, match="book.txt .*another model"):
