@@ -20,6 +20,7 @@ from megalodoc.ingest.pipeline import (
     ProgressCallback,
     ingest_path,
 )
+from megalodoc.ingest.sources import IngestCaps, SourceOptions
 from megalodoc.model import Megalodon, ModelBundle, ModelState, load_bundle, state_from_bytes
 from megalodoc.model.boundary import run_aligned
 from megalodoc.storage import DocumentRecord, SnapshotInfo, Store, open_store
@@ -30,9 +31,10 @@ class Library:
 
     def __init__(self, db: str | os.PathLike | None = None,
                  model: ModelBundle | str | os.PathLike | Megalodon | None = None,
-                 *, snapshot_every: int = 1) -> None:
+                 *, snapshot_every: int = 1, caps: IngestCaps | None = None) -> None:
         """model: a loaded ModelBundle (shared, e.g. by a service), or what `load_bundle` takes (a folder,
-        a Hub id, None for the shipped default). The model must come with its tokenizer.
+        a Hub id, None for the shipped default). The model must come with its tokenizer. caps: limits on
+        runaway inputs (default ``IngestCaps()``; ``IngestCaps.unlimited()`` for none).
 
         The library changes no process-wide setting: torch's intra-op thread count, for one, is set once
         at start-up by whoever owns the process (`megalodoc ingest --threads N` does)."""
@@ -43,6 +45,7 @@ class Library:
         self.bundle = bundle
         self.store: Store = open_store(None if db is None else str(db))
         self.snapshot_every = snapshot_every
+        self.source_options = SourceOptions(caps=caps or IngestCaps())
 
     def close(self) -> None:
         self.store.close()
@@ -54,7 +57,7 @@ class Library:
         self.close()
 
     def _settings(self) -> IngestSettings:
-        return IngestSettings(snapshot_every=self.snapshot_every)
+        return IngestSettings(snapshot_every=self.snapshot_every, source_options=self.source_options)
 
     def ingest(self, path: str | os.PathLike, on_progress: ProgressCallback | None = None,
                cancel: CancelToken | None = None) -> DocumentRecord:

@@ -54,6 +54,7 @@ def tokenize_source(source: Source, tokenizer: TextTokenizer, *, start_piece: in
             ids = tokenizer.encode(piece.text)
             if not ids:
                 continue
+            source.options.caps.check_tokens(source.path, position + len(ids))
             yield TokenizedPiece(ids, piece.locator, piece.index, position)
             position += len(ids)
     finally:

@@ -31,7 +31,13 @@ Public API
 ``SourceOptions`` (frozen): ``max_file_bytes`` (1 MiB), ``ignore_defaults``, ``extra_ignore``,
     ``honour_gitignore``, ``repo_piece_lines`` (64), ``text_piece_chars`` (4096), ``pdf_workers``
     (0 = in-process), ``pdf_pages_per_task`` (4), ``pdf_tasks_ahead`` (None = 2 per worker + 1),
-    ``pdf_in_process_below`` (16 pages).
+    ``pdf_in_process_below`` (16 pages), ``caps`` (``IngestCaps``: bytes, tokens, files, pages and
+    archive expansion of one input, see ``caps``; over one raises ``CapExceededError``).
+
+Hostile inputs (``path_checks``): a path is judged from ``os.stat`` and ``os.path.realpath`` before any
+open; /proc, /sys, /dev, pipes, sockets and devices are refused unread, a regular file written with a
+trailing slash is "not a folder", and files are opened with ``open_regular`` (non-blocking, re-checked).
+Undecodable name bytes are shown as ``\\xNN`` (``shown_name``).
 
 Errors (all ``SourceError(path, reason)``, message "PATH: reason"): ``SourceNotFoundError``,
 ``EmptySourceError``, ``BinaryFileError``, ``UnsupportedSourceError``, ``CorruptPdfError``,
@@ -42,6 +48,7 @@ Tokenization of a source lives in ``megalodoc.ingest.token_stream``; PDF text cl
 ``megalodoc.ingest.normalize``.
 """
 
+from .caps import CapExceededError, IngestCaps
 from .detect import open_source
 from .errors import (
     BinaryFileError,
@@ -68,11 +75,13 @@ __all__ = [
     "DEFAULT_IGNORE",
     "REPO_FILE_HEADER",
     "BinaryFileError",
+    "CapExceededError",
     "CorruptArchiveError",
     "CorruptPdfError",
     "EmptySourceError",
     "EncryptedPdfError",
     "ExtractionError",
+    "IngestCaps",
     "Locator",
     "LocatorKind",
     "NoTextLayerError",

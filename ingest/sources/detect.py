@@ -42,7 +42,8 @@ def open_source(path: str | os.PathLike[str], options: SourceOptions | None = No
     Raises a SourceError subclass whose message names the path and the cause.
     """
     options = options or SourceOptions()
-    mode = check_input_path(path).st_mode  # refuses special files and locations before any open
+    info = check_input_path(path)  # refuses special files and locations before any open
+    mode = info.st_mode
     path = Path(path)
     if stat.S_ISDIR(mode):
         return RepoSource(path, FolderTree(path), options)
@@ -58,14 +59,15 @@ def open_source(path: str | os.PathLike[str], options: SourceOptions | None = No
         if path.suffix.lower() in OFFICE_SUFFIXES:
             raise UnsupportedSourceError(path, f"{path.suffix} documents are not supported; export it as PDF, "
                                                "HTML or text")
-        return RepoSource(path, _open_archive(path, ZipTree), options)
+        return RepoSource(path, _open_archive(path, ZipTree, options), options)
     if head[257:262] == b"ustar" or any(head.startswith(magic) for magic in COMPRESSED_MAGIC):
         if _is_tar(path):
-            return RepoSource(path, _open_archive(path, TarTree), options)
+            return RepoSource(path, _open_archive(path, TarTree, options), options)
         kind = next((name for magic, name in COMPRESSED_MAGIC.items() if head.startswith(magic)), "tar")
         raise UnsupportedSourceError(path, f"a {kind}-compressed file that is not a tar archive; unpack it first")
     if suffix.endswith((".zip", ".tgz", ".tar", ".tar.gz")):
         raise CorruptArchiveError(path, f"named like an archive ({suffix}) but not one: damaged or mislabelled")
+    options.caps.check_bytes(path, info.st_size)  # before the file is read through
     return _open_text(path, head, options)
 
 
@@ -81,15 +83,15 @@ def _head(path: Path) -> bytes:
 
 def _is_tar(path: Path) -> bool:
     try:
-        with tarfile.open(path, mode="r:*") as archive:
+        with open_binary(path) as handle, tarfile.open(fileobj=handle, mode="r:*") as archive:
             return archive.next() is not None
     except (tarfile.TarError, EOFError, OSError, zlib.error):
         return False
 
 
-def _open_archive(path: Path, kind: type[ZipTree] | type[TarTree]) -> Tree:
+def _open_archive(path: Path, kind: type[ZipTree] | type[TarTree], options: SourceOptions) -> Tree:
     try:
-        return kind(path)
+        return kind(path, options.caps)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, OSError) as error:
         label = "zip" if kind is ZipTree else "tar"
         raise CorruptArchiveError(path, f"damaged {label} archive ({type(error).__name__}: {error})") from error

@@ -32,6 +32,7 @@ class PdfSource(Source):
         super().__init__(path, path.name, content_hash, options)
         reader = open_pdf(path)
         self.page_count = len(reader.pages)
+        options.caps.check_pages(path, self.page_count)
         self.unit_name = "page"
         self.unit_count = self.page_count
         if not has_text_objects(reader):

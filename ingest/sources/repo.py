@@ -66,6 +66,8 @@ class RepoSource(Source):
         self.tree = tree
         try:
             candidates = self._walk()
+            self.options.caps.check_bytes(path, sum(size for _, size in candidates),
+                                          f"the {len(candidates):,} files to read")
             self.files = self._check_files(candidates)
             if not self.files:
                 raise EmptySourceError(path, f"no readable text files in this repository ({self._skip_summary()})")
@@ -122,6 +124,7 @@ class RepoSource(Source):
                                            f"{self.options.max_file_bytes:,} bytes)")
                 else:
                     found.append((entry.path, entry.size))
+                    self.options.caps.check_files(self.path, len(found))  # stops a huge walk early
             for entry in subfolders:
                 self._walk_dir(entry.path, rules, found)
         finally:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from .caps import IngestCaps
 from .names import shown_name
-from .path_checks import file_type, read_regular
+from .path_checks import file_type, open_binary, read_regular
 from .types import Notice
 
 EntryKind = Literal["file", "dir"]
@@ -191,12 +192,22 @@ class _IndexedTree(Tree):
 class ZipTree(_IndexedTree):
     """A repository in a .zip file."""
 
-    def __init__(self, archive: Path) -> None:
+    def __init__(self, archive: Path, caps: IngestCaps | None = None) -> None:
         super().__init__(archive)
-        self._zip = zipfile.ZipFile(archive)
+        caps = caps or IngestCaps()
+        handle = open_binary(archive)
+        try:
+            self._zip = zipfile.ZipFile(handle)
+            infos = self._zip.infolist()
+            caps.check_members(archive, len(infos))
+            caps.check_expansion(archive, sum(info.file_size for info in infos), os.fstat(handle.fileno()).st_size)
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle
         self._members: dict[str, zipfile.ZipInfo] = {}
         names: list[tuple[str, str, int]] = []
-        for info in self._zip.infolist():
+        for info in infos:
             mode = info.external_attr >> 16
             if info.is_dir():
                 kind = "dir"
@@ -220,17 +231,26 @@ class ZipTree(_IndexedTree):
 
     def close(self) -> None:
         self._zip.close()
+        self._handle.close()
 
 
 class TarTree(_IndexedTree):
     """A repository in a tar archive, plain or compressed."""
 
-    def __init__(self, archive: Path) -> None:
+    def __init__(self, archive: Path, caps: IngestCaps | None = None) -> None:
         super().__init__(archive)
-        self._tar = tarfile.open(archive, mode="r:*")
+        caps = caps or IngestCaps()
+        handle = open_binary(archive)
+        try:
+            self._tar = tarfile.open(fileobj=handle, mode="r:*")
+            members = self._list_members(caps, os.fstat(handle.fileno()).st_size)
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle
         self._members: dict[str, tarfile.TarInfo] = {}
         names: list[tuple[str, str, int]] = []
-        for member in self._tar.getmembers():
+        for member in members:
             if member.isdir():
                 kind = "dir"
             elif member.issym() or member.islnk():
@@ -245,6 +265,20 @@ class TarTree(_IndexedTree):
         self._index(names)
         self._copies: Path | None = None
         self._cleanup: weakref.finalize | None = None
+
+    def _list_members(self, caps: IngestCaps, archive_size: int) -> list[tarfile.TarInfo]:
+        """The members, read header by header: a count or expansion bomb is refused as soon as the headers
+        read so far show it, before the rest of the stream is decompressed."""
+        members: list[tarfile.TarInfo] = []
+        try:
+            while (member := self._tar.next()) is not None:
+                members.append(member)
+                caps.check_members(self.archive, len(members))
+                caps.check_expansion(self.archive, member.offset_data + member.size, archive_size)
+        except BaseException:
+            self._tar.close()
+            raise
+        return members
 
     def _member(self, path: str) -> tarfile.TarInfo:
         name = self.member_name(path)
@@ -282,6 +316,7 @@ class TarTree(_IndexedTree):
 
     def close(self) -> None:
         self._tar.close()
+        self._handle.close()
         if self._cleanup is not None:
             self._cleanup()
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .caps import IngestCaps
 from .names import shown_name
 
 LocatorKind = Literal["page", "lines", "offset"]
@@ -149,6 +150,9 @@ class SourceOptions:
     pdf_in_process_below: int = 16
     """PDFs with fewer pages than this are extracted in-process: starting a worker costs about 0.5 s,
     what pypdf needs for 10-25 pages."""
+    caps: IngestCaps = field(default_factory=IngestCaps)
+    """Limits on runaway inputs (bytes, tokens, files, pages, archive expansion); see ``caps``. They
+    decide whether an input is read, never how: they are not part of ``stream_version``."""
 
     def __post_init__(self) -> None:
         for name in ("max_file_bytes", "repo_piece_lines", "text_piece_chars", "pdf_pages_per_task"):
