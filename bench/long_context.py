@@ -75,7 +75,7 @@ def document_ids(tokens: int, tokenizer_path: Path) -> torch.Tensor:
 
     tok = Tokenizer.from_file(tokenizer_path)
     root = Path(os.__file__).parent
-    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+    files = sorted(p for p in root.rglob("*.py") if not {"site-packages", "dist-packages"} & set(p.parts))
     ids: list[int] = []
     for path in files:
         ids.extend(tok.encode(path.read_text(encoding="utf-8", errors="replace")))
@@ -351,6 +351,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baselines", default="llama-width,llama-params",
                         help="comma-separated subset of llama-width,llama-params ('' for none)")
     parser.add_argument("--no-one-shot", action="store_true")
+    parser.add_argument("--backend", choices=("torch", "triton"),
+                        help="megalodoc's kernels (sets MEGALODOC_BACKEND); default: the dispatcher's choice")
     parser.add_argument("--quick", action="store_true",
                         help="GPU-sized run of about 4 minutes: budget 20 s per stream, deadline 200 s, "
                              "one-shot with 1 repeat")
@@ -397,6 +399,8 @@ def machine(device: torch.device, args) -> dict:
 
 def main() -> None:
     args = parse_args()
+    if args.backend:
+        os.environ["MEGALODOC_BACKEND"] = args.backend  # read by the dispatcher at every call
     run = Budget(args.deadline)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
