@@ -9,7 +9,9 @@ import gradio as gr
 
 from megalodoc.app.ui.context import DEFAULT_MAX_UPLOAD_MB, AppContext
 from megalodoc.app.ui.library_tab import build_library_tab
-from megalodoc.app.ui.settings_tab import build_settings_tab
+from megalodoc.app.ui.reader_handlers import readable_choices
+from megalodoc.app.ui.reader_tab import build_reader_tab
+from megalodoc.app.ui.settings_tab import build_settings_tab, sampling_controls
 
 TITLE = "megalodoc"
 HEADER = """# megalodoc
@@ -23,11 +25,15 @@ def build_ui(service: Any, data_dir: str | Path = "megalodoc-data",
     ctx = AppContext.create(service, data_dir, max_upload_mb)
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(HEADER)
+        controls = sampling_controls()
         with gr.Tabs():
             with gr.Tab("Library", id="library"):
                 build_library_tab(ctx)
+            with gr.Tab("Reader", id="reader") as reader_tab:
+                picker = build_reader_tab(ctx, controls)
             with gr.Tab("Settings", id="settings"):
-                build_settings_tab(ctx)
+                build_settings_tab(ctx, controls)
+        reader_tab.select(lambda: gr.update(choices=readable_choices(ctx)), None, [picker], api_visibility="private")
     demo.megalodoc_context = ctx  # for launch() and tests: the jobs and the data folder of this page
     return demo
 

@@ -18,10 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def _message(exc: BaseException) -> gr.Error:
+    # print_exception=False: Gradio would print every message's traceback; ours are logged below (bugs only)
     if isinstance(exc, expected_errors()):
-        return gr.Error(str(exc) or type(exc).__name__)
+        return gr.Error(str(exc) or type(exc).__name__, print_exception=False)
     log.error("unexpected error in a handler", exc_info=exc)
-    return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}); the details are in the server log.")
+    return gr.Error(f"Unexpected error ({type(exc).__name__}: {exc}); the details are in the server log.",
+                    print_exception=False)
 
 
 def guarded(handler: Callable[..., Any]) -> Callable[..., Any]:

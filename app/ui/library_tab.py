@@ -49,7 +49,7 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
     documents = gr.Dataframe(headers=h.DOCUMENT_HEADERS, value=lambda: h.document_rows(ctx), interactive=False,
                              wrap=True, label="Documents in the library")
     with gr.Row():
-        picker = gr.Dropdown(label="Document", choices=h.document_choices(ctx), scale=3)
+        picker = gr.Dropdown(label="Document", choices=h.document_choices(ctx), scale=3, allow_custom_value=True)
         cancel = gr.Button("Cancel ingest", scale=1)
         resume = gr.Button("Resume ingest", scale=1)
         delete = gr.Button("Delete document", variant="stop", scale=1)

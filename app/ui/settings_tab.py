@@ -25,21 +25,31 @@ class SettingsTab:
         return [self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.greedy, self.seed]
 
 
-def build_settings_tab(ctx: AppContext) -> SettingsTab:
+def sampling_controls() -> SettingsTab:
+    """The sampling inputs, created unrendered: the Reader tab's events take them as inputs before the
+    Settings tab (which comes later on the page) renders them."""
     d = h.DEFAULT_SAMPLING
+    return SettingsTab(
+        gr.Number(d["max_new_tokens"], label="Answer length (tokens)", precision=0, minimum=1, maximum=4096,
+                  render=False),
+        gr.Slider(0.0, 2.0, d["temperature"], step=0.05, label="Temperature (0 = greedy)", render=False),
+        gr.Number(d["top_k"], label="Top-k (0 = off)", precision=0, minimum=0, render=False),
+        gr.Slider(0.05, 1.0, d["top_p"], step=0.05, label="Top-p", render=False),
+        gr.Checkbox(d["greedy"], label="Greedy (always the most likely token)", render=False),
+        gr.Number(d["seed"], label="Seed (-1 = a new random seed per answer)", precision=0, render=False),
+    )
+
+
+def build_settings_tab(ctx: AppContext, controls: SettingsTab) -> None:
     gr.Markdown("### Sampling (Ask and Continue)")
     with gr.Row():
-        max_new_tokens = gr.Number(d["max_new_tokens"], label="Answer length (tokens)", precision=0, minimum=1,
-                                   maximum=4096)
-        temperature = gr.Slider(0.0, 2.0, d["temperature"], step=0.05, label="Temperature (0 = greedy)")
-        top_k = gr.Number(d["top_k"], label="Top-k (0 = off)", precision=0, minimum=0)
-        top_p = gr.Slider(0.05, 1.0, d["top_p"], step=0.05, label="Top-p")
+        for control in controls.inputs()[:4]:
+            control.render()
     with gr.Row():
-        greedy = gr.Checkbox(d["greedy"], label="Greedy (always the most likely token)")
-        seed = gr.Number(d["seed"], label="Seed (-1 = a new random seed per answer)", precision=0)
+        for control in controls.inputs()[4:]:
+            control.render()
     gr.Markdown("The same seed, settings and reading point give the same answer; a resumed session continues "
                 "exactly where it stopped.")
     gr.Markdown(h.model_card_markdown(ctx.service))
     with gr.Accordion("config.json", open=False):
         gr.Code(h.config_json(ctx.service), language="json")
-    return SettingsTab(max_new_tokens, temperature, top_k, top_p, greedy, seed)

@@ -10,7 +10,7 @@ import pytest
 from pipeline_support import make_model_folder
 from ui_support import atlas_pages, write_pdf
 
-from megalodoc.app.ui.adapter import LibraryService
+from megalodoc.app.reader import ReaderService
 from megalodoc.app.ui.context import AppContext
 from megalodoc.model.tokenizer import train_tokenizer
 
@@ -28,7 +28,8 @@ def ui_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def service(tmp_path: Path, ui_model_dir: Path):
-    with LibraryService(tmp_path / "library.db", ui_model_dir) as svc:
+    # a snapshot every 4 chunks of 16 tokens: fewer writes, the same reading
+    with ReaderService(tmp_path / "library.db", ui_model_dir, snapshot_every=4) as svc:
         yield svc
 
 
@@ -39,7 +40,7 @@ def ctx(service, tmp_path: Path) -> AppContext:
 
 @pytest.fixture
 def atlas_pdf(tmp_path: Path) -> Path:
-    return write_pdf(tmp_path / "atlas.pdf", atlas_pages())
+    return write_pdf(tmp_path / "atlas.pdf", atlas_pages(8))
 
 
 @pytest.fixture

@@ -1,0 +1,249 @@
+"""Handlers of the Reader tab: pick a document and a reading point, ask and continue (streamed, evidence
+first), and the document's sessions (resume, branch, rename, delete, export). Plain functions of an
+AppContext; the page keeps only ids (document, session, turn) between calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from megalodoc.app.reader import MACHINE_LABEL, Citation, SessionPoint
+from megalodoc.app.ui.context import AppContext
+from megalodoc.app.ui.errors import UiError
+from megalodoc.app.ui.plot import document_plot
+
+PASSAGE_CHARS = 700  # a quoted passage longer than this is cut (the export keeps it whole)
+STREAM_EVERY = 0.1  # seconds between page updates while text streams in
+GENERATED = f"_Generated text ({MACHINE_LABEL})._"
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ReaderView:
+    """What the Reader tab shows after an action: the evidence, the conversation of the current line of
+    the session, and the ids to keep (session, and the turn the next one follows)."""
+
+    evidence: str
+    chat: list[Message]
+    session_id: int | None
+    after_turn: int | None
+    status: str = ""
+    citations: tuple[Citation, ...] = field(default=())
+    done: bool = True  # False while the answer is still streaming
+
+
+# ------------------------------------------------------------------ documents and reading points
+
+def readable_choices(ctx: AppContext) -> list[tuple[str, int]]:
+    """Documents with something read, newest first, as (label, id) for the picker."""
+    return [(f"{d.name} (id {d.id})", d.id) for d in reversed(ctx.service.documents()) if d.committed_position > 0]
+
+
+def _doc_id(doc_id: int | str | None) -> int:
+    if doc_id is None or doc_id == "":
+        raise UiError("choose a document first (read one in the Library tab)")
+    return int(doc_id)
+
+
+def document_length(ctx: AppContext, doc_id: int | str | None) -> int:
+    """Tokens read of the document: the largest reading point."""
+    return ctx.service.document(_doc_id(doc_id)).committed_position
+
+
+def describe_point(ctx: AppContext, doc_id: int | str | None, position: int) -> str:
+    """ "Reading point: token 1,234 of 5,000 (page 3)"."""
+    doc = ctx.service.document(_doc_id(doc_id))
+    where = ctx.service.where(doc, int(position))
+    suffix = f" ({where})" if where else ""
+    return f"Reading point: token {int(position):,} of {doc.committed_position:,}{suffix}"
+
+
+def position_of(ctx: AppContext, doc_id: int | str | None, text: str) -> int:
+    """The token position a page ("p. 3"), a file line ("src/a.py:40"), a fraction or a token stands for."""
+    if not text or not text.strip():
+        raise UiError("type a page (p. 3), a file line (src/app.py:40), a percentage (25%) or a token position")
+    return ctx.service.resolve_position(_doc_id(doc_id), text)
+
+
+def reading_plot(ctx: AppContext, doc_id: int | str | None, position: int,
+                 citations: Sequence[Citation] = ()) -> Figure:
+    """The plot along the document: reading point, evidence, and the surprise curve when stored."""
+    doc = ctx.service.document(_doc_id(doc_id))
+    surprise = ctx.service.surprise(doc) if hasattr(ctx.service, "surprise") else ()
+    return document_plot(doc.name, doc.committed_position, int(position),
+                         [(c.start, c.end) for c in citations], [(s.start, s.end, s.bits_per_byte) for s in surprise])
+
+
+# ------------------------------------------------------------------ evidence and conversation
+
+def evidence_markdown(citations: Sequence[Citation], whole_document: bool = False) -> str:
+    """The evidence passages, best first, each with its location and the quoted text."""
+    if not citations:
+        where = "the document" if whole_document else "the document before the reading point"
+        return f"**Evidence:** no passage of {where} matches the question."
+    lines = ["### Evidence from the document"]
+    for number, c in enumerate(citations, 1):
+        passage = " ".join(c.passage.split())
+        if len(passage) > PASSAGE_CHARS:
+            passage = passage[:PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+        lines += ["", f"**{number}. {c.where}** · tokens {c.start:,}-{c.end:,} · score {c.score:.3f}", "",
+                  f"> {passage}"]
+    return "\n".join(lines)
+
+
+def _answer_message(text: str, streaming: bool = False) -> Message:
+    body = text if text else ("…" if streaming else "(no text)")
+    return {"role": "assistant", "content": f"{GENERATED}\n\n{body}" + (" ▌" if streaming and text else "")}
+
+
+def _prompt_message(kind: str, prompt: str) -> Message:
+    return {"role": "user", "content": prompt if kind == "ask" else "(continue the text)"}
+
+
+def conversation(ctx: AppContext, point: SessionPoint) -> list[Message]:
+    """The messages of the session's line up to `point`."""
+    messages: list[Message] = []
+    for turn in point.history:
+        kind = str(turn.sampling.get("kind", "ask"))
+        messages += [_prompt_message(kind, turn.prompt), _answer_message(turn.answer)]
+    return messages
+
+
+def _point(ctx: AppContext, doc_id: int, position: int, session_id: int | None,
+           after_turn: int | None) -> SessionPoint:
+    """Where the next turn goes: the page's session when it reads this document from this reading point,
+    otherwise a new session there."""
+    service = ctx.service
+    if session_id is not None:
+        session = service.session(session_id)  # SessionNotFoundError when deleted meanwhile
+        if session.document_id == doc_id and session.position == position:
+            return service.branch(after_turn) if after_turn is not None else service.session_start(session_id)
+    return service.start_session(doc_id, at=int(position))
+
+
+def _stream(ctx: AppContext, point: SessionPoint, answer: Any, kind: str, prompt: str,
+            evidence: str) -> Iterator[ReaderView]:
+    history = conversation(ctx, point) + [_prompt_message(kind, prompt)]
+    citations = tuple(answer.citations)
+    yield ReaderView(evidence, history + [_answer_message("", streaming=True)], point.session_id, point.after_turn,
+                     "Generating…", citations, done=False)
+    text, shown = "", time.monotonic()
+    for piece in answer:
+        text += piece
+        if time.monotonic() - shown >= STREAM_EVERY:
+            shown = time.monotonic()
+            yield ReaderView(evidence, history + [_answer_message(text, streaming=True)], point.session_id,
+                             point.after_turn, "Generating…", citations, done=False)
+    turn = answer.turn
+    yield ReaderView(evidence, history + [_answer_message(answer.text)], point.session_id, turn.id,
+                     f"Session {point.session_id}, turn {turn.id} stored: resume or branch it any time.", citations)
+
+
+def ask(ctx: AppContext, doc_id: int | str | None, question: str, position: int, whole_document: bool,
+        sampling: dict[str, Any], session_id: int | None, after_turn: int | None) -> Iterator[ReaderView]:
+    """Ask about the document at the reading point, in the page's session (a new one when there is none):
+    first the evidence with citations, then the generated answer as it streams."""
+    if not question or not question.strip():
+        raise UiError("the question is empty: type a question first")
+    doc = _doc_id(doc_id)
+    point = _point(ctx, doc, int(position), session_id, after_turn)
+    answer = ctx.service.ask(None, question, whole_document=bool(whole_document), sampling=sampling, session=point)
+    yield from _stream(ctx, point, answer, "ask", question.strip(),
+                       evidence_markdown(answer.citations, bool(whole_document)))
+
+
+def continue_text(ctx: AppContext, doc_id: int | str | None, position: int, sampling: dict[str, Any],
+                  session_id: int | None, after_turn: int | None) -> Iterator[ReaderView]:
+    """Continue the text from the reading point (or the session's last turn), streamed."""
+    point = _point(ctx, _doc_id(doc_id), int(position), session_id, after_turn)
+    answer = ctx.service.continue_(None, sampling=sampling, session=point)
+    yield from _stream(ctx, point, answer, "continue", "", "**Evidence:** none (continuing the text).")
+
+
+# ------------------------------------------------------------------ sessions
+
+def session_choices(ctx: AppContext, doc_id: int | str | None) -> list[tuple[str, int]]:
+    """The document's sessions, most recently active first, as (label, id)."""
+    if doc_id is None or doc_id == "":
+        return []
+    choices = []
+    for s in ctx.service.sessions(_doc_id(doc_id)):
+        turns = len(ctx.service.turns(s.id))
+        title = s.title or f"Session {s.id}"
+        choices.append((f"{title} · token {s.position:,} · {turns} turn{'s' if turns != 1 else ''} · "
+                        f"{s.updated_at:%Y-%m-%d %H:%M}", s.id))
+    return choices
+
+
+def turn_choices(ctx: AppContext, session_id: int | None) -> list[tuple[str, int]]:
+    """Every turn of the session (all branches), oldest first, as (label, id): the points to branch from."""
+    if session_id is None:
+        return []
+    choices = []
+    numbers: dict[int, int] = {}
+    for number, turn in enumerate(ctx.service.turns(int(session_id)), 1):
+        numbers[turn.id] = number
+        prompt = turn.prompt or "(continue)"
+        after = "" if turn.parent_turn_id is None else f" (after {numbers.get(turn.parent_turn_id, '?')})"
+        choices.append((f"{number}{after}: {prompt[:60]}", turn.id))
+    return choices
+
+
+def _chosen_session(session_id: int | str | None) -> int:
+    if session_id is None or session_id == "":
+        raise UiError("choose a session first")
+    return int(session_id)
+
+
+def _view_of(ctx: AppContext, point: SessionPoint, status: str) -> ReaderView:
+    citations: tuple[Citation, ...] = ()
+    if point.after_turn is not None:
+        citations = tuple(ctx.service.turn_details(point.after_turn).citations)
+    evidence = evidence_markdown(citations) if citations else ""
+    return ReaderView(evidence, conversation(ctx, point), point.session_id, point.after_turn, status, citations)
+
+
+def resume_session(ctx: AppContext, session_id: int | str | None) -> tuple[ReaderView, int, int]:
+    """The session after its latest turn: (view, document id, reading point). The next Ask continues it
+    exactly as if it had never stopped."""
+    point = ctx.service.resume(_chosen_session(session_id))
+    title = point.session.title or f"session {point.session_id}"
+    view = _view_of(ctx, point, f"Resumed {title} after {len(point.history)} turn(s).")
+    return view, point.document.id, point.session.position
+
+
+def branch_session(ctx: AppContext, turn_id: int | str | None) -> tuple[ReaderView, int, int]:
+    """The session after an earlier turn: the next Ask starts a new line beside what followed it."""
+    if turn_id is None or turn_id == "":
+        raise UiError("choose the turn to branch from")
+    point = ctx.service.branch(int(turn_id))
+    view = _view_of(ctx, point, f"Branching session {point.session_id} after turn {turn_id}: the next question "
+                                "starts a new line.")
+    return view, point.document.id, point.session.position
+
+
+def rename_session(ctx: AppContext, session_id: int | str | None, title: str) -> str:
+    record = ctx.service.rename_session(_chosen_session(session_id), title.strip() or None)
+    return f"Session {record.id} is now called {record.title or f'Session {record.id}'}."
+
+
+def delete_session(ctx: AppContext, session_id: int | str | None) -> str:
+    sid = _chosen_session(session_id)
+    ctx.service.delete_session(sid)
+    return f"Deleted session {sid}."
+
+
+def export_session(ctx: AppContext, session_id: int | str | None) -> Path:
+    """Write the session as Markdown into DATA_DIR/exports; returns the file."""
+    sid = _chosen_session(session_id)
+    text = ctx.service.export_session(sid)
+    folder = ctx.data_dir / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"megalodoc-session-{sid}.md"
+    path.write_text(text, encoding="utf-8")
+    return path

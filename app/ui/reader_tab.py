@@ -1,0 +1,147 @@
+"""The Reader tab: components and their events. Logic lives in `reader_handlers.py`; gr.State keeps
+only ids (the session and the turn the next one follows)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from megalodoc.app.ui import reader_handlers as h
+from megalodoc.app.ui.context import AppContext
+from megalodoc.app.ui.guard import guarded
+from megalodoc.app.ui.settings_handlers import sampling_settings
+from megalodoc.app.ui.settings_tab import SettingsTab
+
+INTRO = """Pick a document and a reading point, then ask. The evidence (passages of the document before
+the reading point, with their page or file:line) comes first; the generated text below it comes from
+a small model and may be wrong. Every question is kept in a session you can resume or branch later."""
+
+
+def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
+    """Builds the tab; returns its document picker (refreshed when the tab is selected)."""
+    gr.Markdown(INTRO)
+    # Pickers accept any value: their choices change per page (documents read, sessions started since the
+    # page was built) and every handler checks the id it gets against the store.
+    session_id = gr.State(None)
+    after_turn = gr.State(None)
+    with gr.Row():
+        document = gr.Dropdown(label="Document", choices=h.readable_choices(ctx), value=None, scale=3,
+                               allow_custom_value=True)
+        refresh = gr.Button("Refresh list", scale=0)
+    with gr.Row():
+        position = gr.Slider(0, 1, 0, step=1, label="Reading point (token)", scale=3)
+        where = gr.Textbox(label="Go to page / file:line / %", placeholder="p. 3, src/app.py:40, 50%", scale=1)
+        go = gr.Button("Go", scale=0)
+    point_info = gr.Markdown()
+    with gr.Row():
+        question = gr.Textbox(label="Question", placeholder="What does the document say about ...?", scale=4)
+        whole = gr.Checkbox(False, label="Search past the reading point", scale=1)
+    with gr.Row():
+        ask = gr.Button("Ask", variant="primary")
+        cont = gr.Button("Continue the text")
+        new = gr.Button("New conversation")
+    status = gr.Markdown()
+    evidence = gr.Markdown(label="Evidence")
+    chat = gr.Chatbot(label="Conversation (answers are generated text)", height=360)
+    plot = gr.Plot(label="Along the document: reading point, evidence, surprise")
+    with gr.Accordion("Sessions of this document", open=True):
+        with gr.Row():
+            sessions = gr.Dropdown(label="Session", choices=[], scale=3, allow_custom_value=True)
+            resume = gr.Button("Resume", scale=0)
+            delete = gr.Button("Delete", variant="stop", scale=0)
+        with gr.Row():
+            turns = gr.Dropdown(label="Turn to branch from", choices=[], scale=3, allow_custom_value=True)
+            branch = gr.Button("Branch from this turn", scale=0)
+        with gr.Row():
+            title = gr.Textbox(label="New title", scale=3)
+            rename = gr.Button("Rename", scale=0)
+            export = gr.Button("Export Markdown", scale=0)
+        exported = gr.File(label="Exported session", interactive=False)
+
+    sampling_inputs = settings.inputs()
+    view_outputs = [evidence, chat, session_id, after_turn, status, plot, sessions, turns]
+
+    def picked(doc_id: int | None) -> tuple[Any, ...]:
+        if doc_id is None:
+            return gr.update(maximum=1, value=0), "", None, None, None, gr.update(choices=[], value=None), [], ""
+        length = h.document_length(ctx, doc_id)
+        return (gr.update(maximum=max(1, length), value=length), h.describe_point(ctx, doc_id, length), None, None,
+                h.reading_plot(ctx, doc_id, length), gr.update(choices=h.session_choices(ctx, doc_id), value=None),
+                [], "")
+
+    def moved(doc_id: int | None, at: float) -> tuple[Any, ...]:
+        if doc_id is None:
+            return "", gr.skip()
+        return h.describe_point(ctx, doc_id, int(at)), h.reading_plot(ctx, doc_id, int(at))
+
+    def went(doc_id: int | None, text: str) -> tuple[Any, ...]:
+        at = h.position_of(ctx, doc_id, text)
+        return at, h.describe_point(ctx, doc_id, at), h.reading_plot(ctx, doc_id, at)
+
+    def streamed(views: Iterator[h.ReaderView], doc_id: int, at: int) -> Iterator[tuple[Any, ...]]:
+        for number, view in enumerate(views):
+            plot_now = h.reading_plot(ctx, doc_id, at, view.citations) if number == 0 else gr.skip()
+            if not view.done:
+                yield (view.evidence, view.chat, view.session_id, view.after_turn, view.status, plot_now, gr.skip(),
+                       gr.skip())
+                continue
+            yield (view.evidence, view.chat, view.session_id, view.after_turn, view.status, plot_now,
+                   gr.update(choices=h.session_choices(ctx, doc_id), value=view.session_id),
+                   gr.update(choices=h.turn_choices(ctx, view.session_id), value=view.after_turn))
+
+    def asked(doc_id, text, at, whole_doc, *rest):
+        *knobs, sid, turn = rest
+        sampling = sampling_settings(*knobs)
+        yield from streamed(h.ask(ctx, doc_id, text, int(at), whole_doc, sampling, sid, turn), doc_id, int(at))
+
+    def continued(doc_id, at, *rest):
+        *knobs, sid, turn = rest
+        sampling = sampling_settings(*knobs)
+        yield from streamed(h.continue_text(ctx, doc_id, int(at), sampling, sid, turn), doc_id, int(at))
+
+    def shown(result: tuple[h.ReaderView, int, int]) -> tuple[Any, ...]:
+        view, doc_id, at = result
+        return (gr.update(choices=h.readable_choices(ctx), value=doc_id), gr.update(maximum=max(
+            1, h.document_length(ctx, doc_id)), value=at), h.describe_point(ctx, doc_id, at), view.evidence,
+            view.chat, view.session_id, view.after_turn, view.status, h.reading_plot(ctx, doc_id, at, view.citations),
+            gr.update(choices=h.session_choices(ctx, doc_id), value=view.session_id),
+            gr.update(choices=h.turn_choices(ctx, view.session_id), value=view.after_turn))
+
+    def removed(doc_id: int | None, sid: int | None, current: int | None) -> tuple[Any, ...]:
+        said = h.delete_session(ctx, sid)
+        cleared = current is not None and int(current) == int(sid)
+        return (said, gr.update(choices=h.session_choices(ctx, doc_id), value=None), gr.update(choices=[], value=None),
+                None if cleared else current, gr.skip() if not cleared else None,
+                gr.skip() if not cleared else [])
+
+    restore_outputs = [document, position, point_info, *view_outputs]
+    document.input(guarded(picked), [document], [position, point_info, session_id, after_turn, plot, sessions, chat,
+                                                 evidence], api_name="pick_document")
+    position.release(guarded(moved), [document, position], [point_info, plot], api_visibility="private")
+    go.click(guarded(went), [document, where], [position, point_info, plot], api_name="go_to")
+    where.submit(guarded(went), [document, where], [position, point_info, plot], api_visibility="private")
+    ask_inputs = [document, question, position, whole, *sampling_inputs, session_id, after_turn]
+    ask.click(guarded(asked), ask_inputs, view_outputs, api_name="ask")
+    question.submit(guarded(asked), ask_inputs, view_outputs, api_visibility="private")
+    cont.click(guarded(continued), [document, position, *sampling_inputs, session_id, after_turn], view_outputs,
+               api_name="continue")
+    new.click(lambda: (None, None, [], "", "A new conversation starts with the next question."), None,
+              [session_id, after_turn, chat, evidence, status], api_name="new_conversation")
+    refresh.click(guarded(lambda: gr.update(choices=h.readable_choices(ctx))), None, [document],
+                  api_name="readable_documents")
+    sessions.input(guarded(lambda sid: gr.update(choices=h.turn_choices(ctx, sid), value=None)), [sessions], [turns],
+                   api_visibility="private")
+    resume.click(guarded(lambda sid: shown(h.resume_session(ctx, sid))), [sessions], restore_outputs,
+                 api_name="resume_session")
+    branch.click(guarded(lambda turn: shown(h.branch_session(ctx, turn))), [turns], restore_outputs,
+                 api_name="branch")
+    rename.click(guarded(lambda doc_id, sid, text: (h.rename_session(ctx, sid, text),
+                                                    gr.update(choices=h.session_choices(ctx, doc_id), value=sid))),
+                 [document, sessions, title], [status, sessions], api_name="rename_session")
+    delete.click(guarded(removed), [document, sessions, session_id], [status, sessions, turns, session_id, after_turn,
+                                                                      chat], api_name="delete_session")
+    export.click(guarded(lambda sid: str(h.export_session(ctx, sid))), [sessions], [exported],
+                 api_name="export_session")
+    return document
