@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"megalodoc serve: --threads {args.threads} must be at least 1", file=sys.stderr)
             return 2
         torch.set_num_threads(args.threads)  # once, at start-up: the library never changes it
-    from megalodoc.app.ui.adapter import LibraryService
+    from megalodoc.app.reader import ReaderService
     from megalodoc.app.ui.build import build_ui, launch
     from megalodoc.app.ui.context import DEFAULT_MAX_UPLOAD_MB
     from megalodoc.ingest.pipeline import IngestError
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from megalodoc.storage import StorageError
 
     try:
-        service = LibraryService(args.db, args.model)
+        service = ReaderService(args.db, args.model)
     except (IngestError, CheckpointError, StorageError, ValueError) as exc:
         print(f"megalodoc serve: {exc}", file=sys.stderr)
         return 2

@@ -89,7 +89,8 @@ def test_continue_streams_text_from_the_reading_point_in_a_session(ctx, atlas):
 def test_export_rename_and_delete_a_session(ctx, atlas):
     *_, one = h.ask(ctx, atlas.id, "Who keeps the lighthouses?", atlas.committed_position, False, SAMPLING, None,
                     None)
-    assert h.rename_session(ctx, one.session_id, "  Lighthouses  ") == f"Session {one.session_id} is now called Lighthouses."
+    said = h.rename_session(ctx, one.session_id, "  Lighthouses  ")
+    assert said == f"Session {one.session_id} is now called Lighthouses."
     path = h.export_session(ctx, one.session_id)
     assert path.parent == ctx.data_dir / "exports"
     text = path.read_text()
@@ -106,7 +107,8 @@ def test_export_rename_and_delete_a_session(ctx, atlas):
 
 def test_reading_points_from_pages_and_the_plot(ctx, atlas):
     at = h.position_of(ctx, atlas.id, "p. 3")
-    assert h.describe_point(ctx, atlas.id, at) == f"Reading point: token {at:,} of {atlas.committed_position:,} (page 3)"
+    said = h.describe_point(ctx, atlas.id, at)
+    assert said == f"Reading point: token {at:,} of {atlas.committed_position:,} (page 3)"
     assert h.position_of(ctx, atlas.id, "100%") == atlas.committed_position
     with pytest.raises(expected_errors(), match="no page 9"):
         h.position_of(ctx, atlas.id, "p. 9")
