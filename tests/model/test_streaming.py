@@ -78,22 +78,75 @@ def test_float64_streaming_is_exact_to_rounding():
     assert_close(pieces, full.double(), FLOAT64_EXACT * 100, "float64 streamed logits")
 
 
-def test_attention_is_chunk_local(tiny):
-    """Changing a token in an earlier chunk must not change the attention of a later chunk directly:
-    the influence is only through CEMA and the norms, so with those states equal the outputs are equal."""
-    ids = torch.randint(0, 256, (1, 40), generator=torch.Generator().manual_seed(5))
+def record_attention(monkeypatch):
+    """Wrap the model's chunked_attention: every call's inputs and output, in call order."""
+    from megalodoc.model import mega_attention
+
+    calls = []
+    real = mega_attention.chunked_attention
+
+    def recording(q, k, v, cached_keys, cached_values, **kwargs):
+        out = real(q, k, v, cached_keys, cached_values, **kwargs)
+        calls.append({"q": q, "k": k, "v": v, "cached_keys": cached_keys, "cached_values": cached_values,
+                      "kwargs": kwargs, "o": out[0]})
+        return out
+
+    monkeypatch.setattr(mega_attention, "chunked_attention", recording)
+    return calls, real
+
+
+def test_attention_is_chunk_local(tiny, monkeypatch):
+    """Attention never looks across a chunk boundary: in every layer, replacing the queries, keys and
+    values of the first chunk by noise leaves the attention output of the later chunks bit-identical
+    (it would change if any later token attended to an earlier chunk), while the first chunk's output
+    changes. A token of an earlier chunk still reaches later logits, through CEMA and the norms."""
+    C = tiny.config.chunk_size
+    ids = torch.randint(0, 256, (1, 3 * C), generator=torch.Generator().manual_seed(5))
+    calls, attention = record_attention(monkeypatch)
     with torch.no_grad():
-        _, state = tiny(ids[:, :32])
-        assert state.at_chunk_boundary
-        a, _ = tiny(ids[:, 32:], state)
-        b, _ = tiny(ids[:, 32:], state)
-        ids2 = ids.clone()
-        ids2[0, 3] = (ids2[0, 3] + 1) % 256
-        full2, _ = tiny(ids2)
         full1, _ = tiny(ids)
-    assert torch.equal(a, b)
-    # but the earliest chunk still influences late logits through the carried state
+    assert len(calls) == tiny.config.num_layers
+    noise = torch.Generator().manual_seed(9)
+    for layer, call in enumerate(calls):
+        q, k, v = (call[name].clone() for name in ("q", "k", "v"))  # (B, 3C, H, d)
+        for t in (q, k, v):
+            t[:, :C] = torch.randn(t[:, :C].shape, generator=noise) * 3
+        o, _, _ = attention(q, k, v, call["cached_keys"], call["cached_values"], **call["kwargs"])
+        assert torch.equal(o[:, C:], call["o"][:, C:]), f"layer {layer}: later chunks saw the first chunk"
+        assert not torch.allclose(o[:, :C], call["o"][:, :C]), f"layer {layer}: the perturbation did nothing"
+    # the earliest chunk still influences late logits through the carried state
+    ids2 = ids.clone()
+    ids2[0, 3] = (ids2[0, 3] + 1) % 256
+    with torch.no_grad():
+        full2, _ = tiny(ids2)
     assert (full2[0, -1] - full1[0, -1]).abs().max() > 1e-6
+
+
+def test_attention_is_chunk_local_when_streaming(tiny, monkeypatch):
+    """The same from a carried state: a call that starts mid-chunk attends to the cached keys of its
+    own chunk only; at a chunk boundary the state holds no keys at all."""
+    C = tiny.config.chunk_size
+    ids = torch.randint(0, 256, (1, 2 * C + 5), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        _, boundary = tiny(ids[:, : 2 * C])
+        _, mid = tiny(ids[:, : C + 5])
+    assert boundary.at_chunk_boundary and all(layer.keys.shape[1] == 0 for layer in boundary.layers)
+    assert all(layer.keys.shape[1] == 5 for layer in mid.layers)
+    calls, attention = record_attention(monkeypatch)
+    with torch.no_grad():
+        tiny(ids[:, C + 5 :], mid)  # finishes chunk 1 (11 tokens), then chunk 2 (5 tokens)
+    noise = torch.Generator().manual_seed(10)
+    for layer, call in enumerate(calls):
+        head = C - 5
+        q, k, v = (call[name].clone() for name in ("q", "k", "v"))  # (B, head + 5, H, d)
+        cached_k = torch.randn(call["cached_keys"].shape, generator=noise)
+        cached_v = torch.randn(call["cached_values"].shape, generator=noise)
+        for t in (q, k, v):
+            t[:, :head] = torch.randn(t[:, :head].shape, generator=noise)
+        o, _, _ = attention(q, k, v, cached_k, cached_v, **call["kwargs"])
+        assert torch.equal(o[:, head:], call["o"][:, head:]), f"layer {layer}: chunk 2 saw chunk 1"
+        o, _, _ = attention(call["q"], call["k"], call["v"], cached_k, cached_v, **call["kwargs"])
+        assert not torch.allclose(o[:, :head], call["o"][:, :head]), f"layer {layer}: the cache was not used"
 
 
 def test_state_is_never_mutated(tiny):
