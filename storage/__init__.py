@@ -55,6 +55,8 @@ Sessions (a tree of turns)
     list_turns(session_id)
 Maintenance
     check_integrity(verify_blobs=True) -> [problem], collect_garbage()
+    thin_snapshots(document_id, spacing_tokens) -> ThinningReport (keeps the last snapshot and those
+    sessions start from; deletes unreferenced blobs), vacuum() (SQLite: give freed space back)
 Errors: every failure is a StorageError (database errors are wrapped): NotFoundError, ConflictError
 (DocumentExistsError, SnapshotExistsError), SnapshotOrderError, DocumentStatusError, DocumentInUseError,
 ClaimLostError, CorruptSnapshotError, SchemaError (SchemaBehindError, SchemaNewerError), and
@@ -62,6 +64,7 @@ StorageFullError when the disk is full (the failed write is rolled back, earlier
 arguments raise ValueError / TypeError naming the value before anything is written.
 """
 
+from megalodoc.storage.compaction import ThinningReport
 from megalodoc.storage.engine import DB_ENV_VAR, DEFAULT_DB_FILE, resolve_url
 from megalodoc.storage.errors import (
     ClaimLostError,
@@ -128,6 +131,7 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "Store",
+    "ThinningReport",
     "TurnRecord",
     "database_status",
     "describe_locations",

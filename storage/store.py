@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from megalodoc.storage.blob_encoding import DEFAULT_ENCODING, check_encoding
+from megalodoc.storage.compaction import CompactionMixin
 from megalodoc.storage.documents import DocumentsMixin
 from megalodoc.storage.engine import PragmaValue, create_store_engine, display_url, resolve_url, sqlite_file
 from megalodoc.storage.errors import StorageError
@@ -32,7 +33,9 @@ from megalodoc.storage.target_check import SqliteTarget, inspect_sqlite_target, 
 from megalodoc.storage.unit import UnitOfWork
 
 
-class Store(DocumentsMixin, SnapshotsMixin, LocationsMixin, SearchMixin, SessionsMixin, MaintenanceMixin):
+class Store(
+    DocumentsMixin, SnapshotsMixin, LocationsMixin, SearchMixin, SessionsMixin, MaintenanceMixin, CompactionMixin
+):
     """Documents, snapshots, locations, chunk text and sessions in one database. Build with `open_store`."""
 
     def __init__(self, engine: Engine, url: str, state_encoding: str = DEFAULT_ENCODING) -> None:

@@ -1,4 +1,4 @@
-"""`megalodoc db ...`: database maintenance (schema upgrade, status, integrity check).
+"""`megalodoc db ...`: database maintenance (schema upgrade, status, integrity check, snapshot compaction).
 
 The storage package is imported only when a db command runs, so building the CLI parser stays fast.
 """
@@ -29,6 +29,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--db", default=None, help=_DB_HELP)
     check.add_argument("--no-blobs", action="store_true", help="skip re-hashing the stored states")
     check.set_defaults(handler=_check)
+
+    compact = commands.add_parser(
+        "compact", help="thin documents' snapshots to one every K chunks (the last one is kept), delete "
+        "state blobs nothing uses; state_at then re-reads up to K chunks of stored tokens")
+    compact.add_argument("documents", nargs="+", metavar="DOC", help="document id or name (as `megalodoc "
+                         "ingest` listed it)")
+    compact.add_argument("--every", type=_positive, required=True, metavar="K", help="keep a snapshot every K chunks")
+    compact.add_argument("--vacuum", action="store_true", help="then rebuild the SQLite file so the freed space "
+                         "goes back to the file system (needs as much free space as the file; blocks writers)")
+    compact.add_argument("--db", default=None, help=_DB_HELP)
+    compact.set_defaults(handler=_compact)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"K must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -90,3 +111,63 @@ def _check(args: argparse.Namespace) -> int:
         print(problem)
     print(f"{store.url}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
     return 0 if not problems else 1
+
+
+def _find_document(store, key: str):  # noqa: ANN001, ANN202 (storage types are imported lazily)
+    """The document with id `key`, else the one named `key`; StorageError when none or several."""
+    from megalodoc.storage import NotFoundError
+
+    if key.isdigit():
+        return store.get_document(int(key))
+    named = [doc for doc in store.list_documents() if doc.name == key]
+    if len(named) != 1:
+        ids = ", ".join(str(doc.id) for doc in named)
+        raise NotFoundError(f"no document named {key!r}" if not named else
+                            f"{len(named)} documents are named {key!r} (ids {ids}): give the id")
+    return named[0]
+
+
+def _chunk_size(store, document) -> int:  # noqa: ANN001
+    """The chunk size recorded in the document's last stored state."""
+    from megalodoc.model.tensor_codec import decode_state
+    from megalodoc.storage import NotFoundError
+
+    snapshots = store.list_snapshots(document.id)
+    if not snapshots:
+        raise NotFoundError(f"{document.name} (document {document.id}) has no snapshots")
+    _, metadata = decode_state(store.load_snapshot_bytes(snapshots[-1].id))
+    if not metadata.get("chunk_size", "").isdigit():
+        raise ValueError(f"{document.name}: its last state records no chunk size")
+    return int(metadata["chunk_size"])
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from megalodoc.storage import StorageError, open_store
+    from megalodoc.storage.engine import sqlite_file
+
+    try:
+        with open_store(args.db, create=False) as store:
+            path = sqlite_file(store.engine.url.render_as_string(hide_password=False))
+            size_before = _file_bytes(path)
+            for key in args.documents:
+                document = _find_document(store, key)
+                chunk = _chunk_size(store, document)
+                report = store.thin_snapshots(document.id, args.every * chunk)
+                print(f"{document.name} (document {document.id}): kept {report.kept} snapshot(s) every "
+                      f"{args.every} chunk(s) of {chunk} tokens, deleted {report.deleted}; "
+                      f"{report.blobs_deleted} state blob(s), {report.blob_bytes_freed:,} bytes freed")
+            if args.vacuum and store.vacuum():
+                print(f"{store.url}: {size_before:,} -> {_file_bytes(path):,} bytes on disk after VACUUM")
+            elif args.vacuum:
+                print(f"{store.url}: not SQLite; the database reuses the freed space itself")
+    except (StorageError, ValueError) as exc:
+        print(f"megalodoc db compact: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _file_bytes(path) -> int:  # noqa: ANN001
+    """Bytes of a SQLite database with its WAL (0 when not a file)."""
+    if path is None:
+        return 0
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
