@@ -46,9 +46,23 @@ def bom_encoding(head: bytes) -> str | None:
     return None
 
 
+def utf16_without_bom(head: bytes) -> str | None:
+    """"utf-16-le" / "utf-16-be" when ``head`` reads as UTF-16 text without a byte-order mark: nearly every
+    high (or low) byte of its code units is NUL, as in mostly-Latin text, and the other bytes are not."""
+    sample = head[: len(head) & ~1]
+    if len(sample) < 8:
+        return None
+    low, high = sample[0::2], sample[1::2]
+    units = len(low)
+    for zeros, others, name in ((high, low, "utf-16-le"), (low, high, "utf-16-be")):
+        if zeros.count(0) >= 0.9 * units and others.count(0) <= 0.01 * units:
+            return name
+    return None
+
+
 def sniff_binary(head: bytes) -> str | None:
     """Why ``head`` (the first bytes of a file) looks binary, or None if it looks like text."""
-    if not head or bom_encoding(head) in ("utf-16", "utf-32"):
+    if not head or bom_encoding(head) in ("utf-16", "utf-32") or utf16_without_bom(head):
         return None
     nul = head.find(b"\0")
     if nul >= 0:
@@ -60,8 +74,9 @@ def sniff_binary(head: bytes) -> str | None:
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Decode a whole file: BOM codec, else UTF-8, else cp1252, else latin-1. Returns (text, codec)."""
-    encoding = bom_encoding(data)
+    """Decode a whole file: BOM codec (or UTF-16 recognised without one), else UTF-8, else cp1252, else
+    latin-1. Returns (text, codec). Raises UnicodeDecodeError when the bytes contradict their BOM."""
+    encoding = bom_encoding(data) or utf16_without_bom(data[:SNIFF_BYTES])
     if encoding is not None:
         return data.decode(encoding), encoding
     for encoding in ("utf-8", *FALLBACK_ENCODINGS):
@@ -98,13 +113,16 @@ class FileScan:
     head: bytes
     encoding: str
     has_text: bool
+    problem: str | None = None
+    """Why the bytes cannot be decoded as they claim (a byte-order mark they contradict), or None."""
 
 
 def scan_file(path: Path, declared: str | None = None) -> FileScan:
     """Hash ``path`` and choose its codec in one streaming pass (constant memory).
 
-    Codec order: a byte-order mark's; else ``declared`` (e.g. an HTML meta charset), UTF-8, cp1252,
-    latin-1, keeping the first under which the whole file decodes.
+    Codec order: a byte-order mark's (or UTF-16 recognised without one); else ``declared`` (e.g. an HTML
+    meta charset), UTF-8, cp1252, latin-1, keeping the first under which the whole file decodes. A file
+    whose byte-order mark (or UTF-16 look) its bytes then contradict gets ``problem`` set.
     """
     digest = hashlib.sha256()
     size = 0
@@ -112,24 +130,31 @@ def scan_file(path: Path, declared: str | None = None) -> FileScan:
     has_text = False
     high = False  # bytes >= 0x80 seen: whether they are visible is decided on the decoded text
     candidates: list[str] = []
+    checked: list[str] = []  # the candidates that must be verified (all but a final catch-all)
     decoders: dict[str, codecs.IncrementalDecoder] = {}
     wide: codecs.IncrementalDecoder | None = None  # UTF-16/32 files: whitespace check on decoded text
+    marked: str | None = None
     with open_binary(path) as handle:
         while block := handle.read(READ_BLOCK):
             if not size:
                 head = block[:SNIFF_BYTES]
-                bom = bom_encoding(head)
-                candidates = [bom] if bom else list(dict.fromkeys(
-                    [name for name in (declared, "utf-8", *FALLBACK_ENCODINGS) if name]))
+                marked = bom_encoding(head) or utf16_without_bom(head)
+                if marked:
+                    candidates, checked = [marked], [marked]
+                else:
+                    candidates = list(dict.fromkeys([name for name in (declared, "utf-8", *FALLBACK_ENCODINGS)
+                                                     if name]))
+                    checked = candidates[:-1]  # the last candidate decodes anything: always kept
                 decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
-                if bom in ("utf-16", "utf-32"):
-                    wide = codecs.getincrementaldecoder(bom)(errors="replace")
+                if marked and marked != "utf-8-sig":
+                    wide = codecs.getincrementaldecoder(marked)(errors="replace")
             digest.update(block)
             size += len(block)
-            for name in candidates[:-1]:  # the last candidate decodes anything: always kept
+            for name in list(checked):
                 try:
                     decoders[name].decode(block)
                 except UnicodeDecodeError:
+                    checked.remove(name)
                     candidates.remove(name)
             if not has_text:
                 if wide:
@@ -137,11 +162,15 @@ def scan_file(path: Path, declared: str | None = None) -> FileScan:
                 else:
                     has_text = has_visible_ascii(block)
                     high = high or len(block.translate(None, _HIGH_BYTES)) < len(block)
-    for name in candidates[:-1]:
+    for name in list(checked):
         try:
             decoders[name].decode(b"", final=True)
         except UnicodeDecodeError:
+            checked.remove(name)
             candidates.remove(name)
+    if marked and not candidates:
+        problem = f"looks like {marked} (byte-order mark or byte pattern) but is not valid {marked}"
+        return FileScan(digest.hexdigest(), size, head, marked, has_text, problem)
     encoding = candidates[0] if candidates else "utf-8"
     if not has_text and high:  # only whitespace and non-ASCII so far: look at the characters
         has_text = any(has_visible_text(text) for text in iter_decoded(path, encoding))

@@ -43,6 +43,9 @@ HEADER = "# file: {path}\n"
 """Introduces each file in the text stream."""
 
 GITIGNORE = ".gitignore"
+MAX_FOLDER_DEPTH = 100
+"""Folders nested deeper than this are skipped with a note (real repositories stay far below; a deeper
+tree is generated or hostile, and walking it would exhaust the stack)."""
 MAX_GITIGNORE_BYTES = 1 << 20
 
 
@@ -126,7 +129,10 @@ class RepoSource(Source):
                     found.append((entry.path, entry.size))
                     self.options.caps.check_files(self.path, len(found))  # stops a huge walk early
             for entry in subfolders:
-                self._walk_dir(entry.path, rules, found)
+                if entry.path.count("/") >= MAX_FOLDER_DEPTH:
+                    self._skip(entry.path, f"nested deeper than {MAX_FOLDER_DEPTH} folders; not read")
+                else:
+                    self._walk_dir(entry.path, rules, found)
         finally:
             if pushed:
                 rules.pop()
@@ -161,7 +167,11 @@ class RepoSource(Source):
             if binary is not None:
                 self._skip(path, binary)
                 continue
-            _, encoding = decode_bytes(data)
+            try:
+                _, encoding = decode_bytes(data)
+            except UnicodeDecodeError as error:  # a byte-order mark the bytes contradict
+                self._skip(path, f"not valid {error.encoding} after its byte-order mark; not read")
+                continue
             shown = self.tree.show(path)
             self.encodings[shown] = encoding
             if encoding in ("cp1252", "latin-1"):
@@ -247,7 +257,7 @@ def _reason(error: BaseException) -> str:
 
 def _reason_kind(reason: str) -> str:
     for marker in ("ignored", "binary", "size cap", "symlink", "unreadable", "virtual environment",
-                   "version-control", "not a regular file"):
+                   "version-control", "not a regular file", "nested deeper"):
         if marker in reason:
             return marker
     return "other"

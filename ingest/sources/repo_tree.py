@@ -29,6 +29,8 @@ from .path_checks import file_type, open_binary, read_regular
 from .types import Notice
 
 EntryKind = Literal["file", "dir"]
+MAX_MEMBER_DEPTH = 100
+"""Archive members nested deeper than this many folders are skipped (like deep folders of a tree)."""
 SPECIAL_TYPES = frozenset({stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK})
 """Unix file types a zip member may claim that are not data (a member's mode may carry no type at all)."""
 
@@ -146,7 +148,12 @@ class _IndexedTree(Tree):
         for name, kind, size in names:
             path = clean_member_name(name)
             if path is None:
-                self._problem("", Notice(f"{self.archive.name}:{name}", "unsafe path in the archive; skipped"))
+                notice = Notice(shown_name(f"{self.archive.name}:{name}"), "unsafe path in the archive; skipped")
+                self._problem("", notice)
+                continue
+            if path.count("/") > MAX_MEMBER_DEPTH:
+                self._problem("", Notice(shown_name(f"{self.archive.name}:{name[:200]}..."),
+                                         f"nested deeper than {MAX_MEMBER_DEPTH} folders; not read"))
                 continue
             cleaned.append((path, kind, size))
         tops = {path.split("/", 1)[0] for path, _, _ in cleaned}

@@ -79,7 +79,7 @@ def check_text_file(path: Path, scan: FileScan) -> None:
     """Raise if ``path`` cannot be a text document: empty, blank or binary."""
     if scan.size == 0:
         raise EmptySourceError(path, "empty file (0 bytes)")
-    reason = sniff_binary(scan.head)
+    reason = scan.problem or sniff_binary(scan.head)
     if reason is not None:
         raise BinaryFileError(path, f"{reason}; not a text document (supported: PDF, text, Markdown, "
                                     "reStructuredText, HTML, a folder, .zip or .tar.gz)")
