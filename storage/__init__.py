@@ -47,6 +47,8 @@ Locations and text
     search(query, document_id=None, limit=10, match="all"|"any") -> [ChunkHit]   # FTS5/BM25 or tsvector
         Words and "quoted phrases"; any text is safe (never an FTS syntax error); hits carry snippet
         (matches in **bold**), score (higher is better) and locations (.where: "page 132").
+Chunk losses (the surprise curve: bits per byte per chunk, per document and model)
+    put_chunk_losses(document_id, model_fingerprint, [ChunkLoss]), chunk_losses(document_id, model_fingerprint)
 Sessions (a tree of turns)
     create_session(document_id, position, snapshot_id=None, title=None), get_session, list_sessions,
     rename_session, delete_session
@@ -86,6 +88,7 @@ from megalodoc.storage.records import (
     DOCUMENT_KINDS,
     DOCUMENT_STATUSES,
     ChunkHit,
+    ChunkLoss,
     ChunkRecord,
     ChunkText,
     DocumentRecord,
@@ -107,6 +110,7 @@ __all__ = [
     "DOCUMENT_STATUSES",
     "SCHEMA_VERSION",
     "ChunkHit",
+    "ChunkLoss",
     "ChunkRecord",
     "ChunkText",
     "ClaimLostError",

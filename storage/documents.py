@@ -9,6 +9,7 @@ from megalodoc.storage.clock import db_now
 from megalodoc.storage.convert import document_record, require_int, require_text
 from megalodoc.storage.errors import ConflictError, DocumentExistsError, DocumentInUseError, NotFoundError
 from megalodoc.storage.models import (
+    ChunkLossRow,
     ChunkRow,
     Document,
     LocationRow,
@@ -309,6 +310,7 @@ class DocumentsMixin:
             session.execute(delete(SnapshotRow).where(SnapshotRow.document_id == document_id))
             session.execute(delete(ChunkRow).where(ChunkRow.document_id == document_id))
             session.execute(delete(LocationRow).where(LocationRow.document_id == document_id))
+            session.execute(delete(ChunkLossRow).where(ChunkLossRow.document_id == document_id))
             session.execute(delete(Document).where(Document.id == document_id))
 
         self._uow.write(work)

@@ -181,3 +181,24 @@ class TurnRow(Base):
     sampling_json: Mapped[str] = mapped_column(Text, default="{}")
     snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChunkLossRow(Base):
+    """Bits per byte of chunk [token_start, token_end) of a document as read by one model (the surprise
+    curve), with the state carried from the document's start."""
+
+    __tablename__ = "chunk_losses"
+    __table_args__ = (
+        UniqueConstraint(
+            "document_id", "model_fingerprint", "token_start", name="uq_chunk_losses_document_model_start"
+        ),
+        CheckConstraint("token_start >= 0 AND token_end > token_start", name="range_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    model_fingerprint: Mapped[str] = mapped_column(String(128))
+    token_start: Mapped[int] = mapped_column(BigInteger)
+    token_end: Mapped[int] = mapped_column(BigInteger)
+    bits_per_byte: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

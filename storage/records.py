@@ -120,6 +120,18 @@ def check_tail_ids(position: int, tail_ids: Any) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class ChunkLoss:
+    """Bits per byte of the tokens of [start, end) of a document as one model predicts them (surprise)."""
+
+    start: int
+    end: int
+    bits_per_byte: float
+
+    def __post_init__(self) -> None:
+        _check_range("ChunkLoss", self.start, self.end)
+
+
+@dataclass(frozen=True)
 class StatePayload:
     """A serialized state to store with a session turn. `state_bytes` is the state at the chunk boundary
     `position - len(tail_ids)`; the `tail_ids` (fewer than a chunk) are re-read on restore, so the pair

@@ -20,11 +20,12 @@ from megalodoc.storage.engine import display_url
 from megalodoc.storage.errors import SchemaBehindError, SchemaError, SchemaNewerError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SCHEMA_VERSION = "0003"
+SCHEMA_VERSION = "0004"
 VERSION_TABLE = "alembic_version"
 # Alembic keeps the running migration in module-level state: one migration per process at a time.
 _ALEMBIC_LOCK = threading.Lock()
-OWN_TABLES = frozenset({"documents", "locations", "chunks", "state_blobs", "snapshots", "sessions", "turns"})
+OWN_TABLES = frozenset({"documents", "locations", "chunks", "state_blobs", "snapshots", "sessions", "turns",
+                        "chunk_losses"})
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from megalodoc.storage.documents import DocumentsMixin
 from megalodoc.storage.engine import PragmaValue, create_store_engine, display_url, resolve_url, sqlite_file
 from megalodoc.storage.errors import StorageError
 from megalodoc.storage.locations import LocationsMixin
+from megalodoc.storage.losses import LossesMixin
 from megalodoc.storage.maintenance import MaintenanceMixin
 from megalodoc.storage.schema import (
     SCHEMA_VERSION,
@@ -34,7 +35,8 @@ from megalodoc.storage.unit import UnitOfWork
 
 
 class Store(
-    DocumentsMixin, SnapshotsMixin, LocationsMixin, SearchMixin, SessionsMixin, MaintenanceMixin, CompactionMixin
+    DocumentsMixin, SnapshotsMixin, LocationsMixin, SearchMixin, SessionsMixin, LossesMixin, MaintenanceMixin,
+    CompactionMixin,
 ):
     """Documents, snapshots, locations, chunk text and sessions in one database. Build with `open_store`."""
 

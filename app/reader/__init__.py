@@ -21,6 +21,7 @@ from megalodoc.app.reader.positions import resolve_position
 from megalodoc.app.reader.prompting import PromptFormat, PromptFormatError, load_prompt_format
 from megalodoc.app.reader.service import ASK_SAMPLING, CONTINUE_SAMPLING, ReaderService
 from megalodoc.app.reader.sessions import SessionPoint, TurnDetails
+from megalodoc.app.reader.surprise import SurprisePoint
 
 __all__ = [
     "ASK_SAMPLING",
@@ -42,6 +43,7 @@ __all__ = [
     "ReaderService",
     "SessionNotFoundError",
     "SessionPoint",
+    "SurprisePoint",
     "TurnDetails",
     "load_prompt_format",
     "resolve_position",

@@ -37,7 +37,9 @@ from megalodoc.app.reader.evidence import rank_evidence
 from megalodoc.app.reader.positions import Position, resolve_position
 from megalodoc.app.reader.prompting import PromptFormat, load_prompt_format
 from megalodoc.app.reader.sessions import SessionPoint, TurnDetails, session_markdown
+from megalodoc.app.reader.surprise import SurprisePoint, chunk_losses, surprise_points
 from megalodoc.ingest.library import Library
+from megalodoc.ingest.pipeline import CancelToken, ProgressCallback
 from megalodoc.model import Generation, IncompatibleStateError, Megalodon, ModelBundle, SamplingSettings
 from megalodoc.model.bundle import IN_MEMORY
 from megalodoc.storage import DocumentInUseError as StoreDocumentInUseError
@@ -255,6 +257,36 @@ class ReaderService(Library):
             if self.store.get_document_or_none(document.id) is None:
                 raise DocumentNotFoundError(f"{_name(document)}: deleted meanwhile") from exc
             raise
+
+    # ------------------------------------------------------------------ ingest and surprise
+
+    def ingest(self, path: str | os.PathLike, on_progress: ProgressCallback | None = None,
+               cancel: CancelToken | None = None, *, surprise: bool = False) -> DocumentRecord:
+        """Read one document (or resume it) as `Library.ingest` does; with `surprise`, a completed
+        document's surprise curve is computed and stored right after."""
+        document = super().ingest(path, on_progress, cancel)
+        if surprise and document.status == "complete":
+            self.surprise(document)
+        return document
+
+    def surprise(self, doc: DocumentRef, *, recompute: bool = False,
+                 on_progress: Callable[[int, int], None] | None = None) -> list[SurprisePoint]:
+        """Per-chunk loss along the document: a list of (position, bits_per_byte, location), one per chunk
+        of what was read, by position. Computed once per document and model and stored; computed again
+        when the document grew since, or with `recompute`. `on_progress(tokens_done, tokens_total)`."""
+        document = self._readable(doc)
+        fingerprint = self.bundle.fingerprint
+        losses = [] if recompute else self.store.chunk_losses(document.id, fingerprint)
+        if not losses or losses[-1].end != document.committed_position:
+            try:
+                losses = chunk_losses(self.store, self.bundle, document, on_progress)
+                self.store.put_chunk_losses(document.id, fingerprint, losses)
+            except StorageError as exc:
+                if self.store.get_document_or_none(document.id) is None:
+                    raise DocumentNotFoundError(f"{_name(document)}: deleted meanwhile") from exc
+                raise
+        locations = self.store.locations_between(document.id, 0, document.committed_position)
+        return surprise_points(losses, locations)
 
     # ------------------------------------------------------------------ sessions
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,27 @@ def test_ask_the_manual_cites_the_page_that_answers(manual_service):
     pieces = list(answer)
     assert "".join(pieces) == answer.text and 1 <= len(answer.token_ids) <= 24
     assert answer.label.startswith("machine-generated")
+
+
+def test_surprise_marks_garbled_text(manual_service, tmp_path):
+    """Letter soup between two paragraphs of a licence: the shipped model finds it far less predictable."""
+    service, _ = manual_service
+    licence = Path("/usr/share/common-licenses/GPL-3")
+    if not licence.exists():
+        pytest.skip(f"{licence} not present")
+    prose = licence.read_text()
+    rng = random.Random(0)
+    soup = "".join(rng.choice("qxzjkvwy#%&0123456789@") for _ in range(700))
+    path = tmp_path / "mixed.txt"
+    path.write_text(prose[:1800] + "\n" + soup + "\n" + prose[1800:3600])
+    doc = service.ingest(path, surprise=True)
+    points = service.surprise(doc)
+    assert points[-1].position < doc.committed_position <= points[-1].position + service.bundle.chunk_size
+    text_ids = service.store.token_ids(doc.id, 0, doc.committed_position)
+    soup_start = len(service.tokenizer.encode(prose[:1800] + "\n"))
+    soup_end = len(text_ids) - len(service.tokenizer.encode("\n" + prose[1800:3600]))
+    C = service.bundle.chunk_size
+    inside = [p.bits_per_byte for p in points if soup_start <= p.position and p.position + C <= soup_end]
+    outside = [p.bits_per_byte for p in points if p.position + C <= soup_start or p.position >= soup_end]
+    assert inside and outside
+    assert min(inside) > 2 * max(outside), (inside, outside)
