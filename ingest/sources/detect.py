@@ -31,6 +31,7 @@ PDF_HEADER_WINDOW = 1024
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 OFFICE_SUFFIXES = frozenset({".epub", ".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp"})
 
 
@@ -64,6 +65,9 @@ def open_source(path: str | os.PathLike[str], options: SourceOptions | None = No
         if _is_tar(path):
             return RepoSource(path, _open_archive(path, TarTree, options), options)
         kind = next((name for magic, name in COMPRESSED_MAGIC.items() if head.startswith(magic)), "tar")
+        if kind == "tar" or path.name.lower().endswith(TAR_SUFFIXES):
+            raise CorruptArchiveError(path, f"damaged or truncated tar archive ({kind} data that does not read "
+                                            "as a tar archive)")
         raise UnsupportedSourceError(path, f"a {kind}-compressed file that is not a tar archive; unpack it first")
     if suffix.endswith((".zip", ".tgz", ".tar", ".tar.gz")):
         raise CorruptArchiveError(path, f"named like an archive ({suffix}) but not one: damaged or mislabelled")
