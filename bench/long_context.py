@@ -185,6 +185,29 @@ class LlamaSystem:
     def state_bytes(self) -> int:
         return cache_bytes(self.cache)
 
+    def probe_ms(self, ids: torch.Tensor, position: int, device: torch.device, repeats: int = 3) -> float:
+        """ms for one chunk after `position` cached tokens, the cache filled with random keys and values
+        instead of streamed ones (the work of a call does not depend on the values). Successive calls
+        append, so the timed chunks sit at position + 1..repeats chunks (a few chunks past the length)."""
+        cfg = self.config
+        cache = new_cache(cfg)
+        head_dim = cfg.hidden_size // cfg.num_attention_heads
+        param = next(self.model.parameters())
+        for layer in range(cfg.num_hidden_layers):
+            shape = (1, cfg.num_key_value_heads, position, head_dim)
+            cache.update(torch.randn(shape, dtype=param.dtype, device=device),
+                         torch.randn(shape, dtype=param.dtype, device=device), layer)
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats + 1):
+                sync(device)
+                t0 = time.perf_counter()
+                self.model.model(input_ids=ids, use_cache=True, **{self.keyword: cache})
+                sync(device)
+                times.append(time.perf_counter() - t0)
+        del cache
+        return 1e3 * sorted(times[1:])[len(times[1:]) // 2]
+
     def next_logits(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self.keyword: self.cache})
         return out.logits[0, -1]
@@ -246,6 +269,20 @@ def stream(system, ids: torch.Tensor, chunk: int, device: torch.device, args, ru
         row.update(measure_decode(system, ids, device, args.decode_tokens))
     system.reset()  # free the cache before the next system runs
     return row
+
+
+def probe_row(system, row: dict, ids_all: torch.Tensor, chunk: int, device: torch.device, args) -> None:
+    """Where a baseline could not stream to the length, time one chunk at the end of it with a filled
+    cache (see LlamaSystem.probe_ms): the cost per chunk it would have reached."""
+    position = row["length"] - chunk
+    if device.type != "cuda" and system.kv_bytes_per_token * position > args.memory_cap_gib * 2**30:
+        return
+    try:
+        ms = system.probe_ms(ids_all[:, position : position + chunk], position, device)
+    except OOM:
+        row["probe_status"] = "out of memory"
+        return
+    row["probe_ms_per_chunk_end"] = ms
 
 
 def measure_decode(system, ids: torch.Tensor, device: torch.device, n: int) -> dict:
@@ -435,6 +472,9 @@ def main() -> None:
     print(f"device {device}, dtype {args.dtype}, threads {torch.get_num_threads()}, chunk {chunk}; "
           f"parameters {params}", flush=True)
 
+    for system in systems:  # warm-up: first calls compile kernels and grow allocator pools
+        warm = stream(system, ids_all[:, : 2 * chunk], chunk, device, args, run, decode=True)
+        print(f"warm-up {system.name}: {warm['status']}", flush=True)
     stream_rows: list[dict] = []
     stopped: dict[str, str] = {}
     for L in stream_lengths:
@@ -450,6 +490,8 @@ def main() -> None:
                 row = stream(system, ids_all[:, :L], chunk, device, args, run, decode=L in DECODE_LENGTHS)
                 if row["status"] != "ok":
                     stopped[system.name] = f"{row['status']} at a shorter length"
+            if row["status"] != "ok" and hasattr(system, "probe_ms") and not row["status"].endswith("deadline"):
+                probe_row(system, row, ids_all, chunk, device, args)
             stream_rows.append(row)
             print(_short(row), flush=True)
     one_rows = [] if args.no_one_shot else one_shot_rows(systems, ids_all, one_shot_lengths, device, args, run)

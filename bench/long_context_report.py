@@ -26,7 +26,7 @@ def _mib(value) -> str:
 
 def stream_table(result: dict) -> list[list[str]]:
     """One row per (length, system): tokens/s, ratio megalodoc / system, ms per chunk, memory, state."""
-    rows = [["length", "system", "tokens/s", "megalodoc x", "ms/chunk start", "ms/chunk end",
+    rows = [["length", "system", "tokens/s", "megalodoc x", "ms/chunk start", "ms/chunk end", "end x",
              "peak MiB", "state/KV MiB", "decode tok/s", "status"]]
     mega = {r["length"]: r for r in result["stream"] if r["system"] == MEGALODOC}
     for r in result["stream"]:
@@ -34,9 +34,17 @@ def stream_table(result: dict) -> list[list[str]]:
         m = mega.get(r["length"])
         if r["system"] != MEGALODOC and m and m.get("tokens_per_s") and r.get("tokens_per_s") and r["status"] == "ok":
             ratio = m["tokens_per_s"] / r["tokens_per_s"]
+        end = r.get("ms_per_chunk_end") if r["status"] == "ok" else None
+        end_text = _num(end, "{:.1f}")
+        if end is None and r.get("probe_ms_per_chunk_end") is not None:
+            end = r["probe_ms_per_chunk_end"]
+            end_text = f"{end:.1f} (probe)"
+        end_ratio = None
+        if r["system"] != MEGALODOC and m and m.get("ms_per_chunk_end") and end:
+            end_ratio = end / m["ms_per_chunk_end"]
         rows.append([
             _k(r["length"]), r["system"], _num(r.get("tokens_per_s")), _num(ratio, "{:.2f}x"),
-            _num(r.get("ms_per_chunk_start"), "{:.1f}"), _num(r.get("ms_per_chunk_end"), "{:.1f}"),
+            _num(r.get("ms_per_chunk_start"), "{:.1f}"), end_text, _num(end_ratio, "{:.2f}x"),
             _mib(r.get("peak_memory_bytes")), _mib(r.get("state_bytes")),
             _num(r.get("decode_tokens_per_s"), "{:.1f}"), r["status"],
         ])
@@ -66,12 +74,19 @@ def format_table(rows: list[list[str]], markdown: bool = False) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+LEGEND = ("tokens/s: the whole stream from an empty state; megalodoc x: megalodoc's tokens/s over the "
+          "system's; ms/chunk end: mean of the last 8 chunks ('probe': one chunk timed after a cache filled "
+          "to that length with random keys/values, where the stream was stopped); end x: the system's ms/chunk "
+          "at the end over megalodoc's.")
+
+
 def print_tables(result: dict, markdown: bool = False) -> None:
     meta = result["meta"]
     print(f"\n{meta.get('gpu') or meta.get('processor') or meta['machine']}, torch {meta['torch']}, "
           f"transformers {meta.get('transformers')}, threads {meta['threads']}, dtype {meta['dtype']}, "
           f"config {meta['config']}, chunk {meta['chunk']}, backend {meta.get('megalodoc_backend')}")
     print("\nstreaming\n" + format_table(stream_table(result), markdown))
+    print(LEGEND)
     if result.get("one_shot"):
         print("\none-shot (with logits)\n" + format_table(one_shot_table(result), markdown))
 

@@ -1,9 +1,9 @@
 """One entry point per op, choosing the implementation by device, overridable by MEGALODOC_BACKEND.
 
 Backends: "triton" (CUDA tensors, needs triton), "torch" (the PyTorch twins: the CPU path), "naive"
-(float64 loops: the oracle, slow). Default: torch everywhere, CUDA included, until the GPU tests
-(`python3 -m pytest -m gpu tests/kernels`) have passed on a GPU and kernels/NOTES.md records it; then
-TRITON_IS_CUDA_DEFAULT flips to True. Until then MEGALODOC_BACKEND=triton selects the kernels.
+(float64 loops: the oracle, slow). Default: triton for CUDA tensors (TRITON_IS_CUDA_DEFAULT, set after
+the GPU tests `python3 -m pytest -m gpu tests/kernels` passed on a GPU; kernels/NOTES.md records where),
+torch otherwise. MEGALODOC_BACKEND=torch keeps the twins on CUDA.
 Every stateful op has the same contract:
     op(inputs..., *, initial_state=None, output_final_state=False) -> (out, final_state | None)
 """
@@ -23,9 +23,9 @@ from megalodoc.kernels.timestep_norm.cumulative import NormStats, timestep_norm_
 from megalodoc.kernels.timestep_norm.naive import timestep_norm_naive
 
 BACKENDS = ("torch", "triton", "naive")
-# Whether CUDA tensors use the Triton kernels without MEGALODOC_BACKEND=triton. False until the `gpu`-marked
-# tests of tests/kernels have passed on a GPU with this code (kernels/NOTES.md says what was measured).
-TRITON_IS_CUDA_DEFAULT = False
+# Whether CUDA tensors use the Triton kernels without MEGALODOC_BACKEND=triton. True since the `gpu`-marked
+# tests of tests/kernels (kernels and the whole model against the twins) passed on an H200 (kernels/NOTES.md).
+TRITON_IS_CUDA_DEFAULT = True
 # module path and function name of each op's Triton implementation, imported only when used
 _TRITON_IMPLS = {
     "cema": ("megalodoc.kernels.cema.triton_cema", "cema_triton"),

@@ -5,14 +5,42 @@ finish the current chunk attend to the cache plus themselves (bottom-right-align
 start at a chunk boundary and are cut into chunks of C (the last one may be partial), each with plain
 causal attention. Softmax scale is 1.0: the learnt q/k scale replaces the temperature (paper Eq. 9).
 Positions restart at 0 in every chunk; cached keys are stored already rotated.
+
+Under no_grad the unfinished chunk's keys and values live in a buffer of C tokens (C is fixed), and the
+state holds views of its first n tokens: appending a token writes it after them instead of concatenating
+a new copy of the cache per generated token. A state is never mutated: the buffer remembers how many
+tokens have been claimed, and a second continuation of the same state (a branch) gets a copy.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from megalodoc.model.rotary import Rotary
+
+# chunk buffer -> number of its tokens some state already holds (writes go after them only)
+_CLAIMED: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+
+def _append(cached: torch.Tensor, new: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """cached (B, n, H, d) followed by new (B, L, H, d), n + L < C, as a view of a chunk buffer."""
+    n, L = cached.shape[1], new.shape[1]
+    if torch.is_grad_enabled() and (cached.requires_grad or new.requires_grad):
+        return torch.cat((cached, new), dim=1)  # autograd needs values that are never written again
+    buffer = cached._base
+    reusable = (
+        buffer is not None and _CLAIMED.get(buffer) == n and buffer.shape[1] == chunk_size
+        and buffer.dtype == new.dtype and buffer.device == new.device and buffer.shape[0] == new.shape[0]
+        and cached.data_ptr() == buffer.data_ptr() and buffer.is_contiguous()
+    )
+    if not reusable:
+        buffer = new.new_empty(new.shape[0], chunk_size, *new.shape[2:])  # (B, C, H, d)
+        buffer[:, :n] = cached
+    buffer[:, n : n + L] = new
+    _CLAIMED[buffer] = n + L
+    return buffer[:, : n + L]
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool,
@@ -69,5 +97,5 @@ def chunked_attention(
     if keep == 0:
         return o, k[:, :0], v[:, :0]
     if keep > L:  # still inside the chunk the cache started
-        return o, torch.cat((cached_keys, k), dim=1), torch.cat((cached_values, v), dim=1)
-    return o, k[:, L - keep :], v[:, L - keep :]
+        return o, _append(cached_keys, k, C), _append(cached_values, v, C)
+    return o, _append(k[:, :0], k[:, L - keep :], C), _append(v[:, :0], v[:, L - keep :], C)

@@ -72,8 +72,8 @@ class ModelState:
         flat: dict[str, torch.Tensor] = {"position": torch.tensor(self.position, dtype=torch.int64)}
         for i, layer in enumerate(self.layers):
             flat[f"layers.{i}.ema"] = torch.view_as_real(layer.ema).contiguous()
-            flat[f"layers.{i}.keys"] = layer.keys.contiguous()
-            flat[f"layers.{i}.values"] = layer.values.contiguous()
+            flat[f"layers.{i}.keys"] = _own(layer.keys)
+            flat[f"layers.{i}.values"] = _own(layer.values)
             _put_norm(flat, f"layers.{i}.norm", layer.norm)
         _put_norm(flat, "final_norm", self.final_norm)
         return flat
@@ -134,6 +134,11 @@ class ModelState:
             problems.append(f"position {self.position} is negative")
         if problems:
             raise StateMismatchError("state does not match the model: " + "; ".join(problems))
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous tensor with storage of its own (the cache is a view of a chunk-sized buffer)."""
+    return t.clone() if t._base is not None else t.contiguous()
 
 
 def _put_norm(flat: dict[str, torch.Tensor], prefix: str, norm: NormState) -> None:

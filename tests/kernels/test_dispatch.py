@@ -122,17 +122,19 @@ def test_import_and_cpu_path_work_without_triton() -> None:
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
 
 
-def test_cuda_default_is_the_twin_until_the_gpu_tests_pass(monkeypatch) -> None:
-    """CUDA tensors get the PyTorch twin unless MEGALODOC_BACKEND=triton or TRITON_IS_CUDA_DEFAULT."""
+def test_cuda_backend_follows_the_flag_and_the_override(monkeypatch) -> None:
+    """CUDA tensors get Triton when TRITON_IS_CUDA_DEFAULT (set once the GPU tests passed), the twin when
+    it is False; MEGALODOC_BACKEND overrides either way."""
 
     class FakeCuda:  # choose_backend only looks at .is_cuda
         is_cuda = True
 
-    monkeypatch.delenv("MEGALODOC_BACKEND", raising=False)
     monkeypatch.setattr(dispatch, "triton_available", lambda: True)
-    assert dispatch.choose_backend(FakeCuda()) == "torch"
-    monkeypatch.setattr(dispatch, "TRITON_IS_CUDA_DEFAULT", True)
-    assert dispatch.choose_backend(FakeCuda()) == "triton"
-    monkeypatch.setattr(dispatch, "TRITON_IS_CUDA_DEFAULT", False)
-    monkeypatch.setenv("MEGALODOC_BACKEND", "triton")
-    assert dispatch.choose_backend(FakeCuda()) == "triton"
+    for flag, env, expect in [(False, None, "torch"), (True, None, "triton"), (True, "torch", "torch"),
+                              (False, "triton", "triton")]:
+        monkeypatch.setattr(dispatch, "TRITON_IS_CUDA_DEFAULT", flag)
+        if env is None:
+            monkeypatch.delenv("MEGALODOC_BACKEND", raising=False)
+        else:
+            monkeypatch.setenv("MEGALODOC_BACKEND", env)
+        assert dispatch.choose_backend(FakeCuda()) == expect, (flag, env)

@@ -202,3 +202,30 @@ def test_gradcheck_state_carrying_path_batch3():
 
     inputs = [p.detach().clone().requires_grad_(True) for p in params]
     assert torch.autograd.gradcheck(loss_fn, inputs, fast_mode=True, atol=1e-6)
+
+
+def test_branches_from_one_mid_chunk_state_do_not_share_the_chunk_buffer(tiny):
+    """Token-by-token decoding appends into one chunk buffer; continuing the same state twice (a branch)
+    must give each branch its own keys: both equal a run from scratch, and the state is unchanged."""
+    gen = torch.Generator().manual_seed(11)
+    prefix, a, b = (torch.randint(0, 256, (1, n), generator=gen) for n in (5, 4, 4))
+    with torch.no_grad():
+        _, state = tiny(prefix)
+        snapshot = {k: v.clone() for k, v in state.to_flat().items()}
+        results = {}
+        for name, branch in (("a", a), ("b", b), ("a again", a)):
+            s, outs = state, []
+            for t in range(branch.shape[1]):
+                out, s = tiny(branch[:, t : t + 1], s)
+                outs.append(out)
+            results[name] = (torch.cat(outs, 1), s)
+        for name, branch in (("a", a), ("b", b)):
+            expect, expect_state = tiny(torch.cat((prefix, branch), 1))
+            got, got_state = results[name]
+            assert torch.allclose(got, expect[:, prefix.shape[1]:], atol=STREAM_VS_ONESHOT_LOGITS), name
+            assert_states_close(got_state, expect_state, STREAM_VS_ONESHOT_LOGITS, f"branch {name}")
+        assert torch.equal(results["a"][0], results["a again"][0])
+        assert torch.equal(results["a"][1].layers[0].keys, results["a again"][1].layers[0].keys)
+        assert results["a"][1].layers[0].keys.data_ptr() != results["b"][1].layers[0].keys.data_ptr()
+    for key, value in state.to_flat().items():
+        assert torch.equal(value, snapshot[key]), f"{key} changed after branching"
