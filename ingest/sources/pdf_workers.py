@@ -1,62 +1,66 @@
 """PDF page extraction in worker processes, running ahead of the consumer through a bounded window.
 
-The page range is cut into tasks of a few pages. Each worker is a fresh Python process
-(``python -c`` running ``pdf_worker.main`` with the parent's ``sys.path``): unlike multiprocessing's
-spawn it never re-imports the caller's ``__main__``, and unlike fork it is safe beside torch, CUDA and
-threads. A worker opens the PDF once (checking that its bytes still have the expected hash) and extracts
-the tasks it is given; the parent hands pages out strictly in order and keeps at most ``tasks_ahead``
-tasks submitted but not yet handed out, so memory stays bounded whatever the size of the book and the
-workers always have the next tasks queued. A worker's error comes back as the SourceError it raised
-(naming the file, and the page where known); a worker that dies is reported with its exit code and the
-end of its stderr. ``close()`` (also run when the owning generator is closed early, and on garbage
-collection) stops the workers at once.
+A ``concurrent.futures.ProcessPoolExecutor`` in the spawn context (fresh interpreters: safe beside
+torch, CUDA and threads, unlike fork) whose initializer opens the PDF once per worker, checking that
+its bytes still have the expected hash. The page range is cut into tasks of a few pages; at most
+``tasks_ahead`` tasks are submitted and not yet handed out, so memory stays bounded whatever the size
+of the book while the workers always have the next pages queued, and the consumer (the model) reads
+pages in order as they come. A worker's error comes back as the SourceError it raised (naming the
+file, and the pages where known); a worker that dies breaks the pool, which is reported as an
+ExtractionError naming the file, the pages being read and the workers' exit codes. ``close()`` (also
+run when the owning generator is closed early, and on garbage collection) stops the workers at once.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import pickle
-import selectors
-import subprocess
-import sys
-import tempfile
+import multiprocessing
+import signal
+import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import IO, Any
 
-from .errors import ExtractionError
-from .pdf_extract import PageText
+from pypdf import PdfReader
 
-POLL_SECONDS = 0.5
-"""How long one wait for replies lasts before the workers' health is checked again."""
+from .errors import ExtractionError, SourceError
+from .pdf_extract import PageText, describe_error, extract_page, open_pdf
 
 STOP_SECONDS = 5.0
-"""How long close() waits for a worker to exit before killing it."""
+"""How long close() waits for a stopped worker to exit before killing it."""
 
-_BOOTSTRAP = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    f"from {__package__}.pdf_worker import main; main()"
-)
+# The PDF each worker process opened (set by the pool's initializer), or why it could not open it.
+_worker_reader: PdfReader | Exception | None = None
+_worker_path: Path | None = None
 
 
-@dataclass
-class _Worker:
-    process: subprocess.Popen[bytes]
-    stderr: IO[bytes]
-    inbox: bytearray = field(default_factory=bytearray)
-    outstanding: int = 0
-    done: bool = False
+def _open_in_worker(path: str, expected_sha256: str) -> None:
+    """Pool initializer: open the PDF once for all the tasks this worker will run. An error is kept
+    and raised by the first task, so that it reaches the consumer as it is."""
+    global _worker_reader, _worker_path
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops its workers
+    _worker_path = Path(path)
+    try:
+        _worker_reader = open_pdf(_worker_path, expected_sha256)
+    except SourceError as error:
+        _worker_reader = error
+    except Exception as error:  # noqa: BLE001 (any failure must reach the consumer, naming the file)
+        _worker_reader = ExtractionError(_worker_path, f"worker could not open it ({describe_error(error)})")
 
-    def stderr_tail(self, limit: int = 600) -> str:
-        try:
-            self.stderr.seek(0, os.SEEK_END)
-            size = self.stderr.tell()
-            self.stderr.seek(max(0, size - limit))
-            return self.stderr.read().decode("utf-8", "replace").strip()
-        except (OSError, ValueError):
-            return ""
+
+def _extract_pages(start: int, stop: int) -> list[PageText]:
+    """Task: pages ``start``..``stop`` (0-based, stop exclusive) of the worker's PDF."""
+    if isinstance(_worker_reader, Exception):
+        raise _worker_reader
+    assert _worker_reader is not None and _worker_path is not None, "the pool initializer did not run"
+    try:
+        return [extract_page(_worker_reader, index) for index in range(start, stop)]
+    except SourceError:
+        raise
+    except Exception as error:
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        raise ExtractionError(_worker_path, f"pages {start + 1}-{stop}: {detail}") from error
 
 
 class PageStream:
@@ -67,43 +71,34 @@ class PageStream:
         if workers < 1:
             raise ValueError(f"PageStream needs at least one worker, got {workers}")
         self.path = path
-        self._tasks = [(task_id, first, min(first + pages_per_task, pages.stop))
-                       for task_id, first in enumerate(range(pages.start, pages.stop, pages_per_task))]
+        self._tasks = deque((first, min(first + pages_per_task, pages.stop))
+                            for first in range(pages.start, pages.stop, pages_per_task))
         self.tasks_ahead = tasks_ahead if tasks_ahead is not None else 2 * workers + 1
-        self._submitted = 0  # tasks sent to a worker
-        self._next = 0  # the task whose pages are handed out next
-        self._ready: dict[int, list[PageText]] = {}
+        self._pending: deque[tuple[int, int, Future[list[PageText]]]] = deque()
         self._buffer: deque[PageText] = deque()
         self._closed = False
-        self._workers: list[_Worker] = []
-        self._selector = selectors.DefaultSelector()
+        self._pool = ProcessPoolExecutor(max(1, min(workers, len(self._tasks))),
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_open_in_worker, initargs=(str(path), expected_sha256))
+        self._processes: list[BaseProcess] = []
         try:
-            for _ in range(max(1, min(workers, len(self._tasks)))):
-                self._start_worker(expected_sha256)
             self._fill()
+            # ProcessPoolExecutor has no public handle on its processes (before Python 3.14's
+            # terminate_workers); they are all started by the first submit in the spawn context.
+            self._processes = list(self._pool._processes.values())  # type: ignore[union-attr]
         except BaseException:
             self.close()
             raise
 
-    def _start_worker(self, expected_sha256: str) -> None:
-        stderr = tempfile.TemporaryFile()
-        process = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path)],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
-        worker = _Worker(process, stderr)
-        self._workers.append(worker)
-        assert process.stdout is not None
-        self._selector.register(process.stdout, selectors.EVENT_READ, worker)
-        self._send(worker, (str(self.path), expected_sha256))
-
     @property
     def pids(self) -> list[int]:
         """Process ids of the workers (for monitoring and tests)."""
-        return [worker.process.pid for worker in self._workers]
+        return [process.pid for process in self._processes if process.pid is not None]
 
     @property
     def in_flight(self) -> int:
         """Tasks submitted whose pages have not been handed out yet (at most ``tasks_ahead``)."""
-        return self._submitted - self._next
+        return len(self._pending)
 
     def __iter__(self) -> PageStream:
         return self
@@ -111,105 +106,51 @@ class PageStream:
     def __next__(self) -> PageText:
         if self._buffer:
             return self._buffer.popleft()
-        if self._closed or self._next >= len(self._tasks):
+        if self._closed or not self._pending:
             self.close()
             raise StopIteration
+        start, stop, future = self._pending.popleft()
         try:
-            while self._next not in self._ready:
-                self._receive()
+            pages = future.result()
+            self._fill()
+        except BrokenProcessPool as error:
+            self.close()
+            raise ExtractionError(self.path, f"a PDF extraction worker died while pages {start + 1}-{stop} "
+                                             f"were being read (worker exit codes: {self._exit_codes()})") from error
         except BaseException:
             self.close()
             raise
-        pages = self._ready.pop(self._next)
-        self._next += 1
-        self._fill()
         self._buffer.extend(pages)
         return self._buffer.popleft()
 
     def _fill(self) -> None:
-        while self._submitted < len(self._tasks) and self._submitted - self._next < self.tasks_ahead:
-            worker = min((w for w in self._workers if not w.done), key=lambda w: w.outstanding, default=None)
-            if worker is None:
-                raise ExtractionError(self.path, "every PDF extraction worker has exited")
-            self._send(worker, self._tasks[self._submitted])
-            worker.outstanding += 1
-            self._submitted += 1
+        while self._tasks and len(self._pending) < self.tasks_ahead:
+            start, stop = self._tasks.popleft()
+            self._pending.append((start, stop, self._pool.submit(_extract_pages, start, stop)))
 
-    def _send(self, worker: _Worker, message: Any) -> None:
-        assert worker.process.stdin is not None
-        try:
-            worker.process.stdin.write(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-        except (BrokenPipeError, OSError):
-            self._died(worker)
-
-    def _receive(self) -> None:
-        events = self._selector.select(timeout=POLL_SECONDS)
-        for key, _ in events:
-            worker: _Worker = key.data
-            data = os.read(key.fd, 1 << 16)
-            if not data:
-                self._selector.unregister(key.fileobj)
-                self._died(worker)
-            worker.inbox.extend(data)
-            self._unpack(worker)
-        if events:
-            return
-        for worker in self._workers:  # nothing arrived: is everyone still alive?
-            if not worker.done and worker.process.poll() is not None:
-                self._died(worker)
-
-    def _unpack(self, worker: _Worker) -> None:
-        inbox = worker.inbox
-        while len(inbox) >= 8:
-            size = int.from_bytes(inbox[:8], "little")
-            if len(inbox) < 8 + size:
-                return
-            kind, task_id, payload = pickle.loads(inbox[8:8 + size])
-            del inbox[:8 + size]
-            if kind == "error":
-                raise payload
-            self._ready[task_id] = payload
-            worker.outstanding -= 1
-
-    def _died(self, worker: _Worker) -> None:
-        worker.done = True
-        code = worker.process.wait()
-        stdout = worker.process.stdout
-        if stdout is not None and not stdout.closed:
-            worker.inbox.extend(stdout.read() or b"")  # the process is gone: this reads to the end
-            self._unpack(worker)  # raises the worker's own error when it sent one before exiting
-        tail = worker.stderr_tail()
-        detail = f"; its last output: {tail.splitlines()[-1]}" if tail else ""
-        raise ExtractionError(self.path, f"a PDF extraction worker (pid {worker.process.pid}) exited "
-                                         f"unexpectedly with code {code}{detail}")
+    def _exit_codes(self) -> str:
+        for process in self._processes:
+            process.join(STOP_SECONDS)
+        return ", ".join(str(process.exitcode) for process in self._processes)
 
     def close(self) -> None:
         """Stop the workers now (pending tasks are dropped). Safe to call more than once."""
         if self._closed:
             return
         self._closed = True
-        finished = self._next >= len(self._tasks)
-        for worker in self._workers:
-            if finished and worker.process.stdin is not None:
-                try:
-                    worker.process.stdin.close()  # end of input: the worker exits on its own
-                except OSError:
-                    pass
-            elif worker.process.poll() is None:
-                worker.process.kill()
-        for worker in self._workers:
-            try:
-                worker.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-            for stream in (worker.process.stdin, worker.process.stdout, worker.stderr):
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
-        self._selector.close()
+        if not self._pending and not self._tasks:  # every page handed out: the workers exit on their own
+            self._pool.shutdown(wait=True)
+            return
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join(STOP_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._pool.shutdown(wait=True)
 
     def __del__(self) -> None:
         try:

@@ -7,6 +7,7 @@ import os
 import shutil
 import sysconfig
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -137,7 +138,10 @@ def libtasn1_pdf() -> Path:
 
 @pytest.fixture
 def child_pids() -> Callable[[], set[int]]:
-    """A function listing this process's live (or unreaped) children, read from /proc."""
+    """A function listing this process's live (or unreaped) children, read from /proc. The resource
+    tracker that multiprocessing starts once per session (for the worker pools' semaphores) is started
+    first, so that it is never taken for a worker."""
+    resource_tracker.ensure_running()
     return _child_pids
 
 

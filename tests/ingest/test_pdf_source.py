@@ -100,7 +100,7 @@ def test_page_stream_bounds_work_in_flight_and_reports_pids(pdfkit, child_pids):
     assert not set(stream.pids) & child_pids()
 
 
-def test_a_worker_killed_mid_document_is_reported_with_the_file(pdfkit):
+def test_a_worker_killed_mid_document_is_reported_with_the_file(pdfkit, child_pids):
     path = pdfkit.draw("killed.pdf", pdfkit.book_pages(30))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     stream = PageStream(path, digest, range(30), workers=2, pages_per_task=1, tasks_ahead=2)
@@ -111,7 +111,24 @@ def test_a_worker_killed_mid_document_is_reported_with_the_file(pdfkit):
         for _ in stream:
             pass
     message = str(error.value)
-    assert message.startswith(f"{path}: ") and "exited unexpectedly" in message and "-9" in message
+    assert message.startswith(f"{path}: ") and "worker died while pages" in message and "-9" in message
+    assert not set(stream.pids) & child_pids(), "the broken pool's workers are all reaped"
+
+
+def test_one_worker_killed_while_a_source_is_read_fails_the_read_naming_file_and_pages(pdfkit, child_pids):
+    path = pdfkit.draw("one-killed.pdf", pdfkit.book_pages(40))
+    options = SourceOptions(pdf_workers=2, pdf_pages_per_task=1, pdf_tasks_ahead=2, pdf_in_process_below=1)
+    before = child_pids()
+    pieces = open_source(path, options).pieces()
+    assert next(pieces).locator == Locator.for_page(1)
+    workers = sorted(child_pids() - before)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    with pytest.raises(ExtractionError, match=r"worker died while pages \d+-\d+ were being read") as error:
+        for _ in pieces:
+            pass
+    assert str(error.value).startswith(f"{path}: ") and "-9" in str(error.value)
+    assert child_pids() - before == set(), "no worker is left behind"
 
 
 def test_a_worker_error_reaches_the_consumer_naming_the_file(pdfkit):
