@@ -9,6 +9,9 @@ pages in order as they come. A worker's error comes back as the SourceError it r
 file, and the pages where known); a worker that dies breaks the pool, which is reported as an
 ExtractionError naming the file, the pages being read and the workers' exit codes. ``close()`` (also
 run when the owning generator is closed early, and on garbage collection) stops the workers at once.
+
+As with every spawned process, a worker imports the caller's main module first: a script that reads
+PDFs with workers keeps its work under ``if __name__ == "__main__":`` (the CLI and the app do).
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ class PageStream:
         except BrokenProcessPool as error:
             self.close()
             raise ExtractionError(self.path, f"a PDF extraction worker died while pages {start + 1}-{stop} "
-                                             f"were being read (worker exit codes: {self._exit_codes()})") from error
+                                             f"were being read ({self._exit_report()})") from error
         except BaseException:
             self.close()
             raise
@@ -128,10 +131,15 @@ class PageStream:
             start, stop = self._tasks.popleft()
             self._pending.append((start, stop, self._pool.submit(_extract_pages, start, stop)))
 
-    def _exit_codes(self) -> str:
+    def _exit_report(self) -> str:
         for process in self._processes:
             process.join(STOP_SECONDS)
-        return ", ".join(str(process.exitcode) for process in self._processes)
+        codes = [process.exitcode for process in self._processes]
+        report = f"worker exit codes: {', '.join(map(str, codes))}"
+        if any(code is not None and code > 0 for code in codes):  # Python failed in the worker, not a signal
+            report += ("; its traceback is on stderr. A script that reads PDFs with workers must run its code "
+                       "under `if __name__ == \"__main__\":` (each worker imports the main module first)")
+        return report
 
     def close(self) -> None:
         """Stop the workers now (pending tasks are dropped). Safe to call more than once."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,26 @@ def test_a_missing_pdf_page_range_path_is_reported(tmp_path: Path):
     with pytest.raises(SourceNotFoundError) as error:
         open_source(tmp_path / "nowhere.pdf")
     assert str(error.value) == f"{tmp_path / 'nowhere.pdf'}: no such file or folder"
+
+
+_SCRIPT = """
+import sys
+from megalodoc.ingest.sources import SourceOptions, open_source
+def main():
+    options = SourceOptions(pdf_workers=2, pdf_pages_per_task=2, pdf_in_process_below=1)
+    print(sum(1 for _ in open_source(sys.argv[1], options).pieces()), "pages")
+"""
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
+def test_a_script_reading_with_workers_needs_a_main_guard_and_is_told_so(pdfkit, tmp_path, guarded):
+    path = pdfkit.draw("script.pdf", pdfkit.book_pages(6))
+    script = tmp_path / "read_pdf.py"
+    script.write_text(_SCRIPT + ('if __name__ == "__main__":\n    main()\n' if guarded else "main()\n"))
+    result = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=300)
+    if guarded:
+        assert result.returncode == 0 and result.stdout.strip() == "6 pages", result.stderr[-2000:]
+    else:
+        assert result.returncode != 0
+        last = result.stderr.strip().splitlines()[-1]
+        assert f"{path}: a PDF extraction worker died" in last and 'if __name__ == "__main__":' in last
