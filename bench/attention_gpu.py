@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from megalodoc.kernels.compare import rel_rms
+
 from bench_timing import time_ms
 
 # name: (batch B, length L, chunk C, heads H, d_z, d_v) - the 200M and 7B presets at 16K tokens.
@@ -36,10 +38,6 @@ CONFIGS = {
 TOL_OUT = 2e-2  # bf16 compute vs fp32 reference, rel-RMS
 TOL_GRAD = 5e-2
 
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def materialized(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from megalodoc.kernels.cema.fft import cema_fft  # noqa: E402
+from megalodoc.kernels.compare import rel_rms  # noqa: E402
 from megalodoc.kernels.timestep_norm.cumulative import timestep_norm_cumulative  # noqa: E402
 
 from bench_timing import time_ms  # noqa: E402
@@ -75,10 +76,6 @@ def copy_gbps(device: torch.device, nbytes: int, warmup: int, iters: int) -> flo
     ms = time_ms(lambda: dst.copy_(src), device, warmup, iters)
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 # ---------------------------------------------------------------------------------------------------

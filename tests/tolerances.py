@@ -2,6 +2,8 @@
 
 import torch
 
+from megalodoc.kernels.compare import rel_rms as rel_rms  # the one definition, shared with bench/
+
 # CPU twins vs the float64 naive oracle, computed in fp32.
 TWIN_VS_NAIVE_FP32 = 1e-5
 # Triton kernels vs their PyTorch twin: relative RMS error (fp32).
@@ -22,10 +24,3 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what
     bound = atol + rtol * e.abs()
     worst = (diff - bound).max().item() if diff.numel() else 0.0
     assert worst <= 0, f"{what}: max |diff| {diff.max().item():.3e} exceeds atol {atol:.1e} (rtol {rtol:.1e})"
-
-
-def rel_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """||actual - expected|| / ||expected|| over all elements, in float64."""
-    a = actual.detach().double() if not actual.is_complex() else torch.view_as_real(actual.detach()).double()
-    e = expected.detach().double() if not expected.is_complex() else torch.view_as_real(expected.detach()).double()
-    return ((a - e).norm() / e.norm().clamp_min(1e-30)).item()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-NormStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # count (B,), mean (B, G), var (B, G)
+from .stats import NormStats
 
 
 def timestep_norm_cumulative(

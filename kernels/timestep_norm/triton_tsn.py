@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-NormStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # count (B,), mean (B, G), var (B, G)
+from .stats import NormStats
 
 # Allocation of every buffer a kernel writes. Tests replace it with a NaN-filling allocator.
 _alloc = torch.empty
