@@ -64,11 +64,12 @@ class ReaderService(Library):
 
     def __init__(self, db: str | os.PathLike | None = None,
                  model: ModelBundle | str | os.PathLike | Megalodon | None = None,
-                 *, snapshot_every: int = 1) -> None:
+                 **library_options: Any) -> None:
         """db: SQLAlchemy URL or SQLite file (None: $MEGALODOC_DB, else ./megalodoc.db); model: a loaded
-        ModelBundle, or what `load_bundle` takes (a folder, a Hub repo id, None for the shipped model).
-        The prompt format comes from the model folder's config.json ("prompt_format")."""
-        super().__init__(db, model, snapshot_every=snapshot_every)
+        ModelBundle, or what `load_bundle` takes (a folder, a Hub repo id, None for the shipped model);
+        library_options: the ingest options of `Library` (snapshot_every=, caps=). The prompt format
+        comes from the model folder's config.json ("prompt_format")."""
+        super().__init__(db, model, **library_options)
         source = self.bundle.source
         self.prompt_format: PromptFormat = load_prompt_format(None if source == IN_MEMORY else source)
         self.tokenizer = self.bundle.require_tokenizer()
