@@ -270,15 +270,18 @@ class ReaderService(Library):
             self.surprise(document)
         return document
 
-    def surprise(self, doc: DocumentRef, *, recompute: bool = False,
+    def surprise(self, doc: DocumentRef, *, recompute: bool = False, stored_only: bool = False,
                  on_progress: Callable[[int, int], None] | None = None) -> list[SurprisePoint]:
-        """Per-chunk loss along the document: a list of (position, bits_per_byte, location), one per chunk
-        of what was read, by position. Computed once per document and model and stored; computed again
-        when the document grew since, or with `recompute`. `on_progress(tokens_done, tokens_total)`."""
+        """Per-chunk loss along the document: a list of (position, bits_per_byte, location) triples (with
+        `.start` / `.end`, the chunk's token range), one per chunk of what was read, by position.
+        Computed once per document and model and stored; computed again when the document grew since,
+        or with `recompute`. `stored_only` never computes: it returns what is stored (maybe []), cheap
+        enough for every redraw of a plot. `on_progress(tokens_done, tokens_total)` while computing."""
         document = self._readable(doc)
         fingerprint = self.bundle.fingerprint
         losses = [] if recompute else self.store.chunk_losses(document.id, fingerprint)
-        if not losses or losses[-1].end != document.committed_position:
+        stale = not losses or losses[-1].end != document.committed_position
+        if stale and not stored_only:
             try:
                 losses = chunk_losses(self.store, self.bundle, document, on_progress)
                 self.store.put_chunk_losses(document.id, fingerprint, losses)

@@ -24,12 +24,26 @@ from megalodoc.storage import ChunkLoss, DocumentRecord, LocationRecord, Store
 LOGITS_BYTES_PER_CALL = 64 * 1024 * 1024
 
 
-class SurprisePoint(NamedTuple):
-    """One chunk of the curve: its first token, its bits per byte, and where it lies ("page 3")."""
-
+class _Point(NamedTuple):
     position: int
     bits_per_byte: float
     location: str
+
+
+class SurprisePoint(_Point):
+    """One chunk of the curve, a (position, bits_per_byte, location) triple: the chunk's first token, its
+    bits per byte, and where it lies ("page 3"); `start` and `end` give the chunk's token range."""
+
+    end: int
+
+    def __new__(cls, position: int, bits_per_byte: float, location: str, end: int) -> SurprisePoint:
+        point = super().__new__(cls, position, bits_per_byte, location)
+        point.end = end  # an attribute, not a tuple field: the point stays a triple
+        return point
+
+    @property
+    def start(self) -> int:
+        return self.position
 
 
 def chunk_losses(store: Store, bundle: ModelBundle, document: DocumentRecord,
@@ -75,5 +89,5 @@ def surprise_points(losses: list[ChunkLoss], locations: list[LocationRecord]) ->
     for loss in losses:
         index = bisect.bisect_right(starts, loss.start) - 1
         where = locations[index].display if index >= 0 and locations[index].end > loss.start else ""
-        points.append(SurprisePoint(loss.start, loss.bits_per_byte, where))
+        points.append(SurprisePoint(loss.start, loss.bits_per_byte, where, loss.end))
     return points

@@ -32,7 +32,8 @@ def test_surprise_equals_the_one_shot_twin_and_is_stored(service, book):
         assert math.isclose(point.bits_per_byte, bits, rel_tol=1e-4), point
     assert all(p.location.startswith("chars ") for p in points)
     position, bits, location = points[0]  # a plain (position, bits_per_byte, location) triple
-    assert (position, bits, location) == tuple(points[0])
+    assert (position, bits, location) == tuple(points[0]) and points[0].start == 0
+    assert [(p.start, p.end) for p in points[:2]] == [(0, 16), (16, 32)] and points[-1].end == doc.committed_position
     stored = service.store.chunk_losses(doc.id, service.bundle.fingerprint)
     assert [(s.start, s.bits_per_byte) for s in stored] == [(p.position, p.bits_per_byte) for p in points]
     calls = []
@@ -42,6 +43,13 @@ def test_surprise_equals_the_one_shot_twin_and_is_stored(service, book):
     assert calls[-1] == doc.committed_position
     service.delete_document(doc)
     assert service.store.chunk_losses(doc.id, service.bundle.fingerprint) == []
+
+
+def test_stored_only_never_computes(service, pdf):
+    doc = service.ingest(pdf)
+    assert service.surprise(doc, stored_only=True) == []
+    computed = service.surprise(doc)
+    assert service.surprise(doc, stored_only=True) == computed
 
 
 def test_ingest_can_compute_the_surprise_curve(service, pdf):
