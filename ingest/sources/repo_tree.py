@@ -309,7 +309,7 @@ class TarTree(_IndexedTree):
         """Copy ``paths`` into a temporary folder in one pass in archive order."""
         if self._copies is None:
             self._copies = Path(tempfile.mkdtemp(prefix="megalodoc-repo-"))
-            self._cleanup = weakref.finalize(self, shutil.rmtree, self._copies, True)
+            self._cleanup = weakref.finalize(self, remove_tree, self._copies)
         problems: list[Notice] = []
         wanted = sorted(paths, key=lambda path: self._member(path).offset_data)
         for path in wanted:
@@ -326,6 +326,22 @@ class TarTree(_IndexedTree):
         self._handle.close()
         if self._cleanup is not None:
             self._cleanup()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder of extracted copies completely, even when interrupted: an interrupt (Ctrl-C) that
+    arrives in the middle lets the removal finish, then is raised. At the caps (at most ``max_files``
+    files of ``max_bytes`` in all) removal takes well under a second, so the interrupt stays prompt and
+    no extracted files are left behind."""
+    interrupted: KeyboardInterrupt | None = None
+    while True:
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            break
+        except KeyboardInterrupt as interrupt:
+            interrupted = interrupt
+    if interrupted is not None:
+        raise interrupted
 
 
 def clean_member_name(name: str) -> str | None:

@@ -1,0 +1,162 @@
+"""Ctrl-C at random points of a command-line ingest: the process exits within a few seconds, leaves no
+extracted archive files behind, and the store passes `megalodoc db check`; running the same command
+again completes the documents."""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_support import make_model_folder
+
+from megalodoc.app.cli import main as cli_main
+from megalodoc.ingest.library import Library
+from megalodoc.ingest.sources.repo_tree import remove_tree
+from megalodoc.storage import open_store
+
+PROMPT_SECONDS = 2.5
+"""How long the process may take to exit after the interrupt (cleanup included), beyond what a process that
+only imports torch takes to shut down on this machine at this moment (1.5-2 s on a loaded 2-core machine)."""
+
+
+def bare_teardown_seconds() -> float:
+    """Seconds between the last statement of a process that imported torch and its exit."""
+    script = "import sys, time, torch; sys.stdout.write(repr(time.time())); sys.stdout.flush()"
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    return max(0.0, time.time() - float(process.stdout))
+
+
+def archive_with_many_files(path: Path, count: int) -> Path:
+    """A .tar.gz whose `count` binary files are all extracted (then skipped), plus one small source file:
+    the extraction and its cleanup are large, the text to read is small."""
+    with tarfile.open(path, "w:gz") as archive:
+        for number in range(count):
+            data = b"\0binary\0" + number.to_bytes(4, "little")
+            info = tarfile.TarInfo(f"many/blobs/b{number // 100}/{number}.bin")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        data = b"def main():\n    return 0\n"
+        info = tarfile.TarInfo("many/main.py")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tokenizer) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("interrupts")
+    (root / "tok.model").write_bytes(tokenizer.model_bytes())
+    model = make_model_folder(root / "model", root / "tok.model", tokenizer.vocab_size)
+    book = root / "book.txt"
+    book.write_text("".join(f"Line {n}: the reader keeps its state at every chunk.\n" for n in range(15)))
+    return {"root": root, "model": model, "book": book,
+            "archive": archive_with_many_files(root / "many.tar.gz", 1000)}
+
+
+def run_and_interrupt(command: list[str], tmpdir: Path, delay: float, after: str | None = None
+                      ) -> tuple[int | None, float | None, str]:
+    """Start `command` in its own session; `delay` s after its stderr shows a line containing `after`
+    (or after the start), send SIGINT to the group, as a terminal's Ctrl-C does, unless it already ended.
+    Returns (exit code, seconds from the signal to the exit or None, stderr)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(tmpdir)}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = []
+
+    def pump() -> None:
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 300
+    while after is not None and time.monotonic() < deadline:
+        line = lines.get(timeout=300)
+        if line is None:  # ended before the marker
+            process.wait()
+            return process.returncode, None, "".join(seen)
+        seen.append(line)
+        if after in line:
+            break
+    try:
+        process.wait(timeout=delay)
+        return process.returncode, None, "".join(seen)
+    except subprocess.TimeoutExpired:
+        pass
+    os.killpg(process.pid, signal.SIGINT)
+    signalled = time.monotonic()
+    try:
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    elapsed = time.monotonic() - signalled
+    while (line := lines.get(timeout=10)) is not None:
+        seen.append(line)
+    return process.returncode, elapsed, "".join(seen)
+
+
+# Where the interrupts land: while starting (imports, model, store), just after the estimate (the archive
+# being extracted, hashed and cleaned up), and while the model reads and snapshots are written.
+PHASES = ((None, 0.2, 2.5), ("estimate:", 0.0, 0.8), ("tokens", 0.0, 1.0))
+
+
+def test_sigint_at_random_points_exits_promptly_and_leaves_a_sound_store(setup, tmp_path):
+    db = tmp_path / "store.db"
+    open_store(str(db)).close()  # the store exists; the runs below add to it
+    command = [sys.executable, "-m", "megalodoc.app.cli", "ingest", str(setup["archive"]), str(setup["book"]),
+               "--db", str(db), "--model", str(setup["model"]), "--snapshot-every", "2"]
+    rng = random.Random(int(os.environ.get("MEGALODOC_INTERRUPT_SEED", "12")))
+    interrupted = 0
+    limit = bare_teardown_seconds() + PROMPT_SECONDS
+    for after, low, high in PHASES:
+        delay = rng.uniform(low, high)
+        scratch = tmp_path / f"tmp-{interrupted}-{delay:.2f}"
+        scratch.mkdir()
+        code, seconds, stderr = run_and_interrupt(command, scratch, delay, after)
+        where = f"interrupt {delay:.2f} s after {after or 'the start'!r}"
+        print(f"{where}: exit {code}, {seconds} s after the signal")
+        if seconds is not None:
+            interrupted += 1
+            assert seconds < limit, f"{where} took {seconds:.2f} s to exit (limit {limit:.2f} s)"
+            assert code in (130, -signal.SIGINT), (code, stderr[-2000:])
+        assert list(scratch.iterdir()) == [], f"extracted files left behind after an {where}"
+        assert cli_main(["db", "check", "--db", str(db)]) == 0, where
+    assert interrupted >= 2, "the runs ended before their interrupts; the inputs are too small"
+    # reading again (here in-process) finishes what the interrupts left
+    with Library(db, setup["model"], snapshot_every=2) as library:
+        assert all(outcome.ok for outcome in library.ingest_many([setup["archive"], setup["book"]]))
+        assert {doc.status for doc in library.documents()} == {"complete"}
+        assert library.store.check_integrity() == []
+
+
+def test_removing_extracted_copies_finishes_despite_an_interrupt(tmp_path: Path, monkeypatch):
+    folder = tmp_path / "copies"
+    for number in range(50):
+        (folder / str(number % 5)).mkdir(parents=True, exist_ok=True)
+        (folder / str(number % 5) / f"{number}.py").write_text("x = 1\n")
+    calls = []
+    real_rmtree = __import__("shutil").rmtree
+
+    def interrupted_once(path, ignore_errors=False):
+        calls.append(path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived in the middle of the first removal
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr("megalodoc.ingest.sources.repo_tree.shutil.rmtree", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        remove_tree(folder)
+    assert not folder.exists() and len(calls) == 2
