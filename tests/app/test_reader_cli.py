@@ -54,3 +54,17 @@ def test_cli_reports_expected_errors(tmp_path, tiny_model_dir, pdf, capsys):
     assert "atlas.pdf (id 1): the question is empty" in capsys.readouterr().err
     assert cli_main(["continue", "atlas.pdf", "--at", "p. 40", *common]) == 2
     assert "atlas.pdf (id 1): no page 40" in capsys.readouterr().err
+
+
+def test_surprise_command(tmp_path, tiny_model_dir, pdf, capsys):
+    db = tmp_path / "cli.db"
+    with ReaderService(db, tiny_model_dir) as service:
+        doc = service.ingest(pdf)
+    common = ["--db", str(db), "--model", str(tiny_model_dir)]
+    assert cli_main(["surprise", "atlas.pdf", "--json", *common]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["start"] == 0 and rows[-1]["end"] == doc.committed_position
+    assert {row["location"] for row in rows} == {"page 1", "page 2", "page 3", "page 4"}
+    assert cli_main(["surprise", str(doc.id), "--top", "2", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{len(rows)} chunks; bits per byte: median") and len(out.splitlines()) == 4
