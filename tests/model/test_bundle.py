@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import pytest
 import torch
 
 from megalodoc.model import CheckpointError, Megalodon, MegalodonConfig, load_bundle, load_model, save_model
+from megalodoc.model import fingerprint as fp
 from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR
 from megalodoc.model.fingerprint import weights_fingerprint
 
@@ -83,3 +85,27 @@ def test_folder_bundle_refuses_a_second_tokenizer_and_a_model_without_one_says_s
 def test_load_model_still_gives_the_bare_module():
     model = load_model(dtype=torch.bfloat16)
     assert isinstance(model, Megalodon) and model.embed.weight.dtype == torch.bfloat16
+
+
+def test_a_hub_snapshot_is_identified_by_its_blob_names_without_reading_them(tmp_path, monkeypatch):
+    """A Hub cache links each file to blobs/<sha256 of its content>: the same fingerprint as a plain
+    copy of the files, and the weights are not read to get it."""
+    plain = save_model(Megalodon(MegalodonConfig.preset("tiny")), tmp_path / "plain")
+    snapshot, blobs = tmp_path / "hub" / "snapshots" / "abc", tmp_path / "hub" / "blobs"
+    snapshot.mkdir(parents=True)
+    blobs.mkdir()
+    for file in plain.iterdir():
+        data = file.read_bytes()
+        blob = blobs / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / file.name).symlink_to(blob)
+    expected = load_bundle(plain).fingerprint
+    expected_digests = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in plain.iterdir()}
+
+    def no_reading(handle, name):
+        raise AssertionError(f"{handle.name} was read to identify a Hub snapshot")
+
+    monkeypatch.setattr(fp.hashlib, "file_digest", no_reading)
+    fp._file_digests.clear()
+    assert load_bundle(snapshot).fingerprint == expected
+    assert {f.name: fp.file_sha256(f) for f in snapshot.iterdir()} == expected_digests
