@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from megalodoc.ingest.pipeline import CancelToken, IngestSettings, ingest_path
+from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import SourceOptions, open_source
 from megalodoc.model import CheckpointError, Megalodon, MegalodonConfig, ModelBundle, load_bundle, save_model
 from megalodoc.model.tokenizer import train_tokenizer
@@ -192,7 +193,7 @@ def main() -> None:
                         "the stdlib json and email packages)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ingest.json")
     parser.add_argument("--max-tokens", type=int, help="stop each input after about this many tokens (cancel)")
-    parser.add_argument("--snapshot-every", type=int, default=1, metavar="K")
+    parser.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY, metavar="K")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: on 2 cores the other one extracts PDF pages; "
                         "two spinning threads on a shared machine are many times slower)")

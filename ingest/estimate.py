@@ -17,17 +17,20 @@ from dataclasses import dataclass
 
 import torch
 
+from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import PdfSource, RepoSource, Source, SourceError, SourceOptions, TextSource, open_source
 from megalodoc.ingest.sources.pdf_extract import extract_page, open_pdf
 from megalodoc.ingest.sources.repo import HEADER
 from megalodoc.model import ModelBundle, state_to_bytes
+from megalodoc.storage.blob_encoding import DEFAULT_ENCODING, encode_blob
 
 DEFAULT_BYTES_PER_TOKEN = 3.3
 """Bytes of text per token of the shipped tokenizer on held-out text (books 3.19, tech 3.49, code 3.67)."""
 DEFAULT_TOKENS_PER_SECOND = 2000.0
 """The shipped model's end-to-end ingest speed on one CPU thread (README)."""
-DEFAULT_STATE_BYTES = 134_072
-"""Stored bytes of one state snapshot of the shipped model (4 layers, D=256, N=16), as measured."""
+DEFAULT_STATE_BYTES = 115_300
+"""Stored bytes of one state snapshot of the shipped model (4 layers, D=256, N=16): 134,152 bytes of
+state, kept as entropy-coded byte planes (storage/blob_encoding.py), as measured."""
 DEFAULT_CHUNK_SIZE = 128
 STORED_BYTES_PER_TOKEN_OVER_TEXT = 8
 """Besides a state per snapshot, each token stores its id and its share of the chunk text and of the
@@ -102,7 +105,7 @@ def model_costs(bundle: ModelBundle, *, chunks: int = 2) -> tuple[float, int, in
         for _ in range(chunks):
             _, state = model(ids, state, compute_logits=False)
         elapsed = max(time.perf_counter() - start, 1e-9)
-    state_bytes = len(state_to_bytes(state, bundle))
+    state_bytes = len(encode_blob(state_to_bytes(state, bundle), DEFAULT_ENCODING))  # as the store keeps it
     return chunks * chunk / elapsed, state_bytes, chunk
 
 
@@ -113,7 +116,7 @@ def estimate_ingest(
     tokens_per_second: float = DEFAULT_TOKENS_PER_SECOND,
     state_bytes: int = DEFAULT_STATE_BYTES,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    snapshot_every: int = 1,
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     bytes_per_token: float = DEFAULT_BYTES_PER_TOKEN,
 ) -> IngestEstimate:
     """Estimate reading ``paths`` (see the module doc). Never raises for a bad input: it becomes a

@@ -20,6 +20,7 @@ from megalodoc.ingest.pipeline import (
     ProgressCallback,
     ingest_path,
 )
+from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import IngestCaps, SourceOptions
 from megalodoc.model import Megalodon, ModelBundle, ModelState, load_bundle, state_from_bytes
 from megalodoc.model.boundary import run_aligned
@@ -31,7 +32,7 @@ class Library:
 
     def __init__(self, db: str | os.PathLike | None = None,
                  model: ModelBundle | str | os.PathLike | Megalodon | None = None,
-                 *, snapshot_every: int = 1, caps: IngestCaps | None = None) -> None:
+                 *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY, caps: IngestCaps | None = None) -> None:
         """model: a loaded ModelBundle (shared, e.g. by a service), or what `load_bundle` takes (a folder,
         a Hub id, None for the shipped default). The model must come with its tokenizer. caps: limits on
         runaway inputs (default ``IngestCaps()``; ``IngestCaps.unlimited()`` for none).

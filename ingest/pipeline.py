@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from megalodoc.ingest.progress import IngestProgress, ProgressMeter
+from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import Locator, Source, SourceError, SourceOptions, open_source, shown_name
 from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
 from megalodoc.model import (
@@ -100,7 +101,7 @@ def _release_if_holder_died(store: Store, document: DocumentRecord) -> bool:
 class IngestSettings:
     """snapshot_every: chunks between snapshots (the end of a document always gets one)."""
 
-    snapshot_every: int = 1
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
     lease_seconds: float = 120.0
     worker_id: str = field(default_factory=default_worker_id)
     source_options: SourceOptions | None = None

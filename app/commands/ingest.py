@@ -6,13 +6,16 @@ import argparse
 import sys
 import time
 
+from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     ingest = subparsers.add_parser("ingest", help="read documents (PDF, text, repositories) into the library")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, folders, .zip or .tar.gz archives")
     ingest.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
     ingest.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
-    ingest.add_argument("--snapshot-every", type=int, default=1, metavar="K", help="snapshot every K chunks")
+    ingest.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY, metavar="K",
+                        help=f"snapshot every K chunks (default {DEFAULT_SNAPSHOT_EVERY}; see bench/snapshots.py)")
     ingest.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     ingest.add_argument("--quiet", action="store_true", help="no progress line, only the summary")
     ingest.add_argument("--estimate", action="store_true",

@@ -47,8 +47,9 @@ def initial_cursor(bundle: ModelBundle) -> Cursor:
 
 def document_cursor(store: Store, bundle: ModelBundle, document: DocumentRecord, position: int) -> Cursor:
     """The cursor after `position` tokens of a stored document: the latest document snapshot whose state
-    lies strictly before `position` at a chunk boundary (so the tail holds at least one token), and the
-    stored ids from there. Never modifies the stored snapshot."""
+    lies strictly before `position` at a chunk boundary, with the stored ids from there folded in (the
+    snapshots may lie several chunks apart), so the tail holds 1 to C tokens. Never modifies the stored
+    snapshot."""
     C = bundle.chunk_size
     info = store.latest_snapshot_at(document.id, position - 1) if position > 0 else None
     while info is not None and info.state_position % C != 0:  # a mid-chunk state (older stores)
@@ -61,7 +62,7 @@ def document_cursor(store: Store, bundle: ModelBundle, document: DocumentRecord,
         start = Cursor(state, ())
     if position == start.boundary.position:
         return start
-    return Cursor(start.boundary, tuple(store.token_ids(document.id, start.boundary.position, position)))
+    return fold(bundle, start, store.token_ids(document.id, start.boundary.position, position))
 
 
 def cursor_payload(bundle: ModelBundle, cursor: Cursor, metadata: dict[str, object]) -> StatePayload:

@@ -21,7 +21,7 @@ def test_fp32_snapshot_restores_in_a_bf16_bundle_with_a_warning(tokenizer, tmp_p
     model_dir = make_model_folder(tmp_path / "model", tmp_path / "tok.model", tokenizer.vocab_size)
     book = tmp_path / "book.txt"
     book.write_text((STDLIB / "this.py").read_text())
-    with Library(tmp_path / "lib.db", load_bundle(model_dir)) as lib:
+    with Library(tmp_path / "lib.db", load_bundle(model_dir), snapshot_every=1) as lib:  # a snapshot before 50
         doc = lib.ingest(book)
         fp32_state = lib.state_at(doc, 50)
         assert lib.snapshots(doc)[0].metadata["compute"] == "float32/cpu"

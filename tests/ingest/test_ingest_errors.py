@@ -46,7 +46,7 @@ def test_a_bug_in_the_model_propagates_and_the_document_keeps_its_last_snapshot(
             raise TypeError("attention got an unexpected keyword argument 'mask'")
         return real_forward(self, *args, **kwargs)
 
-    with Library(tmp_path / "lib.db", model_dir) as lib:
+    with Library(tmp_path / "lib.db", model_dir, snapshot_every=1) as lib:
         monkeypatch.setattr(Megalodon, "forward", forward_with_a_bug)
         with caplog.at_level(logging.ERROR, logger="megalodoc.ingest.pipeline"):
             with pytest.raises(TypeError, match="unexpected keyword argument 'mask'"):

@@ -59,7 +59,7 @@ def final_snapshot(lib: Library, doc):
 
 
 def test_ingest_text_snapshots_every_chunk_and_restores_exact_state(tmp_path, model_dir, book):
-    with Library(tmp_path / "lib.db", model_dir) as lib:
+    with Library(tmp_path / "lib.db", model_dir, snapshot_every=1) as lib:
         events = []
         doc = lib.ingest(book, on_progress=events.append)
         assert doc.status == "complete" and doc.committed_position == doc.token_count > 3 * TINY_CHUNK
@@ -107,9 +107,9 @@ def test_snapshot_every_k(tmp_path, model_dir, book):
 
 
 def test_cancel_then_resume_is_bit_identical(tmp_path, model_dir, book):
-    with Library(tmp_path / "clean.db", model_dir) as clean:
+    with Library(tmp_path / "clean.db", model_dir, snapshot_every=1) as clean:
         reference = final_snapshot(clean, clean.ingest(book))
-    with Library(tmp_path / "lib.db", model_dir) as lib:
+    with Library(tmp_path / "lib.db", model_dir, snapshot_every=1) as lib:
         cancel = CancelToken()
 
         def stop_after_three(progress):
