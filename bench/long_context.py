@@ -109,11 +109,11 @@ class Meter:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
+            self.peak = self.base
         else:
-            self.base = rss_bytes()
+            self.base = self.peak = rss_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
-        self.peak = self.base
         return self
 
     def _sample(self) -> None:
@@ -386,7 +386,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed one-shot repeats (median) up to 8K")
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--baselines", default="llama-width,llama-params",
-                        help="comma-separated subset of llama-width,llama-params ('' for none)")
+                        help="comma-separated subset of llama-width,llama-params, run in this order ('' for none)")
     parser.add_argument("--no-one-shot", action="store_true")
     parser.add_argument("--backend", choices=("torch", "triton"),
                         help="megalodoc's kernels (sets MEGALODOC_BACKEND); default: the dispatcher's choice")
@@ -456,16 +456,16 @@ def main() -> None:
     baseline_note = None
     if wanted:
         try:
-            for spec in llama_specs(cfg, mega_ne):
-                if spec.name in wanted:
-                    llama, lcfg = build_llama(spec, device, dtype, max_positions=2 * stream_lengths[-1])
-                    kv = spec.kv_bytes_per_token(torch.finfo(dtype).bits // 8)
-                    systems.append(LlamaSystem(spec.name, llama, lcfg, kv))
-                    params[spec.name] = {
-                        "non_embedding": non_embedding_parameters(llama, ("model.embed_tokens.", "lm_head.")),
-                        "total": sum(p.numel() for p in llama.parameters()),
-                        "hidden": spec.hidden, "layers": spec.layers, "ffn": spec.ffn, "heads": spec.heads,
-                    }
+            specs = {spec.name: spec for spec in llama_specs(cfg, mega_ne)}
+            for spec in (specs[name] for name in wanted if name in specs):  # in the order asked for
+                llama, lcfg = build_llama(spec, device, dtype, max_positions=2 * stream_lengths[-1])
+                kv = spec.kv_bytes_per_token(torch.finfo(dtype).bits // 8)
+                systems.append(LlamaSystem(spec.name, llama, lcfg, kv))
+                params[spec.name] = {
+                    "non_embedding": non_embedding_parameters(llama, ("model.embed_tokens.", "lm_head.")),
+                    "total": sum(p.numel() for p in llama.parameters()),
+                    "hidden": spec.hidden, "layers": spec.layers, "ffn": spec.ffn, "heads": spec.heads,
+                }
         except ImportError as exc:
             baseline_note = f"transformers is not installed ({exc}); pip install -e '.[bench]'"
             print(baseline_note, flush=True)
@@ -477,8 +477,9 @@ def main() -> None:
         print(f"warm-up {system.name}: {warm['status']}", flush=True)
     stream_rows: list[dict] = []
     stopped: dict[str, str] = {}
-    for L in stream_lengths:
-        for system in systems:
+    for index, L in enumerate(stream_lengths):
+        turn = index % len(systems)  # rotate who goes first, so that no system always follows another
+        for system in systems[turn:] + systems[:turn]:
             if system.name in stopped:
                 row = {"system": system.name, "length": L, "status": f"skipped: {stopped[system.name]}"}
             elif run.over():
