@@ -14,6 +14,7 @@ from reportlab.pdfgen import canvas
 
 from megalodoc.app.reader.evidence import METHODS, rank_evidence, search_query
 from megalodoc.app.reader.evidence_model import question_ids, question_log_likelihood, restore_state
+from megalodoc.app.reader.query_expansion import feedback_terms
 from megalodoc.ingest.library import Library
 from megalodoc.model.tokenizer import Tokenizer, train_tokenizer
 
@@ -125,6 +126,7 @@ def test_methods_rank_the_same_candidates(library):
     question = "what does the scanner do with a string that starts with a quote?"
     pool = rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=12, pool=12, method="fts")
     assert len(pool) == 12
+    rerankers = ("fts", "model", "combined")  # orders of one candidate pool
     ids = {
         method: [
             h.chunk_id
@@ -132,9 +134,9 @@ def test_methods_rank_the_same_candidates(library):
                 lib.store, lib.bundle, json_doc.id, question, before=None, k=12, pool=12, method=method
             )
         ]
-        for method in METHODS
+        for method in rerankers
     }
-    assert {m: sorted(v) for m, v in ids.items()} == {m: sorted(h.chunk_id for h in pool) for m in METHODS}
+    assert {m: sorted(v) for m, v in ids.items()} == {m: sorted(h.chunk_id for h in pool) for m in rerankers}
     assert ids["fts"] == [h.chunk_id for h in pool]
     top = rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=3, pool=12, method="model")
     assert [h.chunk_id for h in top] == ids["model"][:3]
@@ -143,6 +145,31 @@ def test_methods_rank_the_same_candidates(library):
         for h in rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=12, pool=12, method="model")
     ]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_expansion_adds_the_words_of_the_best_passages():
+    passages = ["the orchard cellar keeps apples cold", "cellar doors and cellar stairs", "apples and pears"]
+    pool = [*passages, "a lava flow", "the sonar depth", "bread in the oven", "the crew surfaces"]
+    terms = feedback_terms("where are apples kept?", passages, [9.0, 5.0, 1.0], pool, feedback=2, terms=3)
+    assert terms[0] == "cellar"  # in both feedback passages, twice in the second
+    assert "apples" not in terms and "the" not in terms  # the question's own words and stopwords stay out
+    assert set(terms) <= {"orchard", "cellar", "keeps", "cold", "doors", "stairs"}  # only the best two passages
+    common = feedback_terms("where?", ["x cellar"] * 3, [3.0, 2.0, 1.0], ["x cellar"] * 10, feedback=3, terms=3)
+    assert common == []  # a word in every candidate passage names no topic
+
+
+def test_expanded_hits_come_from_both_searches(library):
+    lib, _, json_doc = library
+    question = "How can I save my own class that the library does not know how to write out?"
+    hits = rank_evidence(lib.store, lib.reader, json_doc.id, question, before=None, k=8, method="expanded")
+    first = rank_evidence(lib.store, lib.reader, json_doc.id, question, before=None, k=8, method="fts")
+    assert hits and len({h.chunk_id for h in hits}) == len(hits)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    # reciprocal-rank fusion of two searches: a passage first in both scores 2 / 61, and every score is
+    # at least one search's share; the first search's best passage is kept unless both searches disagree
+    assert scores[0] <= 2 / 61 + 1e-12 and all(score >= 1 / (60 + 30) for score in scores)
+    assert first[0].chunk_id in {h.chunk_id for h in hits}
 
 
 def test_model_score_equals_reading_the_document_from_the_start(library):
