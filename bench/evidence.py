@@ -65,7 +65,7 @@ def model_over_all_chunks(lib: Library, document_id: int, question: str) -> list
     """Every chunk of the document ranked by the model's question log-likelihood alone."""
     doc = lib.store.get_document(document_id)
     chunks = lib.store.get_chunks(document_id, 0, doc.committed_position)
-    scores = model_scores(lib.store, lib.reader, document_id, [c.end for c in chunks], question)
+    scores = model_scores(lib.store, lib.bundle, document_id, [c.end for c in chunks], question)
     order = sorted(range(len(chunks)), key=lambda i: (-scores[i], i))[:K]
     return [
         EvidenceHit(chunks[i].id, chunks[i].start, chunks[i].end, chunks[i].text,
@@ -77,7 +77,7 @@ def model_over_all_chunks(lib: Library, document_id: int, question: str) -> list
 
 def rankers(with_model_all: bool) -> dict[str, Ranker]:
     def method(name: str) -> Ranker:
-        return lambda lib, doc, q: rank_evidence(lib.store, lib.reader, doc, q, before=None, k=K, method=name)
+        return lambda lib, doc, q: rank_evidence(lib.store, lib.bundle, doc, q, before=None, k=K, method=name)
 
     table = {name: method(name) for name in METHODS}
     if with_model_all:

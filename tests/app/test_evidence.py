@@ -161,8 +161,8 @@ def test_expansion_adds_the_words_of_the_best_passages():
 def test_expanded_hits_come_from_both_searches(library):
     lib, _, json_doc = library
     question = "How can I save my own class that the library does not know how to write out?"
-    hits = rank_evidence(lib.store, lib.reader, json_doc.id, question, before=None, k=8, method="expanded")
-    first = rank_evidence(lib.store, lib.reader, json_doc.id, question, before=None, k=8, method="fts")
+    hits = rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=8, method="expanded")
+    first = rank_evidence(lib.store, lib.bundle, json_doc.id, question, before=None, k=8, method="fts")
     assert hits and len({h.chunk_id for h in hits}) == len(hits)
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
