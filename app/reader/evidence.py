@@ -143,6 +143,10 @@ def _expanded(
     by_id = {c.chunk_id: c for c in [*second, *first]}
     fused = reciprocal_rank_fusion([c.chunk_id for c in first], [c.chunk_id for c in second])
     order = sorted(fused, key=lambda i: -fused[i])  # stable: ties keep the first search's order
+    # The first search's best passage stays first: a question in the document's own words is answered
+    # there (hit@1 of "fts" on the literal questions is kept); the expansion only reorders the rest.
+    order.remove(first[0].chunk_id)
+    order.insert(0, first[0].chunk_id)
     return [_hit(by_id[i], fused[i], "expanded") for i in order[:k]]
 
 

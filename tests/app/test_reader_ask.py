@@ -23,8 +23,9 @@ from megalodoc.model import Megalodon, MegalodonConfig, save_model
 def test_evidence_stops_at_the_reading_point_unless_whole_document(service, book):
     doc = service.ingest(book)
     late = service.evidence(doc, "shlex lexical analyzer", whole_document=True)
-    assert late and all("shlex" in c.passage.lower() or "lexical" in c.passage.lower() for c in late)
-    point = min(c.start for c in late)  # before the first passage about shlex
+    # the best passage names the topic; later ones may come from the words those passages use for it
+    assert late and ("shlex" in late[0].passage.lower() or "lexical" in late[0].passage.lower())
+    point = min(c.start for c in late if "shlex" in c.passage.lower() or "lexical" in c.passage.lower())
     early = service.evidence(doc, "shlex lexical analyzer", at=point)
     assert all(c.end <= point for c in early)
     assert {c.start for c in late} - {c.start for c in early}
