@@ -17,7 +17,7 @@ behind `megalodoc ingest`) into a new SQLite file, and then:
 
 The machine is shared, so absolute seconds move with the load; the shares are ratios within one run.
 OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, set before torch loads unless already set): with
-the default spinning wait, two torch threads on this busy 2-core machine measured 10-40 times slower
+the default spinning wait, two torch threads on this busy 2-core machine measured 5-40 times slower
 per state_at than one thread; with passive waiting they are as fast as one.
 Wrap it in `flock /tmp/megalodoc-bench.lock` so benchmarks do not overlap. Prints a table and writes JSON.
 Default input: /usr/share/doc/libtasn1-doc/libtasn1.pdf, else the stdlib `json` package.
