@@ -31,7 +31,8 @@ def document_plot(name: str, length: int, position: int, evidence: Sequence[tupl
         axes.axvspan(start, max(end, start + 1), color=EVIDENCE_COLOR, alpha=0.35,
                      label="evidence" if number == 0 else None)
     axes.axvline(position, color=POINT_COLOR, linewidth=2.0, label="reading point")
-    axes.set_xlim(0, max(1, length))
+    margin = max(1, length) * 0.01  # the reading point at the very end stays visible
+    axes.set_xlim(-margin, max(1, length) + margin)
     axes.set_xlabel("token position")
     axes.set_title(name, fontsize=10)
     axes.legend(loc="upper right", fontsize=8, framealpha=0.8)

@@ -58,7 +58,7 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
             title = gr.Textbox(label="New title", scale=3)
             rename = gr.Button("Rename", scale=0)
             export = gr.Button("Export Markdown", scale=0)
-        exported = gr.File(label="Exported session", interactive=False)
+        exported = gr.File(label="Exported session", interactive=False, height=90)
 
     sampling_inputs = settings.inputs()
     view_outputs = [evidence, chat, session_id, after_turn, status, plot, sessions, turns]

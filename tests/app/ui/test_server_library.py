@@ -39,7 +39,8 @@ def test_upload_a_pdf_and_progress_reaches_100_percent(app, atlas_pdf):
     assert summary == "Read: atlas.pdf."
     percents = [float(out[0]["data"][0][2].rstrip("%")) for out in outputs if out[0]["data"][0][2]]
     assert percents[-1] == 100.0 and percents == sorted(percents)  # the table counts up to 100%
-    assert seen and all(0.0 <= value <= 1.0 for value in seen) and seen == sorted(seen)  # and so does the bar
+    # the bar, when a poll caught it (a short read may finish between polls), counts up too
+    assert all(0.0 <= value <= 1.0 for value in seen) and seen == sorted(seen)
     [row] = documents["data"]
     assert row[1:4] == ["atlas.pdf", "pdf", "complete"]
     assert picker["choices"] == [[f"atlas.pdf (id {row[0]}, complete)", row[0]]]
