@@ -57,6 +57,7 @@ class _Job:
     cancels: list[CancelToken]
     thread: threading.Thread | None = None
     started: float = field(default_factory=time.monotonic)
+    options: dict[str, object] = field(default_factory=dict)
 
 
 class IngestJobs:
@@ -68,11 +69,12 @@ class IngestJobs:
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count(1)
 
-    def start(self, files: Sequence[tuple[Path, str]]) -> int:
-        """Start a job reading (path, display name) files in a new thread; returns its id."""
+    def start(self, files: Sequence[tuple[Path, str]], **options: object) -> int:
+        """Start a job reading (path, display name) files in a new thread; returns its id. `options` go to
+        the ingest function with every file (e.g. surprise=True)."""
         with self._lock:
             job = _Job(next(self._ids), [FileTask(Path(p), name) for p, name in files],
-                       [CancelToken() for _ in files])
+                       [CancelToken() for _ in files], options=dict(options))
             self._jobs[job.id] = job
         job.thread = threading.Thread(target=self._run, args=(job,), name=f"ingest-job-{job.id}", daemon=True)
         job.thread.start()
@@ -135,7 +137,7 @@ class IngestJobs:
                 self._update(job, index, progress=progress, document_id=progress.document_id)
 
             try:
-                record = self._ingest(task.path, on_progress=on_progress, cancel=token)
+                record = self._ingest(task.path, on_progress=on_progress, cancel=token, **job.options)
             except Exception as exc:  # one bad file must not stop the job; the page shows the message
                 if not isinstance(exc, expected_errors()):
                     log.exception("ingest of %s failed unexpectedly", task.path)

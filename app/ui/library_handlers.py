@@ -17,11 +17,13 @@ DOCUMENT_HEADERS = ["ID", "Name", "Kind", "Status", "Tokens read", "Snapshots", 
 POLL_SECONDS = 0.5  # how often a following page refreshes the progress of its upload
 
 
-def start_upload(ctx: AppContext, files: Sequence[str] | None) -> int:
+def start_upload(ctx: AppContext, files: Sequence[str] | None, surprise: bool = False) -> int:
     """Copy the uploaded files into the data folder (size-capped) and start reading them in the
-    background; returns the job id."""
+    background (with `surprise`, each document's surprise curve is computed right after); returns the
+    job id."""
     stored = store_uploads(list(files or []), ctx.data_dir, ctx.max_upload_bytes)
-    return ctx.jobs.start([(s.path, s.name) for s in stored])
+    options = {"surprise": True} if surprise else {}
+    return ctx.jobs.start([(s.path, s.name) for s in stored], **options)
 
 
 def follow_job(ctx: AppContext, job_id: int, poll_seconds: float = POLL_SECONDS) -> Iterator[list[FileTask]]:

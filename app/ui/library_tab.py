@@ -42,7 +42,9 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
     gr.Markdown(INTRO)
     with gr.Row():
         files = gr.File(label="Files to read", file_count="multiple", scale=3)
-        read = gr.Button("Read into the library", variant="primary", scale=1)
+        with gr.Column(scale=1):
+            read = gr.Button("Read into the library", variant="primary")
+            surprise = gr.Checkbox(False, label="Then compute the surprise curve (reads each document twice)")
     progress = gr.Dataframe(headers=PROGRESS_HEADERS, label="Reading progress", interactive=False, wrap=True)
     message = gr.Markdown()
     gr.Markdown("### Documents")
@@ -57,8 +59,9 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
     outputs = [progress, message, documents, picker]
 
     @guarded
-    def read_files(paths: list[str] | None, progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
-        yield from _follow(ctx, h.start_upload(ctx, paths), progress)
+    def read_files(paths: list[str] | None, then_surprise: bool,
+                   progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
+        yield from _follow(ctx, h.start_upload(ctx, paths, then_surprise), progress)
 
     @guarded
     def resume_files(doc_id: int | None, progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
@@ -73,7 +76,7 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
         said = h.delete_document(ctx, doc_id)
         return said, h.document_rows(ctx), gr.update(choices=h.document_choices(ctx), value=None)
 
-    read.click(read_files, [files], outputs, api_name="upload", concurrency_limit=None)
+    read.click(read_files, [files, surprise], outputs, api_name="upload", concurrency_limit=None)
     resume.click(resume_files, [picker], outputs, api_name="resume_ingest", concurrency_limit=None)
     cancel.click(cancel_one, [picker], [message], api_name="cancel_ingest")
     delete.click(delete_one, [picker], [message, documents, picker], api_name="delete_document")

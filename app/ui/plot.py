@@ -25,7 +25,7 @@ def document_plot(name: str, length: int, position: int, evidence: Sequence[tupl
         axes.set_ylabel("bits / byte")
     else:
         axes.set_yticks([])
-        axes.text(0.5, 0.5, "surprise not computed for this document", transform=axes.transAxes,
+        axes.text(0.5, 0.5, "surprise curve not computed yet (Compute surprise)", transform=axes.transAxes,
                   ha="center", va="center", color="#888888")
     for number, (start, end) in enumerate(evidence):
         axes.axvspan(start, max(end, start + 1), color=EVIDENCE_COLOR, alpha=0.35,

@@ -5,7 +5,7 @@ AppContext; the page keeps only ids (document, session, turn) between calls."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,13 +70,36 @@ def position_of(ctx: AppContext, doc_id: int | str | None, text: str) -> int:
     return ctx.service.resolve_position(_doc_id(doc_id), text)
 
 
+def stored_surprise(ctx: AppContext, doc_id: int | str | None) -> list[tuple[int, int, float]]:
+    """The document's surprise curve as stored for the loaded model ([] when not computed yet, or when it
+    covers less than what was read now); never computes it (that reads the whole document again)."""
+    doc = ctx.service.document(_doc_id(doc_id))
+    losses = ctx.service.store.chunk_losses(doc.id, ctx.service.bundle.fingerprint)
+    if not losses or losses[-1].end != doc.committed_position:
+        return []
+    return [(loss.start, loss.end, loss.bits_per_byte) for loss in losses]
+
+
+def compute_surprise(ctx: AppContext, doc_id: int | str | None,
+                     on_progress: Callable[[int, int], None] | None = None) -> str:
+    """Compute and store the surprise curve (bits per byte per chunk) of the document; returns a summary
+    naming the most surprising chunk, where garbled extraction or unusual text shows first."""
+    points = ctx.service.surprise(_doc_id(doc_id), on_progress=on_progress)
+    if not points:
+        return "Nothing read yet: no surprise curve."
+    worst = max(points, key=lambda p: p.bits_per_byte)
+    mean = sum(p.bits_per_byte for p in points) / len(points)
+    where = f" ({worst.location})" if worst.location else ""
+    return (f"Surprise computed for {len(points):,} chunks: mean {mean:.2f} bits/byte; the most surprising chunk "
+            f"starts at token {worst.position:,}{where} with {worst.bits_per_byte:.2f} bits/byte.")
+
+
 def reading_plot(ctx: AppContext, doc_id: int | str | None, position: int,
                  citations: Sequence[Citation] = ()) -> Figure:
-    """The plot along the document: reading point, evidence, and the surprise curve when stored."""
+    """The plot along the document: reading point, evidence, and the stored surprise curve."""
     doc = ctx.service.document(_doc_id(doc_id))
-    surprise = ctx.service.surprise(doc) if hasattr(ctx.service, "surprise") else ()
     return document_plot(doc.name, doc.committed_position, int(position),
-                         [(c.start, c.end) for c in citations], [(s.start, s.end, s.bits_per_byte) for s in surprise])
+                         [(c.start, c.end) for c in citations], stored_surprise(ctx, doc.id))
 
 
 # ------------------------------------------------------------------ evidence and conversation

@@ -14,6 +14,7 @@ from megalodoc.app.ui.guard import guarded
 from megalodoc.app.ui.settings_handlers import sampling_settings
 from megalodoc.app.ui.settings_tab import SettingsTab
 
+PROGRESS = gr.Progress()  # Gradio fills in a per-request tracker for a parameter with this default
 INTRO = """Pick a document and a reading point, then ask. The evidence (passages of the document before
 the reading point, with their page or file:line) comes first; the generated text below it comes from
 a small model and may be wrong. Every question is kept in a session you can resume or branch later."""
@@ -46,6 +47,7 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     evidence = gr.Markdown(label="Evidence")
     chat = gr.Chatbot(label="Conversation (answers are generated text)", height=360)
     plot = gr.Plot(label="Along the document: reading point, evidence, surprise")
+    surprise = gr.Button("Compute surprise (bits per byte along the document)")
     with gr.Accordion("Sessions of this document", open=True):
         with gr.Row():
             sessions = gr.Dropdown(label="Session", choices=[], scale=3, allow_custom_value=True)
@@ -116,6 +118,13 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
                 None if cleared else current, gr.skip() if not cleared else None,
                 gr.skip() if not cleared else [])
 
+    def surprised(doc_id: int | None, at: float, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
+        def report(done: int, total: int) -> None:
+            progress(done / max(1, total), desc="Reading the document again for its surprise curve")
+
+        said = h.compute_surprise(ctx, doc_id, report)
+        return said, h.reading_plot(ctx, doc_id, int(at))
+
     restore_outputs = [document, position, point_info, *view_outputs]
     document.input(guarded(picked), [document], [position, point_info, session_id, after_turn, plot, sessions, chat,
                                                  evidence], api_name="pick_document")
@@ -142,6 +151,7 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
                  [document, sessions, title], [status, sessions], api_name="rename_session")
     delete.click(guarded(removed), [document, sessions, session_id], [status, sessions, turns, session_id, after_turn,
                                                                       chat], api_name="delete_session")
+    surprise.click(guarded(surprised), [document, position], [status, plot], api_name="surprise")
     export.click(guarded(lambda sid: str(h.export_session(ctx, sid))), [sessions], [exported],
                  api_name="export_session")
     return document

@@ -140,3 +140,21 @@ def test_bad_requests_are_refused_with_the_reason(ctx, atlas, ui_model_dir, tmp_
         foreign = other.ingest(long_text)
     with pytest.raises(ForeignModelError, match="read by another model"):
         list(h.ask(ctx, foreign.id, "why?", 10, False, SAMPLING, None, None))
+
+
+def test_surprise_curve_on_request_and_after_reading(ctx, atlas, atlas_pdf, long_text):
+    assert h.stored_surprise(ctx, atlas.id) == []  # never computed behind the person's back
+    seen: list[tuple[int, int]] = []
+    said = h.compute_surprise(ctx, atlas.id, lambda done, total: seen.append((done, total)))
+    assert said.startswith(f"Surprise computed for {len(h.stored_surprise(ctx, atlas.id)):,} chunks: mean ")
+    assert seen and seen[-1] == (atlas.committed_position, atlas.committed_position)
+    curve = h.stored_surprise(ctx, atlas.id)
+    assert curve[0][0] == 0 and curve[-1][1] == atlas.committed_position and all(b > 0 for _, _, b in curve)
+    [axes] = h.reading_plot(ctx, atlas.id, 100).axes
+    [line] = [line for line in axes.get_lines() if line.get_label() == "surprise (bits/byte)"]
+    assert list(line.get_ydata()) == [b for _, _, b in curve]
+    # asked for at upload: computed right after the document is read
+    job = lib.start_upload(ctx, [str(long_text)], surprise=True)
+    assert ctx.jobs.wait(job, 120)
+    [task] = ctx.jobs.tasks(job)
+    assert task.status == "complete" and h.stored_surprise(ctx, task.document_id)
