@@ -71,13 +71,10 @@ def position_of(ctx: AppContext, doc_id: int | str | None, text: str) -> int:
 
 
 def stored_surprise(ctx: AppContext, doc_id: int | str | None) -> list[tuple[int, int, float]]:
-    """The document's surprise curve as stored for the loaded model ([] when not computed yet, or when it
-    covers less than what was read now); never computes it (that reads the whole document again)."""
-    doc = ctx.service.document(_doc_id(doc_id))
-    losses = ctx.service.store.chunk_losses(doc.id, ctx.service.bundle.fingerprint)
-    if not losses or losses[-1].end != doc.committed_position:
-        return []
-    return [(loss.start, loss.end, loss.bits_per_byte) for loss in losses]
+    """The document's surprise curve as stored for the loaded model, as (start, end, bits per byte) per
+    chunk ([] when not computed yet); never computes it (that reads the whole document again)."""
+    points = ctx.service.surprise(_doc_id(doc_id), stored_only=True)
+    return [(p.start, p.end, p.bits_per_byte) for p in points]
 
 
 def compute_surprise(ctx: AppContext, doc_id: int | str | None,
