@@ -47,7 +47,8 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     evidence = gr.Markdown(label="Evidence")
     chat = gr.Chatbot(label="Conversation (answers are generated text)", height=360)
     plot = gr.Plot(label="Along the document: reading point, evidence, surprise")
-    surprise = gr.Button("Compute surprise (bits per byte along the document)")
+    with gr.Row():
+        surprise = gr.Button("Compute surprise (bits per byte along the document)", size="sm", scale=0)
     with gr.Accordion("Sessions of this document", open=True):
         with gr.Row():
             sessions = gr.Dropdown(label="Session", choices=[], scale=3, allow_custom_value=True)
@@ -60,7 +61,7 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
             title = gr.Textbox(label="New title", scale=3)
             rename = gr.Button("Rename", scale=0)
             export = gr.Button("Export Markdown", scale=0)
-        exported = gr.File(label="Exported session", interactive=False, height=90)
+        exported = gr.File(label="Exported session (Markdown)", interactive=False, visible=False)
 
     sampling_inputs = settings.inputs()
     view_outputs = [evidence, chat, session_id, after_turn, status, plot, sessions, turns]
@@ -152,6 +153,7 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     delete.click(guarded(removed), [document, sessions, session_id], [status, sessions, turns, session_id, after_turn,
                                                                       chat], api_name="delete_session")
     surprise.click(guarded(surprised), [document, position], [status, plot], api_name="surprise")
-    export.click(guarded(lambda sid: str(h.export_session(ctx, sid))), [sessions], [exported],
+    export.click(guarded(lambda sid: gr.update(value=str(h.export_session(ctx, sid)), visible=True)), [sessions],
+                 [exported],
                  api_name="export_session")
     return document

@@ -1,7 +1,7 @@
 """A real browser (Debian's Chromium driven by the playwright pip package; never `playwright install`)
 clicks through a real `megalodoc serve` process: upload a PDF, ask, come back in a fresh browser and
 resume, branch; it saves a screenshot of each step. MEGALODOC_SCREENSHOTS=DIR keeps them (the README's
-picture is taken this way); MEGALODOC_UI_URL=URL drives an already running server instead."""
+picture is taken this way); MEGALODOC_UI_URL=URL drives an already running server (on a fresh library) instead."""
 
 from __future__ import annotations
 
@@ -89,10 +89,11 @@ def pick(page, label: str, option: str) -> None:
     page.get_by_role("listbox").wait_for(state="hidden")  # the list has closed (and leaves the screenshot)
 
 
-def ask(page, question: str) -> None:
+def ask(page, question: str, turn: int) -> None:
+    """Ask and wait until the answer is stored as turn `turn` (turn ids count up in a fresh library)."""
     page.get_by_label("Question").fill(question)
     page.get_by_role("button", name="Ask", exact=True).click()
-    page.get_by_text("stored: resume or branch it any time").wait_for(timeout=STEP_MS)
+    page.get_by_text(f"turn {turn} stored: resume or branch it any time").wait_for(timeout=STEP_MS)
 
 
 def test_upload_ask_resume_and_branch_in_a_real_browser(served, document, tmp_path):
@@ -114,18 +115,19 @@ def test_upload_ask_resume_and_branch_in_a_real_browser(served, document, tmp_pa
         page.get_by_text(f"Read: {pdf.name}.").wait_for()
         expect(page.get_by_text("100%", exact=True).locator("visible=true").first).to_be_visible()
         page.screenshot(path=shots / "1-library.png", full_page=True)
-        # Reader: an empty question is refused with a message, then a real one is answered with evidence
+        # Reader: a question is answered with evidence first, then an empty one is refused with a message
         page.get_by_role("tab", name="Reader").click()
         pick(page, "Document", pdf.name)
         expect(page.get_by_text("Reading point: token")).to_be_visible()
-        page.get_by_role("button", name="Ask", exact=True).click()
-        expect(page.get_by_text("the question is empty").first).to_be_visible()
-        ask(page, question)
+        ask(page, question, 1)
         expect(page.get_by_text("Evidence from the document")).to_be_visible()
         expect(page.locator("strong", has_text=answer_page).first).to_be_visible()
         expect(page.get_by_text("Generated text (machine-generated").first).to_be_visible()
         page.screenshot(path=shots / "2-reader-ask.png", full_page=True)
-        ask(page, "Which options does it take?")
+        page.get_by_label("Question").fill("")
+        page.get_by_role("button", name="Ask", exact=True).click()
+        expect(page.get_by_text("the question is empty").first).to_be_visible()
+        ask(page, "Which options does it take?", 2)
         browser.close()
 
         # the person comes back in a fresh browser and resumes the conversation from the list
@@ -139,14 +141,14 @@ def test_upload_ask_resume_and_branch_in_a_real_browser(served, document, tmp_pa
         page.get_by_role("button", name="Resume").click()
         expect(page.get_by_text("Resumed session 1 after 2 turn(s).")).to_be_visible()
         expect(page.get_by_text("Which options does it take?")).to_be_visible()
-        ask(page, "Where are bugs reported?")
+        ask(page, "Where are bugs reported?", 3)
         page.screenshot(path=shots / "3-reader-resumed.png", full_page=True)
         # branch after the first turn: the later turns leave the conversation, a new line starts there
         pick(page, "Turn to branch from", "1: ")
         page.get_by_role("button", name="Branch from this turn").click()
         expect(page.get_by_text("Branching session 1 after turn")).to_be_visible()
         expect(page.get_by_text("Which options does it take?")).to_have_count(0)
-        ask(page, "What is ASN.1?")
+        ask(page, "What is ASN.1?", 4)
         pick(page, "Turn to branch from", "4 (after 1)")
         page.screenshot(path=shots / "4-reader-branched.png", full_page=True)
         page.get_by_role("tab", name="Settings").click()

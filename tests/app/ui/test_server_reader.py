@@ -81,7 +81,7 @@ def test_upload_ask_resume_branch_export(app, atlas_pdf):
     assert [text_of(m) for m in side[:2]] == [text_of(m) for m in chat[:2]] and text_of(side[2]) == \
         "What is sold at markets?"
 
-    exported = Path(again.predict(session_id, api_name="/export_session"))
+    exported = Path(again.predict(session_id, api_name="/export_session")["value"])
     text = exported.read_text()
     assert "Question: Who are the keepers of lighthouses?" in text and "Question: What is sold at markets?" in text
     assert "(after turn 1)" in text and "page 3" in text
