@@ -7,9 +7,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from app_support import atlas_pages, write_pdf
 from pipeline_support import make_model_folder
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen import canvas
 
 from megalodoc.app.reader import ReaderService
 from megalodoc.model.tokenizer import train_tokenizer
@@ -51,22 +50,7 @@ def repo(tmp_path) -> Path:
     return target
 
 
-def write_pdf(path: Path, pages: list[list[str]]) -> Path:
-    """A PDF with one page per entry, one drawn line per string (reportlab)."""
-    pdf = canvas.Canvas(str(path), pagesize=A4)
-    for lines in pages:
-        pdf.setFont("Helvetica", 11)
-        for row, line in enumerate(lines):
-            pdf.drawString(60, 800 - 14 * row, line)
-        pdf.showPage()
-    pdf.save()
-    return path
-
-
 @pytest.fixture
 def pdf(tmp_path) -> Path:
     """Four pages about different things; page 3 alone speaks of lighthouses."""
-    topics = ["gardens and roses", "rivers and bridges", "lighthouses and keepers", "markets and bread"]
-    pages = [[f"Page {n} is about {topic}; line {line} says more about {topic.split()[0]}." for line in range(12)]
-             for n, topic in enumerate(topics, 1)]
-    return write_pdf(tmp_path / "atlas.pdf", pages)
+    return write_pdf(tmp_path / "atlas.pdf", atlas_pages(12))

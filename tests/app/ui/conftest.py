@@ -1,5 +1,5 @@
-"""Fixtures for the web app tests: a tiny model folder with a real tokenizer, a service on a temporary
-SQLite file, an app context with its own data folder, and real documents (reportlab PDFs, text)."""
+"""Fixtures for the web app tests (the tiny model folder `tiny_model_dir` comes from tests/app/conftest.py):
+a service on a temporary SQLite file, an app context with its own data folder, and real documents."""
 
 from __future__ import annotations
 
@@ -7,29 +7,18 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from pipeline_support import make_model_folder
-from ui_support import atlas_pages, write_pdf
+from app_support import atlas_pages, write_pdf
 
 from megalodoc.app.reader import ReaderService
 from megalodoc.app.ui.context import AppContext
-from megalodoc.model.tokenizer import train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
-@pytest.fixture(scope="session")
-def ui_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny untrained Megalodon (chunk 16) with a lossless tokenizer trained on a few stdlib modules."""
-    folder = tmp_path_factory.mktemp("ui-model")
-    texts = [(STDLIB / name).read_text() for name in ("textwrap.py", "string.py", "shlex.py", "this.py")]
-    tokenizer = train_tokenizer(texts, folder / "tok.model", 600)
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
-
-
 @pytest.fixture
-def service(tmp_path: Path, ui_model_dir: Path):
+def service(tmp_path: Path, tiny_model_dir: Path):
     # a snapshot every 4 chunks of 16 tokens: fewer writes, the same reading
-    with ReaderService(tmp_path / "library.db", ui_model_dir, snapshot_every=4) as svc:
+    with ReaderService(tmp_path / "library.db", tiny_model_dir, snapshot_every=4) as svc:
         yield svc
 
 

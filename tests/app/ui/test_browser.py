@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from app_support import atlas_pages, write_pdf
 from pypdf import PdfReader, PdfWriter
-from ui_support import atlas_pages, write_pdf
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -37,14 +37,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def served(ui_model_dir: Path, tmp_path: Path) -> Iterator[str]:
+def served(tiny_model_dir: Path, tmp_path: Path) -> Iterator[str]:
     """The URL of `megalodoc serve` started as a person would (tiny model, temporary SQLite file)."""
     if os.environ.get("MEGALODOC_UI_URL"):
         yield os.environ["MEGALODOC_UI_URL"].rstrip("/") + "/"
         return
     port = free_port()
     command = [sys.executable, "-m", "megalodoc.app.cli", "serve", "--db", str(tmp_path / "library.db"),
-               "--model", str(ui_model_dir), "--port", str(port), "--data-dir", str(tmp_path / "data"),
+               "--model", str(tiny_model_dir), "--port", str(port), "--data-dir", str(tmp_path / "data"),
                "--threads", "1"]
     log = open(tmp_path / "serve.log", "w")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)

@@ -41,15 +41,15 @@ def test_expected_errors_show_their_message_and_bugs_are_logged(caplog):
         next(stream)
 
 
-def test_model_card_names_the_folder_fingerprint_and_architecture(service, ui_model_dir):
+def test_model_card_names_the_folder_fingerprint_and_architecture(service, tiny_model_dir):
     card = model_card_markdown(service)
-    assert f"`{ui_model_dir}`" in card and service.bundle.fingerprint[:16] in card
+    assert f"`{tiny_model_dir}`" in card and service.bundle.fingerprint[:16] in card
     assert "| chunk_size | 16 |" in card and "| vocab_size |" in card
-    (ui_model_dir / "README.md").write_text("# Tiny test model\n\nUntrained; for tests only.\n")
+    (tiny_model_dir / "README.md").write_text("# Tiny test model\n\nUntrained; for tests only.\n")
     try:
         assert model_card_markdown(service).endswith("# Tiny test model\n\nUntrained; for tests only.\n")
     finally:
-        (ui_model_dir / "README.md").unlink()
+        (tiny_model_dir / "README.md").unlink()
 
 
 def test_sampling_settings_are_checked_and_a_negative_seed_means_random():

@@ -72,7 +72,7 @@ def test_uploads_over_the_limit_are_refused_before_anything_is_copied(ctx, atlas
         h.start_upload(ctx, [])
 
 
-def test_cancel_then_resume_ends_like_an_uninterrupted_read(service, tmp_path, long_text, ui_model_dir):
+def test_cancel_then_resume_ends_like_an_uninterrupted_read(service, tmp_path, long_text, tiny_model_dir):
     ctx = AppContext.create(service, tmp_path / "data")
 
     def ingest_cancelled_at_first_progress(path, on_progress, cancel):
@@ -94,7 +94,7 @@ def test_cancel_then_resume_ends_like_an_uninterrupted_read(service, tmp_path, l
     [resumed] = finished_tasks(ctx, h.resume_ingest(ctx, doc.id))
     assert resumed.status == "complete" and resumed.progress.tokens_done > doc.committed_position
     done = service.store.get_document(doc.id)
-    with type(service)(tmp_path / "fresh.db", ui_model_dir) as fresh:
+    with type(service)(tmp_path / "fresh.db", tiny_model_dir) as fresh:
         whole = fresh.ingest(long_text)
     assert done.committed_position == whole.committed_position
     assert service.store.token_ids(doc.id, 0, done.committed_position) == fresh_ids(tmp_path, whole)

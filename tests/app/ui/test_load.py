@@ -8,8 +8,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from app_support import running_app
 from gradio_client import Client, handle_file
-from ui_support import running_app
 
 from megalodoc.app.ui.reader_handlers import GENERATED
 

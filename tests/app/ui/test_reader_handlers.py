@@ -123,7 +123,7 @@ def test_reading_points_from_pages_and_the_plot(ctx, atlas):
     assert len(spans) == len(first.citations) >= 1
 
 
-def test_bad_requests_are_refused_with_the_reason(ctx, atlas, ui_model_dir, tmp_path, long_text):
+def test_bad_requests_are_refused_with_the_reason(ctx, atlas, tiny_model_dir, tmp_path, long_text):
     with pytest.raises(UiError, match="the question is empty"):
         list(h.ask(ctx, atlas.id, "   ", 10, False, SAMPLING, None, None))
     with pytest.raises(UiError, match="choose a document"):
@@ -135,7 +135,7 @@ def test_bad_requests_are_refused_with_the_reason(ctx, atlas, ui_model_dir, tmp_
     # a document read by another model (the tiny model with other weights) in the same library
     torch.manual_seed(1)
     config = MegalodonConfig.preset("tiny", vocab_size=ctx.service.bundle.model.config.vocab_size, chunk_size=16)
-    other_dir = save_model(Megalodon(config), tmp_path / "other", tokenizer=ui_model_dir / "tokenizer.model")
+    other_dir = save_model(Megalodon(config), tmp_path / "other", tokenizer=tiny_model_dir / "tokenizer.model")
     with ReaderService(tmp_path / "library.db", other_dir) as other:
         foreign = other.ingest(long_text)
     with pytest.raises(ForeignModelError, match="read by another model"):

@@ -7,9 +7,9 @@ import time
 
 import httpx
 import pytest
+from app_support import running_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from ui_support import running_app
 
 
 @pytest.fixture

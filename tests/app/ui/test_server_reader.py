@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from app_support import running_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from ui_support import running_app
 
 from megalodoc.app.ui.reader_handlers import GENERATED
 

@@ -1,4 +1,4 @@
-"""Helpers for the web app tests: real PDFs made with reportlab, and the app launched on 127.0.0.1."""
+"""Helpers for the app tests: real PDFs made with reportlab, and the web app launched on 127.0.0.1."""
 
 from __future__ import annotations
 
