@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hostile_inputs import HOSTILE_CAPS, MAKERS, SECRET, Hostile, build
+from db_targets import TARGETS, snapshot_folder
+from hostile_inputs import HOSTILE_CAPS, MAKERS, PROSE, SECRET, Hostile, build
 from open_audit import recording
 from pipeline_support import make_model_folder
 
@@ -26,10 +27,14 @@ def hostile(tmp_path_factory) -> tuple[Path, dict[str, Hostile]]:
 
 
 @pytest.fixture(scope="module")
-def library(hostile, tokenizer, tmp_path_factory):
+def model(tokenizer, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hostile-model")
     (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    model = make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
+    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
+
+
+@pytest.fixture(scope="module")
+def library(hostile, model):
     root, _ = hostile
     with Library(root / "store.db", model, snapshot_every=8, caps=HOSTILE_CAPS) as lib:
         yield lib
@@ -82,3 +87,19 @@ def test_the_store_passes_db_check_after_every_hostile_input(hostile, library, c
     assert capsys.readouterr().out.strip().endswith(": ok")
     statuses = {doc.status for doc in library.documents()}
     assert statuses == {"complete"}  # no failed document with snapshots left behind by any refusal
+
+
+@pytest.mark.parametrize("kind", ["folder", "text-file", "truncated-store", "overwritten-store", "foreign-wal",
+                                  "newer-store", "read-only", "dev-null"])
+def test_ingest_into_a_bad_db_target_is_refused_and_changes_nothing(kind: str, model: Path, tmp_path: Path, capsys):
+    make, _, words = TARGETS[kind]
+    stores = tmp_path / "stores"
+    stores.mkdir()
+    target = make(stores / f"{kind}.db")
+    document = tmp_path / "notes.txt"
+    document.write_text(PROSE)
+    before = snapshot_folder(stores)
+    assert cli_main(["ingest", str(document), "--db", str(target), "--model", str(model), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert words in error and (str(target) in error or os.path.realpath(target) in error), error
+    assert snapshot_folder(stores) == before
