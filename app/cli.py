@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from megalodoc.app import commands
+from megalodoc.app.interrupts import exit_at_once_on_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,8 @@ def configure_logging(verbose: int, level: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
-    parser = build_parser()
+    with exit_at_once_on_interrupt("interrupted"):  # importing the command modules
+        parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.log_level)
     if not getattr(args, "handler", None):

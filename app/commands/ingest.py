@@ -110,23 +110,26 @@ def _print_estimate(library, paths: list[str], snapshot_every: int, stream) -> N
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from megalodoc.ingest.library import Library
-    from megalodoc.ingest.pipeline import CancelToken, IngestError
-    from megalodoc.model import CheckpointError
-    from megalodoc.storage import StorageError
+    from megalodoc.app.interrupts import exit_at_once_on_interrupt
 
-    if args.threads is not None:
-        if args.threads < 1:
-            print(f"megalodoc ingest: --threads {args.threads} must be at least 1", file=sys.stderr)
+    with exit_at_once_on_interrupt("interrupted before reading anything"):
+        from megalodoc.ingest.library import Library
+        from megalodoc.ingest.pipeline import CancelToken, IngestError
+        from megalodoc.model import CheckpointError
+        from megalodoc.storage import StorageError
+
+        if args.threads is not None:
+            if args.threads < 1:
+                print(f"megalodoc ingest: --threads {args.threads} must be at least 1", file=sys.stderr)
+                return 2
+            import torch
+
+            torch.set_num_threads(args.threads)  # once, for this process: the library never changes it
+        try:
+            library = Library(args.db, args.model, snapshot_every=args.snapshot_every, caps=_caps(args))
+        except (IngestError, CheckpointError, StorageError, ValueError) as exc:
+            print(f"megalodoc ingest: {exc}", file=sys.stderr)
             return 2
-        import torch
-
-        torch.set_num_threads(args.threads)  # once, for this process: the library never changes it
-    try:
-        library = Library(args.db, args.model, snapshot_every=args.snapshot_every, caps=_caps(args))
-    except (IngestError, CheckpointError, StorageError, ValueError) as exc:
-        print(f"megalodoc ingest: {exc}", file=sys.stderr)
-        return 2
     if args.estimate or not args.quiet:
         try:
             estimate = _print_estimate(library, args.paths, args.snapshot_every, sys.stdout if args.estimate

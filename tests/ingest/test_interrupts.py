@@ -115,9 +115,10 @@ def run_and_interrupt(command: list[str], tmpdir: Path, delay: float, after: str
     return process.returncode, (said, exited), "".join(seen)
 
 
-# Where the interrupts land: while starting (imports, model, store), just after the estimate (the archive
-# being extracted, hashed and cleaned up), and while the model reads and snapshots are written.
-PHASES = ((None, 0.2, 2.5), ("estimate:", 0.0, 0.8), ("tokens", 0.0, 1.0))
+# Where the interrupts land: three while starting (imports of torch, where an interrupt was once swallowed
+# or aborted the process from C++; the model; the store), just after the estimate (the archive being
+# extracted, hashed and cleaned up), and while the model reads and snapshots are written.
+PHASES = ((None, 0.1, 2.5), (None, 0.1, 2.5), (None, 0.1, 2.5), ("estimate:", 0.0, 0.8), ("tokens", 0.0, 1.0))
 
 
 def test_sigint_at_random_points_exits_promptly_and_leaves_a_sound_store(setup, tmp_path):
@@ -140,10 +141,10 @@ def test_sigint_at_random_points_exits_promptly_and_leaves_a_sound_store(setup, 
             said, exited = seconds
             assert said < ACK_SECONDS, f"{where}: said so after {said:.2f} s"
             assert exited < limit, f"{where} took {exited:.2f} s to exit (limit {limit:.2f} s)"
-            assert code in (130, -signal.SIGINT), (code, stderr[-2000:])
+            assert code == 130, (code, stderr[-2000:])
         assert list(scratch.iterdir()) == [], f"extracted files left behind after an {where}"
         assert cli_main(["db", "check", "--db", str(db)]) == 0, where
-    assert interrupted >= 2, "the runs ended before their interrupts; the inputs are too small"
+    assert interrupted >= 4, "the runs ended before their interrupts; the inputs are too small"
     # reading again (here in-process) finishes what the interrupts left
     with Library(db, setup["model"], snapshot_every=2) as library:
         assert all(outcome.ok for outcome in library.ingest_many([setup["archive"], setup["book"]]))

@@ -1,0 +1,37 @@
+"""Ctrl-C while a command starts up ends the process at once.
+
+Until a command has loaded its model and opened its store nothing has been read or written, and an
+interrupt delivered while torch is being imported can be lost (swallowed by code that runs inside the
+import) or abort the process from C++ (a Python callback raising through pybind11). So during start-up
+SIGINT writes one line and exits with status 130 right away (SQLite rolls back a store creation cut
+short on its next open); afterwards the usual KeyboardInterrupt takes over, and the command stops
+cooperatively at a safe point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+
+@contextmanager
+def exit_at_once_on_interrupt(message: str) -> Iterator[None]:
+    """Within the block, SIGINT prints `message` to stderr and exits with status 130 immediately (only in
+    the main thread, the one signals reach; elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(_signum: int, _frame: FrameType | None) -> None:
+        os.write(2, f"\n{message}\n".encode())
+        os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
