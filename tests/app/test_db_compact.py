@@ -7,12 +7,11 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-import torch
-from pipeline_support import TINY_CHUNK, make_model_folder
+from pipeline_support import TINY_CHUNK, stdlib_model_folder
+from state_helpers import assert_same_state, run_chunked
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.ingest.library import Library
-from megalodoc.model.tokenizer import train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -20,24 +19,7 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("compact")
-    texts = [(STDLIB / name).read_text() for name in ("textwrap.py", "string.py", "shlex.py")]
-    tokenizer = train_tokenizer(texts, folder / "tok.model", 600)
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
-
-
-def chunked(model, ids):
-    state = None
-    with torch.no_grad():
-        for start in range(0, len(ids), TINY_CHUNK):
-            _, state = model(torch.tensor([ids[start : start + TINY_CHUNK]]), state, compute_logits=False)
-    return state
-
-
-def assert_same_state(a, b):
-    fa, fb = a.to_flat(), b.to_flat()
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        assert torch.equal(fa[key], fb[key]), key
+    return stdlib_model_folder(folder)
 
 
 def test_compact_thins_to_k_chunks_and_restores_exactly(tmp_path, model_dir, capsys):
@@ -65,7 +47,7 @@ def test_compact_thins_to_k_chunks_and_restores_exactly(tmp_path, model_dir, cap
         assert lib.store.check_integrity() == []
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
         for p in (1, 4 * TINY_CHUNK - 1, 5 * TINY_CHUNK + 3, doc.token_count - 2, doc.token_count):
-            assert_same_state(lib.state_at(doc, p), chunked(lib.bundle.model, ids[:p]))
+            assert_same_state(lib.state_at(doc, p), run_chunked(lib.bundle.model, ids[:p], TINY_CHUNK))
     assert db.stat().st_size < size_before / 2
 
     assert cli_main(["db", "compact", str(doc.id), "--every", "4", "--db", str(db)]) == 0  # nothing left to do

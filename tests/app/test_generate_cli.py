@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import sysconfig
 from pathlib import Path
 
 import pytest
-from pipeline_support import make_model_folder
+from pipeline_support import stdlib_model_folder
 
 from megalodoc.app.cli import main as cli_main
-from megalodoc.model.tokenizer import train_tokenizer
-
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("gen")
-    texts = [(STDLIB / name).read_text() for name in ("textwrap.py", "string.py", "shlex.py")]
-    tokenizer = train_tokenizer(texts, folder / "tok.model", 600)
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
+    return stdlib_model_folder(folder)
 
 
 def test_generate_streams_text_and_is_reproducible_with_a_seed(model_dir, capsys):

@@ -7,8 +7,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-import torch
 from pipeline_support import TINY_CHUNK, make_model_folder
+from state_helpers import assert_same_state, run_chunked
 
 from megalodoc.ingest.library import Library
 from megalodoc.model import state_from_bytes, state_to_bytes
@@ -29,21 +29,6 @@ def stored_states(lib: Library, doc):
     for info in lib.snapshots(doc):
         data = lib.store.load_snapshot_bytes(info.id)
         yield info, state_from_bytes(data, lib.bundle, f"snapshot {info.id}")
-
-
-def chunked(model, ids, C):
-    state = None
-    with torch.no_grad():
-        for start in range(0, len(ids), C):
-            _, state = model(torch.tensor([ids[start : start + C]]), state, compute_logits=False)
-    return state
-
-
-def assert_same_state(a, b):
-    fa, fb = a.to_flat(), b.to_flat()
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        assert torch.equal(fa[key], fb[key]), key
 
 
 def mid_chunk_cut(text: str, tokenizer, C: int, start: int, at_least: int = 0) -> str:
@@ -81,9 +66,9 @@ def test_tiny_model_stores_only_boundary_states(tmp_path, model_dir, every):
         check_boundary_snapshots(lib, doc)
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
         model = lib.bundle.model
-        assert_same_state(lib.state_at(doc, doc.token_count), chunked(model, ids, TINY_CHUNK))
+        assert_same_state(lib.state_at(doc, doc.token_count), run_chunked(model, ids, TINY_CHUNK))
         for p in (TINY_CHUNK * 4 + 3, TINY_CHUNK * 5, doc.token_count - 1):  # tails of several chunks for K=3
-            assert_same_state(lib.state_at(doc, p), chunked(model, ids[:p], TINY_CHUNK))
+            assert_same_state(lib.state_at(doc, p), run_chunked(model, ids[:p], TINY_CHUNK))
         # a document that stopped after its final snapshot (before its status was written) completes
         # from that snapshot without reading anything again
         count = len(lib.snapshots(doc))
@@ -106,7 +91,7 @@ def test_shipped_model_stores_boundary_states_only(tmp_path):
         end = lib.snapshots(doc)[-1]
         restored = lib.state_at(doc, doc.token_count)
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
-        assert_same_state(restored, chunked(lib.bundle.model, ids, C))
+        assert_same_state(restored, run_chunked(lib.bundle.model, ids, C))
         # what the end used to cost: the mid-chunk state with the unfinished chunk's keys and values
         mid_chunk = state_to_bytes(restored, lib.bundle)
         assert end.size_bytes < len(mid_chunk)

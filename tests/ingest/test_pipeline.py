@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from pipeline_support import TINY_CHUNK, make_model_folder
+from state_helpers import assert_same_state, run_chunked
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.ingest.library import Library
@@ -38,22 +39,6 @@ def book(tmp_path) -> Path:
     return path
 
 
-def run_chunked(model, ids):
-    """The model over ids in aligned chunks, as ingest reads them."""
-    state = None
-    with torch.no_grad():
-        for start in range(0, len(ids), TINY_CHUNK):
-            _, state = model(torch.tensor([ids[start : start + TINY_CHUNK]]), state, compute_logits=False)
-    return state
-
-
-def assert_same_state(a, b):
-    fa, fb = a.to_flat(), b.to_flat()
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        assert torch.equal(fa[key], fb[key]), key
-
-
 def final_snapshot(lib: Library, doc):
     return lib.snapshots(doc)[-1]
 
@@ -75,14 +60,14 @@ def test_ingest_text_snapshots_every_chunk_and_restores_exact_state(tmp_path, mo
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
         assert lib.bundle.tokenizer.decode(ids) == book.read_text()
         restored = lib.state_at(doc, doc.token_count)
-        assert_same_state(restored, run_chunked(lib.bundle.model, ids))
+        assert_same_state(restored, run_chunked(lib.bundle.model, ids, TINY_CHUNK))
         with torch.no_grad():  # one call over everything: equal up to rounding (different FFT sizes)
             _, one_shot = lib.bundle.model(torch.tensor([ids]), compute_logits=False)
         assert torch.allclose(torch.view_as_real(one_shot.layers[1].ema), torch.view_as_real(restored.layers[1].ema),
                               atol=1e-5)
         # a mid-document position: snapshot + re-read tail equals the same chunked run, bit for bit
         p = 2 * TINY_CHUNK + 5
-        assert_same_state(lib.state_at(doc, p), run_chunked(lib.bundle.model, ids[:p]))
+        assert_same_state(lib.state_at(doc, p), run_chunked(lib.bundle.model, ids[:p], TINY_CHUNK))
         # citations: text offsets map back
         loc = lib.store.locate(doc.id, p)
         assert loc is not None and loc.char_start is not None

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from state_helpers import assert_same_state, run_chunked
 
 from megalodoc.model import Megalodon, MegalodonConfig
 from megalodoc.model.boundary import boundary_state_nbytes, fold_to_boundary, restore_with_tail, run_aligned
@@ -17,22 +18,6 @@ def tiny():
     return model
 
 
-def chunked(model, ids):
-    """The reference: aligned chunks of C from the start, as ingest reads a document."""
-    state = None
-    with torch.no_grad():
-        for start in range(0, len(ids), C):
-            _, state = model(torch.tensor([ids[start : start + C]]), state, compute_logits=False)
-    return state
-
-
-def assert_same_state(a, b):
-    fa, fb = a.to_flat(), b.to_flat()
-    assert fa.keys() == fb.keys()
-    for key in fa:
-        assert torch.equal(fa[key], fb[key]), key
-
-
 def ids_of(n, seed=0):
     return torch.randint(0, 256, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
 
@@ -41,8 +26,8 @@ def test_boundary_size_is_the_config_formula_and_smaller_than_mid_chunk(tiny):
     config = tiny.config
     expected = boundary_state_nbytes(config)
     assert tiny.initial_state(1).nbytes() == expected
-    at_boundary = chunked(tiny, ids_of(2 * C))
-    mid_chunk = chunked(tiny, ids_of(2 * C + 5))
+    at_boundary = run_chunked(tiny, ids_of(2 * C), C)
+    mid_chunk = run_chunked(tiny, ids_of(2 * C + 5), C)
     assert at_boundary.at_chunk_boundary and at_boundary.nbytes() == expected
     assert not mid_chunk.at_chunk_boundary
     kv = 5 * config.num_layers * config.num_heads * (config.head_dim + config.value_head_dim) * 4
@@ -61,7 +46,7 @@ def test_fold_then_restore_equals_uninterrupted_run(tiny, first, second):
     assert tail == ids[state.position :]
     assert state.nbytes() == boundary_state_nbytes(tiny.config)
     restored = restore_with_tail(tiny, state, tail)
-    assert_same_state(restored, chunked(tiny, ids))
+    assert_same_state(restored, run_chunked(tiny, ids, C))
 
 
 def test_fold_without_crossing_a_boundary_keeps_the_state(tiny):
@@ -71,7 +56,7 @@ def test_fold_without_crossing_a_boundary_keeps_the_state(tiny):
 
 
 def test_fold_refuses_a_mid_chunk_state(tiny):
-    mid = chunked(tiny, ids_of(C + 3))
+    mid = run_chunked(tiny, ids_of(C + 3), C)
     with pytest.raises(ValueError, match="3 tokens into a chunk"):
         fold_to_boundary(tiny, mid, ids_of(C))
 
@@ -79,7 +64,7 @@ def test_fold_refuses_a_mid_chunk_state(tiny):
 def test_run_aligned_from_a_mid_chunk_state_finishes_the_chunk_first(tiny):
     """From a mid-chunk state the first piece only completes the chunk; later pieces are whole chunks."""
     ids = ids_of(3 * C + 2, seed=9)
-    mid = chunked(tiny, ids[: C + 3])
+    mid = run_chunked(tiny, ids[: C + 3], C)
     expected = mid
     with torch.no_grad():
         for start, end in [(C + 3, 2 * C), (2 * C, 3 * C), (3 * C, 3 * C + 2)]:
