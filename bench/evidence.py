@@ -75,11 +75,11 @@ def model_over_all_chunks(lib: Library, document_id: int, question: str) -> list
     ]
 
 
-def rankers(with_model_all: bool) -> dict[str, Ranker]:
+def rankers(methods: list[str], with_model_all: bool) -> dict[str, Ranker]:
     def method(name: str) -> Ranker:
         return lambda lib, doc, q: rank_evidence(lib.store, lib.bundle, doc, q, before=None, k=K, method=name)
 
-    table = {name: method(name) for name in METHODS}
+    table = {name: method(name) for name in methods}
     if with_model_all:
         table["model-all"] = lambda lib, doc, q: model_over_all_chunks(lib, doc, q)
     return table
@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help="SQLite file to use (kept; reused if it holds the documents)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared 2-core machine a second thread mostly waits)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="methods to measure (default: all)")
     parser.add_argument("--model-all", action="store_true", help="also rank every chunk by the model alone (slow)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "evidence.json")
     args = parser.parse_args()
@@ -155,7 +157,7 @@ def main() -> None:
             started = time.perf_counter()
             documents = {name: ingest(lib, doc) for name, doc in spec["documents"].items()}
             ingest_s = time.perf_counter() - started
-            table = rankers(args.model_all)
+            table = rankers(args.methods, args.model_all)
             for ranker in table.values():  # warm up: first calls pay for lazy initialisation
                 ranker(lib, next(iter(documents.values())), "warm up the caches")
             rows = []
