@@ -145,8 +145,10 @@ def _expanded(
     order = sorted(fused, key=lambda i: -fused[i])  # stable: ties keep the first search's order
     # The first search's best passage stays first: a question in the document's own words is answered
     # there (hit@1 of "fts" on the literal questions is kept); the expansion only reorders the rest.
+    # It takes the best fused score, so that scores still fall with rank.
     order.remove(first[0].chunk_id)
     order.insert(0, first[0].chunk_id)
+    fused[first[0].chunk_id] = max(fused.values())
     return [_hit(by_id[i], fused[i], "expanded") for i in order[:k]]
 
 
