@@ -1,16 +1,18 @@
 """End-to-end latency of the reader service's ask with the shipped model on a real PDF.
 
     flock /tmp/megalodoc-bench.lock python3 bench/reader_ask.py [--questions bench/evidence_questions.json]
-        [--pdf /usr/share/doc/libtasn1-doc/libtasn1.pdf] [--db STORE.db] [--max-tokens 96] [--threads 2]
-        [--out bench/results/reader_ask.json]
+        [--pdf /usr/share/doc/libtasn1-doc/libtasn1.pdf] [--pages N] [--limit N] [--db STORE.db]
+        [--max-tokens 96] [--threads 2] [--out bench/results/reader_ask.json]
 
 The PDF is ingested with the default model into a temporary SQLite store (or --db, reused when it
-already holds it). Each question about that PDF (the "libtasn1" questions of the questions file, or a
-built-in handful) is asked at the end of the document, with a fixed seed: measured are the seconds until
-the citations are ready (evidence ranking), until the first piece of text, and until the answer is
-complete, and the generated tokens. Then one session of three turns is timed (each turn also folds and
-stores its state), and its fourth turn is asked once in the same service and once in a fresh service
-restoring the third turn from the store: the two must be token-identical.
+already holds it); --pages N stops the ingest after N pages. Each question about that PDF (the
+"libtasn1" questions of the questions file, or a built-in handful; --limit N: the first N) is asked at
+the end of what was read, with a fixed seed. Measured: seconds until the citations are ready (evidence
+ranking), until the first piece of text, until the answer is complete; the generated tokens; and the
+process CPU seconds of the whole ask (on a machine shared with other work, CPU seconds with --threads 1
+stay close to what an idle core takes, while wall time does not). Then one session of three turns is
+timed (each turn also folds and stores its state), and its fourth turn is asked once in the same service
+and once in a fresh service restoring the third turn from the store: the two must be token-identical.
 Prints a table (p50 / p95 / max) and writes JSON.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -27,6 +30,7 @@ from pathlib import Path
 import torch
 
 from megalodoc.app.reader import ReaderService
+from megalodoc.ingest.pipeline import CancelToken
 
 ROOT = Path(__file__).resolve().parent.parent
 MANUAL = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
@@ -53,6 +57,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def timed_ask(service: ReaderService, doc, question: str, max_tokens: int, session=None) -> dict:
+    cpu = time.process_time()
     start = time.perf_counter()
     answer = service.ask(None if session is not None else doc, question, seed=0,
                          sampling={"max_new_tokens": max_tokens}, session=session)
@@ -63,7 +68,7 @@ def timed_ask(service: ReaderService, doc, question: str, max_tokens: int, sessi
             first = time.perf_counter() - start
     total = time.perf_counter() - start
     return {"question": question, "evidence_s": evidence, "first_text_s": first if first is not None else total,
-            "total_s": total, "tokens": len(answer.token_ids), "answer": answer}
+            "total_s": total, "cpu_s": time.process_time() - cpu, "tokens": len(answer.token_ids), "answer": answer}
 
 
 def summary(rows: list[dict], key: str) -> dict[str, float]:
@@ -76,6 +81,8 @@ def main() -> int:
     parser.add_argument("--questions", type=Path, default=ROOT / "bench" / "evidence_questions.json")
     parser.add_argument("--pdf", type=Path, default=MANUAL)
     parser.add_argument("--db", help="store to use (kept); default: a temporary one")
+    parser.add_argument("--pages", type=int, help="stop the ingest after this many pages")
+    parser.add_argument("--limit", type=int, help="ask at most this many questions")
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "reader_ask.json")
@@ -85,9 +92,15 @@ def main() -> int:
         db = args.db or str(Path(tmp) / "bench.db")
         service = ReaderService(db)
         t0 = time.perf_counter()
-        doc = service.ingest(args.pdf)
+        cancel = CancelToken()
+
+        def stop_after_pages(progress) -> None:
+            if args.pages is not None and progress.units_done >= args.pages:
+                cancel.cancel()
+
+        doc = service.ingest(args.pdf, on_progress=stop_after_pages, cancel=cancel)
         ingest_s = time.perf_counter() - t0
-        questions = questions_from(args.questions)
+        questions = questions_from(args.questions)[: args.limit]
         timed_ask(service, doc, questions[0], 4)  # warm-up
         rows = [timed_ask(service, doc, q, args.max_tokens) for q in questions]
         point = service.start_session(doc, title="bench")
@@ -105,9 +118,10 @@ def main() -> int:
                             session=resumed.branch(point.after_turn)).token_ids
         identical = again == straight
         resumed.close()
-    table = {key: summary(rows, key) for key in ("evidence_s", "first_text_s", "total_s", "tokens")}
-    turn_table = {key: summary(turns, key) for key in ("evidence_s", "total_s")}
-    print(f"document: {args.pdf} ({doc.committed_position:,} tokens, ingest {ingest_s:.1f} s); "
+    table = {key: summary(rows, key) for key in ("evidence_s", "first_text_s", "total_s", "cpu_s", "tokens")}
+    turn_table = {key: summary(turns, key) for key in ("evidence_s", "total_s", "cpu_s")}
+    load = os.getloadavg()[0]
+    print(f"document: {args.pdf} ({doc.committed_position:,} tokens, ingest {ingest_s:.1f} s); load {load:.1f}; "
           f"{len(rows)} questions, {args.max_tokens} tokens at most, {args.threads} threads")
     print(f"{'measure':<22}{'p50':>10}{'p95':>10}{'max':>10}")
     for key, stats in table.items():
@@ -116,7 +130,8 @@ def main() -> int:
         print(f"{'session turn ' + key:<22}{stats['p50']:>10.3f}{stats['p95']:>10.3f}{stats['max']:>10.3f}")
     print(f"resumed session gives the uninterrupted tokens: {identical}")
     result = {
-        "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
+        "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__,
+                    "load_average_1min": load},
         "document": {"path": str(args.pdf), "tokens": doc.committed_position, "ingest_seconds": ingest_s},
         "max_tokens": args.max_tokens,
         "ask": table,
