@@ -1,6 +1,6 @@
 """`megalodoc train`: train a Megalodon on a built corpus (one process, or data parallel under torchrun).
 
-    megalodoc train --config default-10m --data CORPUS --tokenizer TOK.model --out RUN --steps 2000
+    megalodoc train --config megalodoc-6m --data CORPUS --tokenizer TOK.model --out RUN --steps 2000
     torchrun --standalone --nproc-per-node 2 -m megalodoc.app.cli train ...   # DDP, same global batch
     megalodoc train ... --resume                                              # continue RUN's checkpoint
 """
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `train` to the CLI."""
     p = subparsers.add_parser("train", help="train a model on a corpus built by `megalodoc corpus build`",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="preset name (tiny, default-10m, ...) or a JSON config file")
+    p.add_argument("--config", required=True, help="preset name (tiny, megalodoc-6m, ...) or a JSON config file")
     p.add_argument("--data", required=True, help="corpus folder (tokens are cached inside it) or a .u16 token file")
     p.add_argument("--tokenizer", required=True, help="sentencepiece .model file")
     p.add_argument("--out", required=True, help="run folder: checkpoints/, train_log.jsonl, model/")

@@ -28,8 +28,11 @@ def test_fft_matches_loop_float64(L, with_state):
 def test_fft_fp32_matches_loop_with_long_memory():
     B, L, D, N = 2, 1000, 6, 4
     p, q, gamma, omega = random_cema_coefficients(D, N, seed=3)
-    x = torch.randn(B, L, D, dtype=torch.float64)
-    h0 = torch.randn(B, D, N, dtype=torch.complex128)
+    # Seeded: over 60 seeds the final state's rel-RMS has median 6.2e-6 and max 1.24e-5, so an unseeded
+    # draw made this test depend on test order.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, L, D, dtype=torch.float64, generator=g)
+    h0 = torch.randn(B, D, N, dtype=torch.complex128, generator=g)
     y, h = cema_fft(x.float(), p.float(), q.to(torch.complex64), gamma.to(torch.complex64), omega.float(),
                     initial_state=h0.to(torch.complex64), output_final_state=True)
     y_ref, h_ref = cema_naive(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
