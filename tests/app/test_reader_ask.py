@@ -164,6 +164,15 @@ def test_bad_input_gives_typed_errors_naming_the_document(service, book, tmp_pat
         service.ask(theirs.id, "wrap")
 
 
+def test_a_document_deleted_before_the_answer_streams_is_named(service, book):
+    doc = service.ingest(book)
+    answer = service.ask(doc, "wrap text", at=200, seed=1, sampling={"max_new_tokens": 3})
+    assert answer.citations  # the evidence was read at once
+    service.delete_document(doc)
+    with pytest.raises(DocumentNotFoundError, match=r"book.txt \(id \d+\): deleted meanwhile"):
+        list(answer)
+
+
 def test_documents_resolve_by_id_or_name(service, book, repo):
     doc = service.ingest(book)
     service.ingest(repo)
