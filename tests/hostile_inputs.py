@@ -91,6 +91,18 @@ def tar_with(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> 
     return path
 
 
+def zip_with(path: Path, members: list[tuple[str, str | bytes] | tuple[str, str | bytes, int]]) -> Path:
+    """A .zip of (name, data) members; a third item is the Unix mode a member claims (type and bits)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data, *mode in members:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if mode:
+                info.external_attr = mode[0] << 16
+            archive.writestr(info, data)
+    return path
+
+
 def special_member(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, linkname
@@ -306,11 +318,8 @@ def tar_escapes(given: Path, outside: Path) -> Hostile:
 
 @case
 def zip_escapes(given: Path, outside: Path) -> Hostile:
-    path = given / "escapes.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("zipped/ok.py", PROSE)
-        archive.writestr("../../escaped.py", "x = 1\n")
-        archive.writestr(f"{outside}/absolute.py", "y = 2\n")
+    path = zip_with(given / "escapes.zip", [("zipped/ok.py", PROSE), ("../../escaped.py", "x = 1\n"),
+                                            (f"{outside}/absolute.py", "y = 2\n")])
     return Hostile("zip-dotdot-absolute", path, "skip", "unsafe path in the archive")
 
 
@@ -327,12 +336,8 @@ def tar_links(given: Path, outside: Path) -> Hostile:
 
 @case
 def zip_symlink(given: Path, outside: Path) -> Hostile:
-    path = given / "link.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("zl/ok.py", PROSE)
-        member = zipfile.ZipInfo("zl/secret-link.txt")
-        member.external_attr = (stat.S_IFLNK | 0o777) << 16
-        archive.writestr(member, f"{outside}/secret.txt")
+    path = zip_with(given / "link.zip", [("zl/ok.py", PROSE),
+                                         ("zl/secret-link.txt", f"{outside}/secret.txt", stat.S_IFLNK | 0o777)])
     return Hostile("zip-symlink-outside", path, "skip", "symlink in the archive")
 
 
@@ -349,21 +354,13 @@ def tar_devices(given: Path, _: Path) -> Hostile:
 
 @case
 def zip_special(given: Path, _: Path) -> Hostile:
-    path = given / "special.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("zs/ok.py", PROSE)
-        member = zipfile.ZipInfo("zs/pipe")
-        member.external_attr = (stat.S_IFIFO | 0o644) << 16
-        archive.writestr(member, "")
+    path = zip_with(given / "special.zip", [("zs/ok.py", PROSE), ("zs/pipe", "", stat.S_IFIFO | 0o644)])
     return Hostile("zip-fifo-member", path, "skip", "named pipe")
 
 
 @case
 def zip_ratio_bomb(given: Path, _: Path) -> Hostile:
-    path = given / "bomb.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("bomb/readme.md", PROSE)
-        archive.writestr("bomb/zeros.txt", b"0" * (8 << 20))
+    path = zip_with(given / "bomb.zip", [("bomb/readme.md", PROSE), ("bomb/zeros.txt", b"0" * (8 << 20))])
     return Hostile("zip-bomb-ratio", path, "refuse", "--max-expansion")
 
 
@@ -515,7 +512,5 @@ def direct_broken_link(given: Path, outside: Path) -> Hostile:
 
 @case
 def office(given: Path, _: Path) -> Hostile:
-    path = given / "report.docx"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("word/document.xml", "<w:document/>")
+    path = zip_with(given / "report.docx", [("word/document.xml", "<w:document/>")])
     return Hostile("office-document", path, "refuse", "not supported")

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pipeline_support import make_model_folder
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
@@ -158,3 +159,11 @@ def _child_pids() -> set[int]:
         if int(fields[1]) == me:
             children.add(int(entry.name))
     return children
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tokenizer: Tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny reader model of ``pipeline_support`` with the test tokenizer, saved once per session."""
+    folder = tmp_path_factory.mktemp("tiny-reader-model")
+    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
+    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)

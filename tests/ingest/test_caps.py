@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from pipeline_support import make_model_folder
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.ingest.estimate import estimate_ingest, model_costs
@@ -33,11 +32,9 @@ def refused_by(path: Path, caps: IngestCaps = TIGHT) -> str:
     return message
 
 
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("caps-model")
-    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
+@pytest.fixture
+def model_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 def test_text_over_the_byte_cap_is_refused_and_a_higher_cap_reads_it(tmp_path: Path):

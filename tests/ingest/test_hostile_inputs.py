@@ -12,7 +12,6 @@ import pytest
 from db_targets import TARGETS, snapshot_folder
 from hostile_inputs import HOSTILE_CAPS, MAKERS, PROSE, SECRET, Hostile, build
 from open_audit import recording
-from pipeline_support import make_model_folder
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.ingest.library import Library
@@ -27,10 +26,8 @@ def hostile(tmp_path_factory) -> tuple[Path, dict[str, Hostile]]:
 
 
 @pytest.fixture(scope="module")
-def model(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hostile-model")
-    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
+def model(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from hostile_inputs import HOSTILE_CAPS, build
-from pipeline_support import make_model_folder
 
 from megalodoc.app.cli import main as cli_main
 
@@ -42,11 +41,10 @@ def opened_paths(log: Path) -> tuple[set[str], set[int]]:
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (Debian package strace)")
-def test_cli_opens_nothing_outside_the_given_paths(tmp_path: Path, tokenizer):
+def test_cli_opens_nothing_outside_the_given_paths(tmp_path: Path, tiny_model_dir: Path):
     cases = {case.kind: case for case in build(tmp_path / "hostile")}
     chosen = [cases[kind] for kind in REPRESENTATIVE]
-    (tmp_path / "tok.model").write_bytes(tokenizer.model_bytes())
-    model = make_model_folder(tmp_path / "model", tmp_path / "tok.model", tokenizer.vocab_size)
+    model = tiny_model_dir
     db, log = tmp_path / "store.db", tmp_path / "strace.log"
     command = [sys.executable, "-m", "megalodoc.app.cli", "ingest", *[case.path for case in chosen], "--db", str(db),
                "--model", str(model), "--quiet", "--max-bytes", str(HOSTILE_CAPS.max_bytes),

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_support import make_model_folder
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.ingest.library import Library
@@ -55,10 +54,9 @@ def archive_with_many_files(path: Path, count: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tokenizer) -> dict[str, Path]:
+def setup(tmp_path_factory, tiny_model_dir: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("interrupts")
-    (root / "tok.model").write_bytes(tokenizer.model_bytes())
-    model = make_model_folder(root / "model", root / "tok.model", tokenizer.vocab_size)
+    model = tiny_model_dir
     book = root / "book.txt"
     book.write_text("".join(f"Line {n}: the reader keeps its state at every chunk.\n" for n in range(15)))
     return {"root": root, "model": model, "book": book,
