@@ -80,6 +80,7 @@ class PageStream:
         self._pending: deque[tuple[int, int, Future[list[PageText]]]] = deque()
         self._buffer: deque[PageText] = deque()
         self._closed = False
+        self._delivered = False  # whether any task's pages came back
         self._pool = ProcessPoolExecutor(max(1, min(workers, len(self._tasks))),
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_open_in_worker, initargs=(str(path), expected_sha256))
@@ -123,6 +124,7 @@ class PageStream:
         except BaseException:
             self.close()
             raise
+        self._delivered = True
         self._buffer.extend(pages)
         return self._buffer.popleft()
 
@@ -136,7 +138,10 @@ class PageStream:
             process.join(STOP_SECONDS)
         codes = [process.exitcode for process in self._processes]
         report = f"worker exit codes: {', '.join(map(str, codes))}"
-        if any(code is not None and code > 0 for code in codes):  # Python failed in the worker, not a signal
+        # Python failed in a worker (not a signal), or the pool broke before any task came back: by the time
+        # the pool is seen broken it may already have terminated the failed worker's siblings, so exit codes
+        # alone do not always show which it was.
+        if not self._delivered or any(code is not None and code > 0 for code in codes):
             report += ("; its traceback is on stderr. A script that reads PDFs with workers must run its code "
                        "under `if __name__ == \"__main__\":` (each worker imports the main module first)")
         return report
