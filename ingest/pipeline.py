@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from megalodoc.ingest.chunk_text import chunk_texts, stored_carry
 from megalodoc.ingest.progress import IngestProgress, ProgressMeter
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import Locator, Source, SourceError, SourceOptions, open_source, shown_name
@@ -179,6 +180,7 @@ class _DocumentRun:
         self.position = 0  # tokens read by the model
         self.committed = 0  # position of the last snapshot
         self.pending_ids: list[int] = []  # tokens read since the last snapshot (chunk text)
+        self.carry_ids: list[int] = []  # the last stored chunk's ids of a character it does not end
         self.pending_pieces: list[TokenizedPiece] = []  # pieces overlapping [committed, ...)
         self.tail_ids: list[int] = []  # the document's last tokens after the last chunk boundary (< C)
         self.chunks_since_snapshot = 0
@@ -218,10 +220,10 @@ class _DocumentRun:
         begin, end = self.committed, self.position
         tokenizer = self.bundle.require_tokenizer()
         chunk_size = self.bundle.chunk_size
-        chunks = []
-        for offset in range(0, end - begin, chunk_size):
-            ids = self.pending_ids[offset : offset + chunk_size]
-            chunks.append(ChunkText(begin + offset, begin + offset + len(ids), tokenizer.decode(ids), tuple(ids)))
+        cut = [self.pending_ids[offset : offset + chunk_size] for offset in range(0, end - begin, chunk_size)]
+        texts, carry = chunk_texts(tokenizer, self.carry_ids, cut)
+        chunks = [ChunkText(begin + index * chunk_size, begin + index * chunk_size + len(ids), text, tuple(ids))
+                  for index, (ids, text) in enumerate(zip(cut, texts, strict=True))]
         locations = [
             _location(max(begin, p.token_start), min(end, p.token_end), p.locator)
             for p in self.pending_pieces
@@ -241,6 +243,7 @@ class _DocumentRun:
                                 tail_ids=self.tail_ids)
         self.committed = end
         self.pending_ids = []
+        self.carry_ids = carry
         self.pending_pieces = [p for p in self.pending_pieces if p.token_end > end]
         self.chunks_since_snapshot = 0
         self.snapshots += 1
@@ -294,6 +297,7 @@ def _restore(store: Store, bundle: ModelBundle, run: _DocumentRun, stream_versio
                           "delete the document to read it again with the current ones")
     run.state = state_from_bytes(store.load_snapshot_bytes(info.id), bundle, what)
     run.position = run.committed = info.position
+    run.carry_ids = stored_carry(store, bundle.require_tokenizer(), document.id, info.position)
     return int(info.metadata["piece_index"]), int(info.metadata["piece_token_start"])
 
 

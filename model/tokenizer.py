@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -121,6 +121,25 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; for a lossless model ``decode(encode(x)) == x``."""
         return self._sp.DecodeIds(list(ids))
+
+    def incomplete_tail(self, ids: Sequence[int]) -> int:
+        """How many of the last ``ids`` are byte pieces of a character whose last byte is not among them.
+
+        With byte fallback a character outside the vocabulary is one byte piece per UTF-8 byte; ids cut
+        inside such a character end with its lead byte and fewer continuation bytes than the lead
+        announces. Returns that count (1 to 3), or 0 when ``ids`` end on a whole character. Exact, also
+        for a real U+FFFD in the text (which a test on the decoded text cannot tell from a cut character).
+        """
+        count = 0
+        for token_id in reversed(list(ids[-4:])):  # a UTF-8 character has at most 4 bytes
+            if not self._sp.IsByte(token_id):
+                return 0
+            byte = int(self._sp.IdToPiece(token_id)[3:5], 16)  # byte pieces read "<0xF0>"
+            count += 1
+            if byte & 0xC0 != 0x80:  # not a continuation byte: the character's lead byte
+                length = 1 if byte < 0x80 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+                return count if count < length else 0
+        return 0
 
     def is_lossless(self) -> bool:
         """Whether encode/decode round-trips a probe of tabs, indentation, newlines and non-ASCII text,
