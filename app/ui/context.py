@@ -3,7 +3,8 @@ server's data folder and its upload limit. Built once by `build_ui` (or by a tes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,16 @@ DEFAULT_MAX_UPLOAD_MB = 200  # a 600-page PDF is 5-30 MB; an archive of a large 
 @dataclass
 class AppContext:
     """service: the reader service (ingest, documents, ask, sessions...); jobs: its ingest jobs;
-    data_dir: where uploads are copied; max_upload_bytes: the per-file upload limit."""
+    data_dir: where uploads are copied; max_upload_bytes: the per-file upload limit; ingest_costs: the
+    model's measured (tokens per second, stored state bytes, chunk size) for ingest estimates, measured
+    on the first upload and kept for the server's life (see `library_handlers.upload_estimate`)."""
 
     service: Any
     jobs: IngestJobs
     data_dir: Path
     max_upload_bytes: int
+    ingest_costs: tuple[float, int, int] | None = None
+    costs_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def create(cls, service: Any, data_dir: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> AppContext:

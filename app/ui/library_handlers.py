@@ -11,7 +11,8 @@ from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.formatting import human_bytes, live_status, progress_row
 from megalodoc.app.ui.jobs import FileTask
-from megalodoc.app.ui.uploads import remove_upload, store_uploads
+from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
+from megalodoc.ingest.estimate import estimate_ingest, model_costs
 
 DOCUMENT_HEADERS = ["ID", "Name", "Kind", "Status", "Tokens read", "Snapshots", "Size on disk", "Sessions"]
 POLL_SECONDS = 0.5  # how often a following page refreshes the progress of its upload
@@ -21,9 +22,36 @@ def start_upload(ctx: AppContext, files: Sequence[str] | None, surprise: bool = 
     """Copy the uploaded files into the data folder (size-capped) and start reading them in the
     background (with `surprise`, each document's surprise curve is computed right after); returns the
     job id."""
-    stored = store_uploads(list(files or []), ctx.data_dir, ctx.max_upload_bytes)
+    return start_reading(ctx, stage_uploads(ctx, files), surprise)
+
+
+def stage_uploads(ctx: AppContext, files: Sequence[str] | None) -> list[StoredUpload]:
+    """Copy the uploaded files into the data folder (size-capped; nothing is copied when one is over)."""
+    return store_uploads(list(files or []), ctx.data_dir, ctx.max_upload_bytes)
+
+
+def start_reading(ctx: AppContext, stored: Sequence[StoredUpload], surprise: bool = False) -> int:
+    """Start reading staged uploads in the background; returns the job id."""
     options = {"surprise": True} if surprise else {}
     return ctx.jobs.start([(s.path, s.name) for s in stored], **options)
+
+
+def upload_estimate(ctx: AppContext, stored: Sequence[StoredUpload]) -> str:
+    """What reading the staged uploads will take (Markdown): total tokens, time and disk, then one line
+    per upload, a refused one with the reason ingest would give. The model's speed and state size are
+    measured on the first call and kept in `ctx` for the server's life."""
+    with ctx.costs_lock:
+        if ctx.ingest_costs is None:
+            ctx.ingest_costs = model_costs(ctx.service.bundle)
+        speed, state_bytes, chunk = ctx.ingest_costs
+    estimate = estimate_ingest([s.path for s in stored], ctx.service.source_options, tokens_per_second=speed,
+                               state_bytes=state_bytes, chunk_size=chunk, snapshot_every=ctx.service.snapshot_every)
+    lines = []
+    for upload, item in zip(stored, estimate.inputs, strict=True):
+        line = item.line().replace(str(upload.path), upload.name)  # the name they uploaded, not our path
+        lines.append(f"- {line if line.startswith(upload.name) else f'{upload.name}: {line}'}")
+    summary = estimate.summary()
+    return "\n".join([summary[0].upper() + summary[1:] + ".", "", *lines])
 
 
 def follow_job(ctx: AppContext, job_id: int, poll_seconds: float = POLL_SECONDS) -> Iterator[list[FileTask]]:

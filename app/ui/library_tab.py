@@ -27,12 +27,12 @@ class LibraryTab:
     message: gr.Markdown
 
 
-def _follow(ctx: AppContext, job_id: int, progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
+def _follow(ctx: AppContext, job_id: int, progress: gr.Progress, preface: str = "") -> Iterator[tuple[Any, ...]]:
     tasks: list = []
     for tasks in h.follow_job(ctx, job_id):
         percents = [t.percent or 0.0 for t in tasks]
         progress(sum(percents) / (100.0 * len(percents)), desc="Reading " + ", ".join(t.name for t in tasks))
-        yield (h.progress_rows(tasks), h.job_summary(tasks), h.document_rows(ctx),
+        yield (h.progress_rows(tasks), preface + h.job_summary(tasks), h.document_rows(ctx),
                gr.update(choices=h.document_choices(ctx)))
     for failure in h.failures(tasks):
         gr.Warning(failure)
@@ -61,7 +61,10 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
     @guarded
     def read_files(paths: list[str] | None, then_surprise: bool,
                    progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
-        yield from _follow(ctx, h.start_upload(ctx, paths, then_surprise), progress)
+        stored = h.stage_uploads(ctx, paths)
+        estimate = h.upload_estimate(ctx, stored)  # shown before reading starts, kept above its progress
+        yield [], estimate, h.document_rows(ctx), gr.update(choices=h.document_choices(ctx))
+        yield from _follow(ctx, h.start_reading(ctx, stored, then_surprise), progress, estimate + "\n\n")
 
     @guarded
     def resume_files(doc_id: int | None, progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:

@@ -123,3 +123,24 @@ def test_delete_is_refused_while_a_session_uses_the_document(ctx, atlas_pdf):
         h.delete_document(ctx, task.document_id)
     with pytest.raises(UiError, match="choose a document"):
         h.delete_document(ctx, None)
+
+
+def test_the_estimate_before_reading_names_tokens_time_disk_and_refusals(ctx, long_text, tmp_path):
+    docx = tmp_path / "letter.docx"
+    docx.write_bytes(b"PK\x03\x04" + b"\0" * 200)
+    stored = h.stage_uploads(ctx, [str(long_text), str(docx)])
+    text = h.upload_estimate(ctx, stored)
+    summary, _, *lines = text.split("\n")
+    assert summary.startswith("Estimate: 2 inputs (1 refused), about ") and " tokens, " in summary
+    assert " tokens/s, " in summary and summary.endswith(" of disk.")
+    assert lines[0].startswith("- long.txt: text, ") and " tokens, " in lines[0] and lines[0][-2:] in ("KB", "MB")
+    assert lines[1].startswith("- letter.docx: refused: ") and ".docx documents are not" in lines[1]
+    assert str(ctx.data_dir) not in text  # the names they uploaded, not the server's paths
+    # the model's costs are measured once per server and kept; a second estimate reuses them
+    costs = ctx.ingest_costs
+    assert costs is not None and costs[0] > 0 and costs[1] > 0 and costs[2] == ctx.service.bundle.chunk_size
+    assert h.upload_estimate(ctx, stored[:1]).startswith("Estimate: 1 input, about ") and ctx.ingest_costs is costs
+    # the tokens estimated are those of the text: within a factor of two of what reading it gives
+    tokens = int(lines[0].split("about ")[1].split(" tokens")[0].replace(",", ""))
+    doc = ctx.service.store.get_document(finished_tasks(ctx, h.start_reading(ctx, stored[:1]))[0].document_id)
+    assert doc.token_count / 2 <= tokens <= doc.token_count * 2

@@ -36,8 +36,10 @@ def test_upload_a_pdf_and_progress_reaches_100_percent(app, atlas_pdf):
     progress, summary, documents, picker = outputs[-1]
     assert progress["data"] == [["atlas.pdf", "complete", "100%", progress["data"][0][3], progress["data"][0][4], "",
                                  "4/4 pages", ""]]
-    assert summary == "Read: atlas.pdf."
-    percents = [float(out[0]["data"][0][2].rstrip("%")) for out in outputs if out[0]["data"][0][2]]
+    assert summary.startswith("Estimate: 1 input, about ") and summary.endswith("\n\nRead: atlas.pdf.")
+    assert outputs[0][1] == summary.rpartition("\n\n")[0]  # the estimate comes first, before any reading
+    assert "- atlas.pdf: pdf, 4 pages, about " in summary and str(demo.megalodoc_context.data_dir) not in summary
+    percents = [float(out[0]["data"][0][2].rstrip("%")) for out in outputs if out[0]["data"] and out[0]["data"][0][2]]
     assert percents[-1] == 100.0 and percents == sorted(percents)  # the table counts up to 100%
     # the bar, when a poll caught it (a short read may finish between polls), counts up too
     assert all(0.0 <= value <= 1.0 for value in seen) and seen == sorted(seen)
@@ -64,4 +66,4 @@ def test_bad_uploads_show_a_message_and_the_app_keeps_serving(app, atlas_pdf, tm
     with pytest.raises(AppError, match="choose a document"):
         client.predict(None, api_name="/delete_document")
     progress, summary, _, _ = upload(client, atlas_pdf)[1][-1]  # still serving
-    assert summary == "Read: atlas.pdf."
+    assert summary.endswith("\n\nRead: atlas.pdf.")
