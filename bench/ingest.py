@@ -44,6 +44,7 @@ from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import SourceOptions, open_source
 from megalodoc.model import CheckpointError, Megalodon, MegalodonConfig, ModelBundle, load_bundle, save_model
 from megalodoc.model.tokenizer import train_tokenizer
+from megalodoc.storage import IngestStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -140,7 +141,7 @@ def bench_one(reader: ModelBundle, path: Path, settings: IngestSettings, max_tok
             cpu_before = time.process_time()
             outcome = ingest_path(store, reader, path, settings, on_progress=on_progress, cancel=cancel)
             cpu = time.process_time() - cpu_before
-            if not outcome.ok and outcome.status != "cancelled":
+            if not outcome.ok and outcome.status != IngestStatus.CANCELLED:
                 raise SystemExit(f"ingest of {path} failed: {outcome.message}")
             snapshots = len(store.list_snapshots(outcome.document.id))
             db_bytes = sum(p.stat().st_size for p in Path(folder).glob("bench.db*"))
@@ -161,7 +162,7 @@ def bench_one(reader: ModelBundle, path: Path, settings: IngestSettings, max_tok
         "db_bytes": db_bytes, "process_cpu_s": cpu, "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
     }
-    if serial and outcome.document.kind == "pdf" and outcome.status != "cancelled":
+    if serial and outcome.document.kind == "pdf" and outcome.status != IngestStatus.CANCELLED:
         work = serial_extraction(path)
         row["serial_extraction_s"] = work
         row["overlap"] = max(0.0, 1 - times["extraction"] / work) if work > 0 else None

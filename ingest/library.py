@@ -24,7 +24,7 @@ from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import IngestCaps, SourceOptions
 from megalodoc.model import Megalodon, ModelBundle, ModelState, load_bundle, state_from_bytes
 from megalodoc.model.boundary import run_aligned
-from megalodoc.storage import DocumentRecord, SnapshotInfo, Store, open_store
+from megalodoc.storage import DocumentRecord, IngestStatus, SnapshotInfo, Store, open_store
 
 
 class Library:
@@ -65,7 +65,7 @@ class Library:
         """Read one document (or resume it); returns its record. Raises IngestError naming the file when it
         cannot be read; a cancelled ingest returns the record with status "cancelled"."""
         outcome = ingest_path(self.store, self.bundle, path, self._settings(), on_progress=on_progress, cancel=cancel)
-        if outcome.status in ("failed", "busy"):
+        if outcome.status in (IngestStatus.FAILED, IngestStatus.BUSY):
             raise IngestError(outcome.message or f"{path}: {outcome.status}") from outcome.cause
         return outcome.document
 
@@ -75,7 +75,7 @@ class Library:
         outcomes = []
         for path in paths:
             if cancel is not None and cancel.cancelled:
-                outcomes.append(IngestOutcome(str(path), "cancelled", None, "not started: cancelled"))
+                outcomes.append(IngestOutcome(str(path), IngestStatus.CANCELLED, None, "not started: cancelled"))
                 continue
             outcomes.append(ingest_path(self.store, self.bundle, path, self._settings(),
                                         on_progress=on_progress, cancel=cancel))

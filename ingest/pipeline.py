@@ -40,7 +40,7 @@ from megalodoc.model import (
 )
 from megalodoc.model.state_codec import compute_label
 from megalodoc.model.tokenizer import Tokenizer, TokenizerError
-from megalodoc.storage import ChunkText, DocumentRecord, Location, StorageError, Store
+from megalodoc.storage import ChunkText, DocumentRecord, DocumentStatus, IngestStatus, Location, StorageError, Store
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +128,10 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class IngestOutcome:
-    """What happened to one path. status: complete, already-complete, cancelled, failed, busy."""
+    """What happened to one path (`IngestStatus`: complete, already-complete, cancelled, failed or busy)."""
 
     path: str
-    status: str
+    status: IngestStatus
     document: DocumentRecord | None
     message: str | None = None
     cause: BaseException | None = None  # the exception behind a "failed" outcome
@@ -144,7 +144,7 @@ class IngestOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("complete", "already-complete")
+        return self.status.ok
 
 
 class _TimedTokenizer:
@@ -319,22 +319,23 @@ def ingest_path(
         source = open_source(path, settings.source_options)  # the path as given: "file/" is refused
     except SourceError as exc:
         logger.warning("%s", exc)
-        return IngestOutcome(shown, "failed", None, str(exc), exc, seconds=time.perf_counter() - started)
+        return IngestOutcome(shown, IngestStatus.FAILED, None, str(exc), exc, seconds=time.perf_counter() - started)
     with source:
         notes = dict(warnings=tuple(str(n) for n in source.warnings), skipped=tuple(str(n) for n in source.skipped))
         document, _ = store.get_or_create_document(
             source.content_hash, source.name, source.kind, shown_name(Path(path).resolve()),
             bundle.require_tokenizer().fingerprint, bundle.fingerprint,
         )
-        if document.status == "complete":
-            return IngestOutcome(shown, "already-complete", document, **notes)
-        if document.status != "ingesting":
-            document = store.set_status(document.id, "ingesting")
+        if document.status == DocumentStatus.COMPLETE:
+            return IngestOutcome(shown, IngestStatus.ALREADY_COMPLETE, document, **notes)
+        if document.status != DocumentStatus.INGESTING:
+            document = store.set_status(document.id, DocumentStatus.INGESTING)
         if not store.claim_document(document.id, settings.worker_id, settings.lease_seconds):
             if not _release_if_holder_died(store, store.get_document(document.id)) or not store.claim_document(
                 document.id, settings.worker_id, settings.lease_seconds
             ):
-                return IngestOutcome(shown, "busy", document, "another worker is reading this document", **notes)
+                return IngestOutcome(shown, IngestStatus.BUSY, document, "another worker is reading this document",
+                                     **notes)
         meter = ProgressMeter(shown, source.name, document.id, source.unit_name, source.unit_count or None,
                               document.committed_position)
         run = _DocumentRun(store, bundle, document, settings, meter, on_progress, cancel, times)
@@ -345,11 +346,11 @@ def ingest_path(
             message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
             logger.warning("%s", message)
             try:
-                record = store.set_status(document.id, "failed", error=message)
+                record = store.set_status(document.id, DocumentStatus.FAILED, error=message)
             except StorageError as status_error:
                 logger.warning("%s: could not record the failure (%s)", shown, status_error)
                 record = document
-            return IngestOutcome(shown, "failed", record, message, exc,
+            return IngestOutcome(shown, IngestStatus.FAILED, record, message, exc,
                                  tokens_read=run.position - meter.start_tokens, resumed_from=meter.start_tokens,
                                  seconds=time.perf_counter() - started, times=times.as_dict(), **notes)
         except BaseException as exc:
@@ -361,21 +362,21 @@ def ingest_path(
             _release_claim(store, document.id, settings.worker_id, shown)
             raise
         record = store.get_document(document.id)
-        message = None if status == "complete" else f"cancelled at token {run.committed}"
+        message = None if status == IngestStatus.COMPLETE else f"cancelled at token {run.committed}"
         return IngestOutcome(shown, status, record, message, tokens_read=run.position - meter.start_tokens,
                              resumed_from=meter.start_tokens, seconds=time.perf_counter() - started,
                              times=times.as_dict(), **notes)
 
 
-def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) -> str:
-    """The chunk loop. Returns "complete" or "cancelled"."""
+def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) -> IngestStatus:
+    """The chunk loop. Returns COMPLETE or CANCELLED."""
     C = bundle.chunk_size
     resume = _restore(store, bundle, run, source.stream_version)
     run.meter.start_tokens = run.position
     if resume is None:  # stopped after the final snapshot, before the status was written
-        store.set_status(run.document.id, "complete", token_count=run.position)
+        store.set_status(run.document.id, DocumentStatus.COMPLETE, token_count=run.position)
         run.progress(finished=True)
-        return "complete"
+        return IngestStatus.COMPLETE
     piece_index, piece_start = resume
     buffer: list[int] = []  # tokens not yet given to the model; the model sees whole aligned chunks
     stream = tokenize_source(source, _TimedTokenizer(bundle.require_tokenizer(), run.times),
@@ -404,8 +405,8 @@ def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) 
                 if run.cancel is not None and run.cancel.cancelled:
                     if run.chunks_since_snapshot:
                         run.snapshot(source.stream_version)
-                    store.set_status(run.document.id, "cancelled")
-                    return "cancelled"
+                    store.set_status(run.document.id, DocumentStatus.CANCELLED)
+                    return IngestStatus.CANCELLED
                 run.keep_claim()
     finally:
         stream.close()
@@ -415,6 +416,6 @@ def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) 
         raise IngestError(f"{source.path}: no text to read (every page or file was empty)")
     if run.position > run.committed:
         run.snapshot(source.stream_version)
-    store.set_status(run.document.id, "complete", token_count=run.position)
+    store.set_status(run.document.id, DocumentStatus.COMPLETE, token_count=run.position)
     run.progress(finished=True)
-    return "complete"
+    return IngestStatus.COMPLETE

@@ -44,6 +44,7 @@ from megalodoc.storage.records import (
     describe_locations,
 )
 from megalodoc.storage.schema import SCHEMA_VERSION, SchemaStatus
+from megalodoc.storage.status import DocumentStatus, IngestStatus
 from megalodoc.storage.store import Store, database_status, open_store, upgrade_database
 
 __all__ = [
@@ -62,7 +63,9 @@ __all__ = [
     "DocumentExistsError",
     "DocumentInUseError",
     "DocumentRecord",
+    "DocumentStatus",
     "DocumentStatusError",
+    "IngestStatus",
     "Location",
     "LocationRecord",
     "NotFoundError",

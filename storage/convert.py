@@ -21,6 +21,7 @@ from megalodoc.storage.records import (
     SnapshotInfo,
     TurnRecord,
 )
+from megalodoc.storage.status import DocumentStatus
 
 _snapshots = SnapshotRow.__table__.c
 # Columns of a snapshot listing, in SnapshotInfo's field order: everything but the blob (another table).
@@ -69,7 +70,7 @@ def document_record(row: Document) -> DocumentRecord:
         name=row.name,
         kind=row.kind,
         source_path=row.source_path,
-        status=row.status,
+        status=DocumentStatus(row.status),
         token_count=row.token_count,
         committed_position=row.committed_position,
         tokenizer_fingerprint=row.tokenizer_fingerprint,

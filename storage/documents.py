@@ -19,7 +19,8 @@ from megalodoc.storage.models import (
     TurnRow,
     utcnow,
 )
-from megalodoc.storage.records import DOCUMENT_KINDS, DOCUMENT_STATUSES, DocumentRecord
+from megalodoc.storage.records import DOCUMENT_KINDS, DocumentRecord
+from megalodoc.storage.status import DocumentStatus
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -31,10 +32,13 @@ def load_document(session: Session, document_id: int, lock: bool = False) -> Doc
     return row
 
 
-def _check_status(status: str) -> str:
-    if status not in DOCUMENT_STATUSES:
-        raise ValueError(f"unknown document status {status!r}; expected one of {', '.join(DOCUMENT_STATUSES)}")
-    return status
+def _check_status(status: DocumentStatus | str) -> str:
+    """The status as the plain string the column stores, or ValueError naming the known ones."""
+    try:
+        return DocumentStatus(status).value
+    except ValueError:
+        known = ", ".join(s.value for s in DocumentStatus)
+        raise ValueError(f"unknown document status {status!r}; expected one of {known}") from None
 
 
 def _check_lease(worker_id: str, lease_seconds: float) -> None:
@@ -74,7 +78,7 @@ class DocumentsMixin:
                 name=name,
                 kind=kind,
                 source_path=source_path,
-                status="ingesting",
+                status=DocumentStatus.INGESTING.value,
                 token_count=token_count,
                 committed_position=0,
                 tokenizer_fingerprint=tokenizer_fingerprint,
@@ -146,7 +150,7 @@ class DocumentsMixin:
 
         return self._uow.read(work)
 
-    def list_documents(self, status: str | None = None) -> list[DocumentRecord]:
+    def list_documents(self, status: DocumentStatus | str | None = None) -> list[DocumentRecord]:
         """All documents (or those with `status`), oldest first."""
         query = select(Document).order_by(Document.id)
         if status is not None:
@@ -156,24 +160,24 @@ class DocumentsMixin:
     def set_status(
         self,
         document_id: int,
-        status: str,
+        status: DocumentStatus | str,
         *,
         error: str | None = None,
         token_count: int | None = None,
     ) -> DocumentRecord:
         """Set the status (ingesting, complete, failed, cancelled); `error` is kept for failed documents and
         cleared otherwise; `token_count`, when given, is stored too. Leaving "ingesting" ends any claim."""
-        _check_status(status)
+        status = _check_status(status)
         if token_count is not None:
             require_int("token_count", token_count)
 
         def work(session: Session) -> DocumentRecord:
             row = load_document(session, document_id, lock=True)
             row.status = status
-            row.error = error if status == "failed" else None
+            row.error = error if status == DocumentStatus.FAILED else None
             if token_count is not None:
                 row.token_count = token_count
-            if status != "ingesting":
+            if status != DocumentStatus.INGESTING:
                 row.claimed_by = None
                 row.lease_expires_at = None
             row.updated_at = utcnow()
@@ -220,7 +224,7 @@ class DocumentsMixin:
             update(Document)
             .where(
                 Document.id == document_id,
-                Document.status == "ingesting",
+                Document.status == DocumentStatus.INGESTING.value,
                 or_(
                     Document.claimed_by.is_(None),
                     Document.claimed_by == worker_id,
@@ -238,7 +242,7 @@ class DocumentsMixin:
         query = (
             select(Document.id)
             .where(
-                Document.status == "ingesting",
+                Document.status == DocumentStatus.INGESTING.value,
                 or_(Document.claimed_by.is_(None), Document.lease_expires_at < db_now()),
             )
             .order_by(Document.id)
@@ -262,7 +266,7 @@ class DocumentsMixin:
             .where(
                 Document.id == document_id,
                 Document.claimed_by == worker_id,
-                Document.status == "ingesting",
+                Document.status == DocumentStatus.INGESTING.value,
             )
             .values(lease_expires_at=db_now() + float(lease_seconds))
             .execution_options(synchronize_session=False)
@@ -297,7 +301,7 @@ class DocumentsMixin:
                     f"document {row.name!r} (id {document_id}) has {sessions} session(s); delete them first "
                     "or pass force=True to delete them with it"
                 )
-            if not force and row.claimed_by is not None and row.status == "ingesting":
+            if not force and row.claimed_by is not None and row.status == DocumentStatus.INGESTING:
                 live = session.scalar(select(Document.lease_expires_at > db_now()).where(Document.id == document_id))
                 if live:
                     raise DocumentInUseError(

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from megalodoc.storage.status import DocumentStatus
+
 DOCUMENT_KINDS = ("pdf", "text", "repo")
-DOCUMENT_STATUSES = ("ingesting", "complete", "failed", "cancelled")
+DOCUMENT_STATUSES = tuple(s.value for s in DocumentStatus)
 SNAPSHOT_KINDS = ("document", "turn")  # document: at a chunk boundary of the text; turn: after a session turn
 
 
@@ -160,7 +162,7 @@ class DocumentRecord:
     name: str
     kind: str
     source_path: str | None
-    status: str
+    status: DocumentStatus
     token_count: int | None
     committed_position: int
     tokenizer_fingerprint: str

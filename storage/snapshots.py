@@ -38,6 +38,7 @@ from megalodoc.storage.errors import (
 from megalodoc.storage.locations import chunk_rows, location_rows
 from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
 from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo, check_tail_ids
+from megalodoc.storage.status import DocumentStatus
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -210,7 +211,7 @@ class SnapshotsMixin:
                     f"document {document_id} already has a different snapshot (id {existing.id}) at position "
                     f"{position}; stored snapshots are never replaced"
                 )
-            if document.status != "ingesting":
+            if document.status != DocumentStatus.INGESTING:
                 raise DocumentStatusError(
                     f"document {document_id} is {document.status}, not ingesting: snapshot at {position} refused"
                 )
@@ -237,7 +238,7 @@ class SnapshotsMixin:
                 .where(
                     Document.id == document_id,
                     Document.model_fingerprint == model_fingerprint,
-                    Document.status == "ingesting",
+                    Document.status == DocumentStatus.INGESTING.value,
                     claim,
                     Document.committed_position < position,
                 )

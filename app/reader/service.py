@@ -43,7 +43,7 @@ from megalodoc.ingest.pipeline import CancelToken, ProgressCallback
 from megalodoc.model import Generation, IncompatibleStateError, Megalodon, ModelBundle, SamplingSettings
 from megalodoc.model.bundle import IN_MEMORY
 from megalodoc.storage import DocumentInUseError as StoreDocumentInUseError
-from megalodoc.storage import DocumentRecord, NotFoundError, SessionRecord, StorageError, TurnRecord
+from megalodoc.storage import DocumentRecord, DocumentStatus, NotFoundError, SessionRecord, StorageError, TurnRecord
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ class ReaderService(Library):
         """Read one document (or resume it) as `Library.ingest` does; with `surprise`, a completed
         document's surprise curve is computed and stored right after."""
         document = super().ingest(path, on_progress, cancel)
-        if surprise and document.status == "complete":
+        if surprise and document.status == DocumentStatus.COMPLETE:
             self.surprise(document)
         return document
 

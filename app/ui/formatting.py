@@ -38,13 +38,13 @@ def progress_row(task: FileTask) -> list[str]:
     percent = task.percent
     done = "" if percent is None else f"{percent:.0f}%"
     if p is None:
-        return [task.name, task.status, done, "", "", "", "", task.message or ""]
+        return [task.name, str(task.status), done, "", "", "", "", task.message or ""]
     units = f"{p.units_done:,}/{p.unit_count:,} {p.unit_name}s" if p.unit_count else f"{p.units_done:,} {p.unit_name}s"
     if p.unit_name == "byte":
         units = f"{human_bytes(p.units_done)} of {human_bytes(p.unit_count)}" if p.unit_count else human_bytes(
             p.units_done)
     eta = "" if task.done else human_seconds(p.eta_seconds)
-    return [task.name, task.status, done, f"{p.tokens_done:,}", f"{p.tokens_per_second:,.0f}", eta, units,
+    return [task.name, str(task.status), done, f"{p.tokens_done:,}", f"{p.tokens_per_second:,.0f}", eta, units,
             task.message or ""]
 
 
@@ -52,7 +52,7 @@ def live_status(task: FileTask) -> str:
     """The status column of a document being read now: "reading 45% · 1,234 tok/s · ETA 12 s"."""
     p = task.progress
     if p is None:
-        return task.status
+        return str(task.status)
     percent = task.percent
     parts = ["reading" + ("" if percent is None else f" {percent:.0f}%"), f"{p.tokens_per_second:,.0f} tok/s",
              f"ETA {human_seconds(p.eta_seconds)}"]

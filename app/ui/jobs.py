@@ -16,33 +16,32 @@ from pathlib import Path
 from megalodoc.app.ui.errors import expected_errors
 from megalodoc.ingest.pipeline import CancelToken
 from megalodoc.ingest.progress import IngestProgress
-from megalodoc.storage import DocumentRecord
+from megalodoc.storage import DocumentRecord, DocumentStatus, IngestStatus
 
 log = logging.getLogger(__name__)
 
 IngestFunction = Callable[..., DocumentRecord]  # (path, on_progress=..., cancel=...) -> record
-TERMINAL = ("complete", "already-complete", "cancelled", "failed")
 
 
 @dataclass(frozen=True)
 class FileTask:
-    """One file of a job as the page shows it. status: queued, reading, complete, already-complete,
-    cancelled, failed."""
+    """One file of a job as the page shows it (`IngestStatus`: queued, reading, then complete,
+    already-complete, cancelled or failed)."""
 
     path: Path
     name: str
-    status: str = "queued"
+    status: IngestStatus = IngestStatus.QUEUED
     progress: IngestProgress | None = None
     document_id: int | None = None
     message: str | None = None
 
     @property
     def done(self) -> bool:
-        return self.status in TERMINAL
+        return self.status.finished
 
     @property
     def percent(self) -> float | None:
-        if self.status in ("complete", "already-complete"):
+        if self.status.ok:
             return 100.0
         p = self.progress
         if p is None or not p.tokens_total:
@@ -129,9 +128,9 @@ class IngestJobs:
     def _run(self, job: _Job) -> None:
         for index, (task, token) in enumerate(zip(list(job.tasks), job.cancels, strict=True)):
             if token.cancelled:
-                self._update(job, index, status="cancelled", message="cancelled before it started")
+                self._update(job, index, status=IngestStatus.CANCELLED, message="cancelled before it started")
                 continue
-            self._update(job, index, status="reading")
+            self._update(job, index, status=IngestStatus.READING)
 
             def on_progress(progress: IngestProgress, index: int = index) -> None:
                 self._update(job, index, progress=progress, document_id=progress.document_id)
@@ -142,13 +141,14 @@ class IngestJobs:
                 if not isinstance(exc, expected_errors()):
                     log.exception("ingest of %s failed unexpectedly", task.path)
                 message = str(exc).replace(str(task.path), task.name)
-                self._update(job, index, status="failed", message=message)
+                self._update(job, index, status=IngestStatus.FAILED, message=message)
                 continue
             seen = self.tasks(job.id)[index]
-            if record.status == "cancelled":
-                status, message = "cancelled", f"cancelled at token {record.committed_position:,}; resume it later"
-            elif seen.progress is None and record.status == "complete":
-                status, message = "already-complete", "already in the library"
+            if record.status == DocumentStatus.CANCELLED:
+                status = IngestStatus.CANCELLED
+                message = f"cancelled at token {record.committed_position:,}; resume it later"
+            elif seen.progress is None and record.status == DocumentStatus.COMPLETE:
+                status, message = IngestStatus.ALREADY_COMPLETE, "already in the library"
             else:
-                status, message = "complete", None
+                status, message = IngestStatus.COMPLETE, None
             self._update(job, index, status=status, message=message, document_id=record.id)

@@ -13,6 +13,7 @@ from megalodoc.app.ui.formatting import human_bytes, live_status, progress_row
 from megalodoc.app.ui.jobs import FileTask
 from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
 from megalodoc.ingest.estimate import estimate_ingest, model_costs
+from megalodoc.storage import DocumentStatus, IngestStatus
 
 DOCUMENT_HEADERS = ["ID", "Name", "Kind", "Status", "Tokens read", "Snapshots", "Size on disk", "Sessions"]
 POLL_SECONDS = 0.5  # how often a following page refreshes the progress of its upload
@@ -71,19 +72,19 @@ def progress_rows(tasks: Sequence[FileTask]) -> list[list[str]]:
 def job_summary(tasks: Sequence[FileTask]) -> str:
     """One line for the end of a job: what was read, what was cancelled, and what failed and why."""
     parts = []
-    read = [t.name for t in tasks if t.status in ("complete", "already-complete")]
+    read = [t.name for t in tasks if t.status.ok]
     if read:
         parts.append("Read: " + ", ".join(read) + ".")
-    cancelled = [t.name for t in tasks if t.status == "cancelled"]
+    cancelled = [t.name for t in tasks if t.status == IngestStatus.CANCELLED]
     if cancelled:
         parts.append("Cancelled (resume it from the list): " + ", ".join(cancelled) + ".")
-    parts += [f"Could not read {t.message}" for t in tasks if t.status == "failed"]
+    parts += [f"Could not read {t.message}" for t in tasks if t.status == IngestStatus.FAILED]
     return " ".join(parts) if parts else "Reading..."
 
 
 def failures(tasks: Sequence[FileTask]) -> list[str]:
     """The messages of the files that could not be read (each names its file)."""
-    return [t.message or f"{t.name}: failed" for t in tasks if t.status == "failed"]
+    return [t.message or f"{t.name}: failed" for t in tasks if t.status == IngestStatus.FAILED]
 
 
 def document_rows(ctx: AppContext) -> list[list[object]]:
@@ -95,8 +96,8 @@ def document_rows(ctx: AppContext) -> list[list[object]]:
         snapshots = store.list_snapshots(doc.id)
         size = sum(s.size_bytes for s in snapshots)
         live = ctx.jobs.live_progress(doc.id)
-        status = live_status(live) if live is not None else doc.status
-        if doc.status == "failed" and doc.error:
+        status = live_status(live) if live is not None else str(doc.status)
+        if doc.status == DocumentStatus.FAILED and doc.error:
             status = f"failed: {doc.error}"
         total = f" of {doc.token_count:,}" if doc.token_count and doc.token_count != doc.committed_position else ""
         rows.append([doc.id, doc.name, doc.kind, status, f"{doc.committed_position:,}{total}", len(snapshots),
@@ -127,7 +128,7 @@ def resume_ingest(ctx: AppContext, doc_id: int | str | None) -> int:
     """Start reading a cancelled (or failed, or interrupted) document again from its last snapshot;
     returns the new job id."""
     doc = ctx.service.store.get_document(_chosen(doc_id))
-    if doc.status == "complete":
+    if doc.status == DocumentStatus.COMPLETE:
         raise UiError(f"{doc.name} is already read completely")
     if ctx.jobs.live_progress(doc.id) is not None:
         raise UiError(f"{doc.name} is being read now")

@@ -10,6 +10,7 @@ from storage_testkit import MODEL, TOKENIZER, new_document
 
 from megalodoc.storage import (
     DocumentExistsError,
+    DocumentStatus,
     NotFoundError,
     Store,
     open_store,
@@ -79,6 +80,18 @@ def test_status_changes(store: Store) -> None:
         store.set_status(document.id, "done")
     with pytest.raises(NotFoundError):
         store.set_status(document.id + 1, "failed")
+
+
+def test_status_is_the_enum_and_stored_as_its_plain_word(store: Store, db_url: str) -> None:
+    """Records carry `DocumentStatus`; the column keeps the schema's words, so another store (or an older
+    megalodoc) reading the same database sees exactly the strings it always saw."""
+    document = new_document(store)
+    cancelled = store.set_status(document.id, DocumentStatus.CANCELLED)
+    assert cancelled.status is DocumentStatus.CANCELLED
+    with store.engine.connect() as connection:  # the raw column, under the ORM
+        raw = connection.exec_driver_sql(f"SELECT status FROM documents WHERE id = {document.id}").scalar_one()
+    assert (type(raw), raw) == (str, "cancelled")
+    assert store.list_documents(status=DocumentStatus.CANCELLED)[0].status is DocumentStatus.CANCELLED
 
 
 def test_claim_is_exclusive_until_release_or_expiry(store: Store) -> None:
