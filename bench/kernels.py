@@ -47,7 +47,7 @@ GROUP_SIZE = 32  # D / G in the presets (1024/32, 2048/64)
 
 def model_bytes(B: int, L: int, D: int, itemsize: int, backward: bool) -> int:
     """Bytes an ideal single pass moves: read x, write y; the backward reads x and dy and writes dx.
-    State, coefficient and statistics traffic (O(B*D*N) per chunk, O(B*G) per token) is not counted."""
+    State, coefficient and statistics traffic (O(B*D*N) per segment, O(B*G) per token) is not counted."""
     per_element = 2 * itemsize + (3 * itemsize if backward else 0)
     return B * L * D * per_element
 

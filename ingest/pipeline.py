@@ -161,6 +161,7 @@ class _TimedTokenizer:
 
 
 def _location(start: int, end: int, locator: Locator) -> Location:
+    """The stored record of token range [start, end) of the piece that `locator` placed in its source."""
     if locator.kind == "page":
         return Location.page_range(start, end, locator.page)
     if locator.kind == "lines":

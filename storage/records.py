@@ -55,7 +55,11 @@ class ChunkText:
 
 @dataclass(frozen=True)
 class Location:
-    """Where token range [start, end) came from: a PDF page, a file's line range, or character offsets.
+    """Where token range [start, end) of a stored document came from: a PDF page, a file's line range, or
+    character offsets. Citations and `describe_locations` resolve token positions through these.
+
+    Ingest builds one from each source piece's `Locator` (ingest/sources/types.py: the same source fields,
+    without tokens) and the token range that piece got; nothing else makes them.
 
     Use the constructors `Location.page_range`, `Location.file_lines`, `Location.text_span`. Ranges of one
     document are expected not to overlap (a page, a file, a stretch of text each own their tokens).

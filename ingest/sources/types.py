@@ -18,7 +18,12 @@ SourceKind = Literal["pdf", "text", "repo"]
 
 @dataclass(frozen=True, slots=True)
 class Locator:
-    """Where a piece of text comes from.
+    """Where a piece of source text comes from, in the source's own terms (a source reader attaches one to
+    each piece it yields, before anything is tokenized).
+
+    It has no token range: the ingest pipeline turns each Locator plus the token range its piece got into
+    a `megalodoc.storage.Location`, the stored record citations are resolved from (storage does not import
+    ingest, so the two stay separate types with the same source fields).
 
     kind "page":   ``page`` (1-based page number of a PDF).
     kind "lines":  ``path`` (repository path, "/"-separated, first component the repository's name),

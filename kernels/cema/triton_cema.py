@@ -1,25 +1,25 @@
-"""CEMA as a chunked linear scan in Triton: forward, backward (reverse scan) and the autograd wrapper.
+"""CEMA as a segmented linear scan in Triton: forward, backward (reverse scan) and the autograd wrapper.
 
 Per row r = (b, d) and state n (spec section 2.3), with complex q, gamma and real p:
     h_t = q h_{t-1} + p x_t,        y_t = Re(sum_n gamma_n h_{t,n}) + omega_d x_t
 
-Forward, over chunks of T time steps (lanes over rows, reading x in its (B, L, D) layout):
-  1. `_cema_fwd_local_kernel`: each chunk's end state from a zero start (all chunks in parallel);
-  2. `_cema_fwd_carry_kernel`: a short pass over chunks, start_{c+1} = q^T start_c + local_c;
-  3. `_cema_fwd_kernel`: every chunk rescanned from its start state, emitting y (omega skip fused) and,
-     for the last chunk, the final state. A single chunk (L <= T) skips 1 and 2.
+Forward, over segments of T time steps (lanes over rows, reading x in its (B, L, D) layout):
+  1. `_cema_fwd_local_kernel`: each segment's end state from a zero start (all segments in parallel);
+  2. `_cema_fwd_carry_kernel`: a short pass over segments, start_{c+1} = q^T start_c + local_c;
+  3. `_cema_fwd_kernel`: every segment rescanned from its start state, emitting y (omega skip fused) and,
+     for the last segment, the final state. A single segment (L <= T) skips 1 and 2.
 Backward, with g_t = dL/dh_t as a complex number (torch's convention: dL/dRe + i dL/dIm):
     g_t = conj(q) g_{t+1} + conj(gamma) dy_t,   g_{L-1} = dh_final + conj(gamma) dy_{L-1}
     dx_t = sum_n p Re(g_t) + omega dy_t,   dp = sum x_t Re(g_t),   dgamma = sum dy_t conj(h_t)
     dq = sum_t g_t conj(h_{t-1}),          dh_0 = conj(q) g_0,     domega = sum dy_t x_t
   The same three phases run backwards in time (`_cema_bwd_local_kernel`, `_cema_bwd_carry_kernel`,
-  `_cema_bwd_kernel`). Inside a chunk dq needs h and g at the same step; it is computed forwards with
-  the tangent v_t = q v_{t-1} + h_{t-1} (v = 0 at the chunk start): with G the adjoint flowing into the
-  chunk's last state from later chunks, dq_chunk = sum_t dy_t conj(gamma v_t) + G conj(v_last).
+  `_cema_bwd_kernel`). Inside a segment dq needs h and g at the same step; it is computed forwards with
+  the tangent v_t = q v_{t-1} + h_{t-1} (v = 0 at the segment start): with G the adjoint flowing into the
+  segment's last state from later segments, dq_segment = sum_t dy_t conj(gamma v_t) + G conj(v_last).
   Every batch row uses its own initial state (the reference's B > 1 gradient bug cannot occur).
 
 Complex tensors cross the kernel boundary as real views: interleaved (..., 2) for the user-facing
-state and coefficients, separate real/imaginary planes for the per-chunk buffers. All arithmetic is
+state and coefficients, separate real/imaginary planes for the per-segment buffers. All arithmetic is
 fp32; offsets are int64; no autotuning (the kernels write state buffers).
 """
 
@@ -39,10 +39,10 @@ _alloc = torch.empty
 
 @dataclass(frozen=True)
 class CemaConfig:
-    """Launch shape. chunk_size: time steps per program (the scan is parallel over chunks); block_rows:
+    """Launch shape. segment_len: time steps per program (the scan is parallel over segments); block_rows:
     (b, d) rows per program; num_warps: warps per program (ignored by the interpreter)."""
 
-    chunk_size: int
+    segment_len: int
     block_rows: int
     num_warps: int = 4
 
@@ -52,18 +52,18 @@ def _interpreting() -> bool:
 
 
 def default_config(x: torch.Tensor, num_rows: int) -> CemaConfig:
-    """Heuristic launch shape. On a GPU: 32 rows per program and chunks sized so that there are about
-    four programs per SM (the carry pass is sequential over chunks, so chunks stay >= 64 steps). Under
+    """Heuristic launch shape. On a GPU: 32 rows per program and segments sized so that there are about
+    four programs per SM (the carry pass is sequential over segments, so segments stay >= 64 steps). Under
     the CPU interpreter every program costs ~0.2 ms per tl operation per step, so one wide program
-    covers all rows and chunks are 64 steps (lengths around 64 exercise the multi-chunk path)."""
+    covers all rows and segments are 64 steps (lengths around 64 exercise the multi-segment path)."""
     L = x.shape[1]
     if not x.is_cuda:
-        return CemaConfig(chunk_size=64, block_rows=min(256, triton.next_power_of_2(max(num_rows, 1))))
+        return CemaConfig(segment_len=64, block_rows=min(256, triton.next_power_of_2(max(num_rows, 1))))
     block_rows = 32
     row_blocks = triton.cdiv(num_rows, block_rows)
     target_programs = 4 * torch.cuda.get_device_properties(x.device).multi_processor_count
-    chunk = triton.next_power_of_2(max(1, (L * row_blocks) // target_programs))
-    return CemaConfig(chunk_size=max(64, min(4096, chunk)), block_rows=block_rows, num_warps=4)
+    segment = triton.next_power_of_2(max(1, (L * row_blocks) // target_programs))
+    return CemaConfig(segment_len=max(64, min(4096, segment)), block_rows=block_rows, num_warps=4)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def _load_complex(ptr, off, mask2):
 
 @triton.jit
 def _cema_fwd_local_kernel(
-    x_ptr, p_ptr, q_ptr, s_ptr,  # s: (2, NC, R, N) fp32 planes, receives each chunk's local end state
+    x_ptr, p_ptr, q_ptr, s_ptr,  # s: (2, NC, R, N) fp32 planes, receives each segment's local end state
     L, D, R, N, T, plane,  # plane = NC * R * N: offset of the imaginary plane
     BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -129,7 +129,7 @@ def _cema_fwd_local_kernel(
 
 @triton.jit
 def _cema_fwd_carry_kernel(
-    s_ptr, h0_ptr, qT_ptr,  # s: (2, NC, R, N) local end states in, chunk start states out (in place)
+    s_ptr, h0_ptr, qT_ptr,  # s: (2, NC, R, N) local end states in, segment start states out (in place)
     D, R, N, NC, plane,
     HAS_INIT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -161,7 +161,7 @@ def _cema_fwd_carry_kernel(
 @triton.jit
 def _cema_fwd_kernel(
     x_ptr, p_ptr, q_ptr, g_ptr, w_ptr,
-    st_ptr, st_es, st_cs,  # chunk start states: element stride, real->imag offset (planes or interleaved)
+    st_ptr, st_es, st_cs,  # segment start states: element stride, real->imag offset (planes or interleaved)
     y_ptr, hf_ptr,  # y (B, L, D) in x's dtype; hf (R, N, 2) fp32
     L, D, R, N, T, NC,
     HAS_START: tl.constexpr, WRITE_FINAL: tl.constexpr,
@@ -209,7 +209,7 @@ def _cema_fwd_kernel(
 
 @triton.jit
 def _cema_bwd_local_kernel(
-    dy_ptr, q_ptr, g_ptr, a_ptr,  # a: (2, NC, R, N) receives each chunk's adjoint of its first state
+    dy_ptr, q_ptr, g_ptr, a_ptr,  # a: (2, NC, R, N) receives each segment's adjoint of its first state
     L, D, R, N, T, plane,
     BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -221,7 +221,7 @@ def _cema_bwd_local_kernel(
     gr, gi = _load_complex(g_ptr, par, mask2)
     t0 = c * T
     n_steps = tl.minimum(T, L - t0)
-    dy_ptrs = dy_ptr + b * L * D + d + (t0 + n_steps - 1).to(tl.int64) * D  # last step of the chunk
+    dy_ptrs = dy_ptr + b * L * D + d + (t0 + n_steps - 1).to(tl.int64) * D  # last step of the segment
     ar = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
     ai = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
     dc = tl.load(dy_ptrs, mask=rmask, other=0.0).to(tl.float32)
@@ -238,7 +238,7 @@ def _cema_bwd_local_kernel(
 
 @triton.jit
 def _cema_bwd_carry_kernel(
-    a_ptr, dhf_ptr, q_ptr, qT_ptr, qTl_ptr,  # a: (2, NC, R, N) chunk adjoints in, incoming adjoints out
+    a_ptr, dhf_ptr, q_ptr, qT_ptr, qTl_ptr,  # a: (2, NC, R, N) segment adjoints in, incoming adjoints out
     D, R, N, NC, plane,
     HAS_DHF: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -247,13 +247,13 @@ def _cema_bwd_carry_kernel(
     zero2 = st * 0
     qr, qi = _load_complex(q_ptr, par, mask2)
     tr, ti = _load_complex(qT_ptr, par, mask2)  # q^T
-    tlr, tli = _load_complex(qTl_ptr, par, mask2)  # q^(length of the last chunk)
+    tlr, tli = _load_complex(qTl_ptr, par, mask2)  # q^(length of the last segment)
     if HAS_DHF:
         Gr, Gi = _load_complex(dhf_ptr, st, mask2)
     else:
         Gr = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
         Gi = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
-    re_ptrs = a_ptr + (plane - R * N) + st  # the last chunk
+    re_ptrs = a_ptr + (plane - R * N) + st  # the last segment
     im_ptrs = a_ptr + plane + (plane - R * N) + st
     ar = tl.load(re_ptrs, mask=mask2, other=0.0)
     ai = tl.load(im_ptrs, mask=mask2, other=0.0)
@@ -263,7 +263,7 @@ def _cema_bwd_carry_kernel(
         ai_n = tl.load(im_ptrs - R * N, mask=nxt, other=0.0)
         tl.store(re_ptrs, Gr, mask=mask2)
         tl.store(im_ptrs, Gi, mask=mask2)
-        # G <- conj(q) a + conj(q^T_c) G   (the adjoint flowing into the previous chunk's last state)
+        # G <- conj(q) a + conj(q^T_c) G   (the adjoint flowing into the previous segment's last state)
         is_last = (zero2 + i) == 0
         pr = tl.where(is_last, tlr, tr)
         pi = tl.where(is_last, tli, ti)
@@ -276,8 +276,8 @@ def _cema_bwd_carry_kernel(
 @triton.jit
 def _cema_bwd_kernel(
     x_ptr, dy_ptr, p_ptr, q_ptr, g_ptr, w_ptr,
-    st_ptr, st_es, st_cs,  # chunk start states (as in the forward)
-    gin_ptr, gin_es, gin_cs,  # adjoint flowing into each chunk's last state from later chunks
+    st_ptr, st_es, st_cs,  # segment start states (as in the forward)
+    gin_ptr, gin_es, gin_cs,  # adjoint flowing into each segment's last state from later segments
     dx_ptr, dp_ptr, dq_ptr, dg_ptr, dw_ptr, dh0_ptr,  # dp (NC, R, N); dq, dg (2, NC, R, N); dw (NC, R)
     L, D, R, N, T, plane,
     HAS_START: tl.constexpr, HAS_GIN: tl.constexpr, WRITE_DH0: tl.constexpr,
@@ -291,16 +291,16 @@ def _cema_bwd_kernel(
     qr, qi = _load_complex(q_ptr, par, mask2)
     gr, gi = _load_complex(g_ptr, par, mask2)
     om = tl.load(w_ptr + d, mask=rmask, other=0.0)
-    chunk_off = c.to(tl.int64) * R * N + st
+    segment_off = c.to(tl.int64) * R * N + st
     if HAS_START:
-        hr = tl.load(st_ptr + chunk_off * st_es, mask=mask2, other=0.0)
-        hi = tl.load(st_ptr + chunk_off * st_es + st_cs, mask=mask2, other=0.0)
+        hr = tl.load(st_ptr + segment_off * st_es, mask=mask2, other=0.0)
+        hi = tl.load(st_ptr + segment_off * st_es + st_cs, mask=mask2, other=0.0)
     else:
         hr = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
         hi = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
     if HAS_GIN:
-        Gr = tl.load(gin_ptr + chunk_off * gin_es, mask=mask2, other=0.0)
-        Gi = tl.load(gin_ptr + chunk_off * gin_es + gin_cs, mask=mask2, other=0.0)
+        Gr = tl.load(gin_ptr + segment_off * gin_es, mask=mask2, other=0.0)
+        Gi = tl.load(gin_ptr + segment_off * gin_es + gin_cs, mask=mask2, other=0.0)
     else:
         Gr = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
         Gi = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
@@ -310,7 +310,7 @@ def _cema_bwd_kernel(
     x_ptrs = x_ptr + base
     dy_ptrs = dy_ptr + base
 
-    # Forward sweep: h (recomputed from the chunk start) and the tangent v = dh/dq restricted to the chunk.
+    # Forward sweep: h (recomputed from the segment start) and the tangent v = dh/dq restricted to the segment.
     vr = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
     vi = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
     dqr = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
@@ -364,11 +364,11 @@ def _cema_bwd_kernel(
         xc = xn
         dc = dn
 
-    tl.store(dp_ptr + chunk_off, dp, mask=mask2)
-    tl.store(dq_ptr + chunk_off, dqr, mask=mask2)
-    tl.store(dq_ptr + plane + chunk_off, dqi, mask=mask2)
-    tl.store(dg_ptr + chunk_off, dgr, mask=mask2)
-    tl.store(dg_ptr + plane + chunk_off, dgi, mask=mask2)
+    tl.store(dp_ptr + segment_off, dp, mask=mask2)
+    tl.store(dq_ptr + segment_off, dqr, mask=mask2)
+    tl.store(dq_ptr + plane + segment_off, dqi, mask=mask2)
+    tl.store(dg_ptr + segment_off, dgr, mask=mask2)
+    tl.store(dg_ptr + plane + segment_off, dgi, mask=mask2)
     tl.store(dw_ptr + c.to(tl.int64) * R + rows, dw, mask=rmask)
     if WRITE_DH0:
         if c == 0:
@@ -407,12 +407,12 @@ def _cema_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward. x (B, L, D) contiguous; p (D, N) fp32; q_ri, g_ri (D, N, 2) fp32; omega (D,)
     fp32; h0_ri (B, D, N, 2) fp32 or None. Returns y (B, L, D) in x's dtype, the final state
-    (B, D, N, 2) fp32 or None, and the chunk start states for the backward: (2, NC, B*D, N) fp32 planes,
-    or h0_ri itself for a single chunk (None without initial state)."""
+    (B, D, N, 2) fp32 or None, and the segment start states for the backward: (2, NC, B*D, N) fp32 planes,
+    or h0_ri itself for a single segment (None without initial state)."""
     B, L, D = x.shape
     N = p.shape[1]
     R = B * D
-    T = cfg.chunk_size
+    T = cfg.segment_len
     NC = triton.cdiv(L, T)
     BLOCK_R, BLOCK_N = cfg.block_rows, triton.next_power_of_2(N)
     grid_rows = triton.cdiv(R, BLOCK_R)
@@ -460,7 +460,7 @@ def _cema_bwd(
     B, L, D = x.shape
     N = p.shape[1]
     R = B * D
-    T = cfg.chunk_size
+    T = cfg.segment_len
     NC = triton.cdiv(L, T)
     BLOCK_R, BLOCK_N = cfg.block_rows, triton.next_power_of_2(N)
     grid_rows = triton.cdiv(R, BLOCK_R)
@@ -496,7 +496,7 @@ def _cema_bwd(
         HAS_START=has_start, HAS_GIN=has_gin, WRITE_DH0=need_dh0,
         BLOCK_R=BLOCK_R, BLOCK_N=BLOCK_N, num_warps=cfg.num_warps,
     )
-    # per-(chunk, row) partial sums -> parameter gradients, reduced over chunks and batch rows
+    # per-(segment, row) partial sums -> parameter gradients, reduced over segments and batch rows
     dp = dp.view(NC, B, D, N).sum((0, 1))
     dq_ri = dq.view(2, NC, B, D, N).sum((1, 2)).permute(1, 2, 0).contiguous()
     dg_ri = dg.view(2, NC, B, D, N).sum((1, 2)).permute(1, 2, 0).contiguous()
@@ -510,7 +510,7 @@ def _cema_bwd(
 
 
 class CemaFunction(torch.autograd.Function):
-    """Autograd for the chunked scan. Complex inputs arrive as real views (torch.view_as_real), so the
+    """Autograd for the segmented scan. Complex inputs arrive as real views (torch.view_as_real), so the
     gradients returned here are dL/dRe and dL/dIm, which view_as_real's backward turns into torch's
     complex-gradient convention."""
 
@@ -546,11 +546,11 @@ def cema_triton(
     output_final_state: bool = False,
     config: CemaConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """CEMA forward with autograd on the Triton chunked scan. x (B, L, D) any float dtype (computed in
+    """CEMA forward with autograd on the Triton segmented scan. x (B, L, D) any float dtype (computed in
     fp32); p (D, N) real; q, gamma (D, N) complex (gamma already divided by sqrt(N)); omega (D,);
     initial_state (B, D, N) complex or None. Returns y (B, L, D) in x's dtype and, if asked, the final
     state (B, D, N) complex64 (complex128 for float64 input, computed in fp32). `config` pins the launch
-    shape (tests and benchmarks use it to choose chunk sizes); None picks `default_config`."""
+    shape (tests and benchmarks use it to choose segment sizes); None picks `default_config`."""
     if x.dim() != 3:
         raise ValueError(f"cema_triton: x must be (B, L, D), got shape {tuple(x.shape)}")
     B, L, D = x.shape

@@ -1,11 +1,11 @@
-"""Timestep normalization in Triton: chunk-parallel cumulative group statistics, forward and backward.
+"""Timestep normalization in Triton: segment-parallel cumulative group statistics, forward and backward.
 
 For row r = (b, group) the running mean and population variance over every scalar of the group up to
 token t (paper Eq. 4, spec section 3.2) normalise x_t; the scale is applied as (weight + 1).
 
-Forward, over chunks of T tokens (programs over (row, chunk); x read in its (B, L, D) layout):
-  1. `_tsn_fwd_chunk_kernel`: each chunk's own (mean, var) over its T tokens;
-  2. `_tsn_fwd_kernel`: each chunk merges the summaries of all earlier chunks (equal counts, so a
+Forward, over segments of T tokens (programs over (row, segment); x read in its (B, L, D) layout):
+  1. `_tsn_fwd_segment_kernel`: each segment's own (mean, var) over its T tokens;
+  2. `_tsn_fwd_kernel`: each segment merges the summaries of all earlier segments (equal counts, so a
      two-pass reduction, no sequential carry pass) with the carried (count, mean, var), then rescans
      its tokens in tiles of BLOCK_T: per-token group moments, cumulative shifted sums inside the tile
      (tl.cumsum), and a Welford merge of each tile into the carried statistics with Kahan-compensated
@@ -14,10 +14,10 @@ Backward (spec section 3.4): the reverse recurrence for (dmean, dvar) is affine 
 c1 [[1, -2 delta / n], [0, 1]] (c1 = (n-1)/n); divided by the count n it becomes unipotent, so the
 scaled adjoints Q = P / n are reverse cumulative sums:
     Qv_t = Xv + sum_{s>=t} ev_s,   Qu_t = Xu + sum_{s>=t} eu_s - sum_{s>t} e2_s Qv_s
-with eu = -rstd db / n, ev = -rstd^3 ds / (2 n), e2 = 2 (mbar_t - mean_{t-1}) / n. `_tsn_bwd_chunk_kernel`
-reduces each chunk to three numbers (A = sum ev, E = sum e2, B = sum eu - sum e2 R with R the in-chunk
-suffix sums of ev); `_tsn_bwd_kernel` combines the later chunks' summaries into its incoming carry and
-rescans its tokens, giving dx, per-chunk partial dweight/dbias, and (chunk 0) the gradients of the
+with eu = -rstd db / n, ev = -rstd^3 ds / (2 n), e2 = 2 (mbar_t - mean_{t-1}) / n. `_tsn_bwd_segment_kernel`
+reduces each segment to three numbers (A = sum ev, E = sum e2, B = sum eu - sum e2 R with R the in-segment
+suffix sums of ev); `_tsn_bwd_kernel` combines the later segments' summaries into its incoming carry and
+rescans its tokens, giving dx, per-segment partial dweight/dbias, and (segment 0) the gradients of the
 carried mean and variance (count * X).
 All arithmetic is fp32 (bf16 inputs are cast on load); offsets are int64; no autotuning.
 """
@@ -39,11 +39,11 @@ _alloc = torch.empty
 
 @dataclass(frozen=True)
 class TsnConfig:
-    """Launch shape. chunk_size: tokens per program (a multiple of block_t); block_t: tokens per tile
+    """Launch shape. segment_len: tokens per program (a multiple of block_t); block_t: tokens per tile
     (cumulative sums run inside a tile); block_g: groups per program; num_warps: warps per program
     (ignored by the interpreter)."""
 
-    chunk_size: int
+    segment_len: int
     block_t: int
     block_g: int = 1
     num_warps: int = 4
@@ -56,28 +56,28 @@ def _interpreting() -> bool:
 def default_config(x: torch.Tensor, num_groups: int) -> TsnConfig:
     """Heuristic launch shape. On a GPU: tiles of 64 tokens x one or more whole groups (about 2048
     elements; 4 warps, 8 from 4096 elements: an offline sm_90 compile put the backward near 245
-    registers at 4 warps and 2048 elements) and chunks sized for about eight programs per SM (the merge
-    of earlier chunks is a reduction, so many chunks cost little). Under the CPU interpreter, where each
-    program costs ~0.2 ms per tl operation, one program covers all groups of a row and chunks are 64
-    tokens (lengths around 64 exercise the multi-chunk path)."""
+    registers at 4 warps and 2048 elements) and segments sized for about eight programs per SM (the merge
+    of earlier segments is a reduction, so many segments cost little). Under the CPU interpreter, where each
+    program costs ~0.2 ms per tl operation, one program covers all groups of a row and segments are 64
+    tokens (lengths around 64 exercise the multi-segment path)."""
     B, L, D = x.shape
     if not x.is_cuda:
-        return TsnConfig(chunk_size=64, block_t=64, block_g=min(64, triton.next_power_of_2(num_groups)))
+        return TsnConfig(segment_len=64, block_t=64, block_g=min(64, triton.next_power_of_2(num_groups)))
     block_f = triton.next_power_of_2(D // num_groups)
     block_t = 64
     block_g = max(1, min(triton.next_power_of_2(num_groups), 32 // block_f))
     num_warps = 4 if block_t * block_g * block_f <= 2048 else 8
     row_programs = B * triton.cdiv(num_groups, block_g)
     target_programs = 8 * torch.cuda.get_device_properties(x.device).multi_processor_count
-    chunks = max(1, target_programs // row_programs)
-    chunk = triton.next_power_of_2(max(1, triton.cdiv(L, chunks)))
+    segments = max(1, target_programs // row_programs)
+    segment = triton.next_power_of_2(max(1, triton.cdiv(L, segments)))
     return TsnConfig(
-        chunk_size=max(block_t, min(8192, chunk)), block_t=block_t, block_g=block_g, num_warps=num_warps
+        segment_len=max(block_t, min(8192, segment)), block_t=block_t, block_g=block_g, num_warps=num_warps
     )
 
 
 # ----------------------------------------------------------------------------------------------------
-# Shared pieces. A program covers one batch row b, a block of BLOCK_G groups and one chunk of tokens;
+# Shared pieces. A program covers one batch row b, a block of BLOCK_G groups and one segment of tokens;
 # tiles are (BLOCK_T tokens, BLOCK_G groups, BLOCK_F features of a group).
 # ----------------------------------------------------------------------------------------------------
 
@@ -176,8 +176,8 @@ def _initial_state(count0_ptr, mean0_ptr, var0_ptr, b, r, gmask, HAS_INIT: tl.co
 
 
 @triton.jit
-def _tsn_fwd_chunk_kernel(
-    x_ptr, cmean_ptr, cvar_ptr,  # cmean, cvar: (R, NC) fp32 per-chunk statistics
+def _tsn_fwd_segment_kernel(
+    x_ptr, cmean_ptr, cvar_ptr,  # cmean, cvar: (R, NC) fp32 per-segment statistics
     L, D, G, g, T, NC, inv_g,
     BLOCK_T: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_F: tl.constexpr,
 ):
@@ -205,7 +205,7 @@ def _tsn_fwd_chunk_kernel(
 @triton.jit
 def _tsn_fwd_kernel(
     x_ptr, w_ptr, bias_ptr, count0_ptr, mean0_ptr, var0_ptr,
-    cmean_ptr, cvar_ptr,  # (R, NC) chunk statistics from `_tsn_fwd_chunk_kernel`
+    cmean_ptr, cvar_ptr,  # (R, NC) segment statistics from `_tsn_fwd_segment_kernel`
     y_ptr, mu_ptr, rstd_ptr, meanf_ptr, varf_ptr,  # y (B, L, D); mu, rstd (R, L) fp32; final (R,) fp32
     L, D, G, g, T, NC, inv_g, eps,
     HAS_INIT: tl.constexpr, WRITE_FINAL: tl.constexpr,
@@ -216,7 +216,7 @@ def _tsn_fwd_kernel(
     b, r, gmask, feat, fmask2 = _row_setup(pid_row, L, D, G, g, BLOCK_G, BLOCK_F)
     x_base = b * L * D
     n0, mean0, var0 = _initial_state(count0_ptr, mean0_ptr, var0_ptr, b, r, gmask, HAS_INIT, BLOCK_G)
-    # Merge the statistics of chunks 0..c-1 (T tokens each): a two-pass reduction.
+    # Merge the statistics of segments 0..c-1 (T tokens each): a two-pass reduction.
     j = tl.arange(0, BLOCK_C)
     acc = tl.zeros((BLOCK_C, BLOCK_G), tl.float32)
     for k in range(0, tl.cdiv(c, BLOCK_C)):
@@ -236,13 +236,13 @@ def _tsn_fwd_kernel(
     var_p = tl.sum(acc, axis=0) / tl.maximum(cf, 1.0)
     n_p = cf * T
     n = n0 + n_p
-    frac = n_p / tl.maximum(n, 1.0)  # weight of the earlier chunks in the merged state
+    frac = n_p / tl.maximum(n, 1.0)  # weight of the earlier segments in the merged state
     delta = mean_p - mean0
     mean = mean0 + delta * frac
     var = (1.0 - frac) * var0 + frac * var_p + delta * delta * frac * (1.0 - frac)
     cm = tl.zeros((BLOCK_G,), tl.float32)
     cv = tl.zeros((BLOCK_G,), tl.float32)
-    # Rescan this chunk tile by tile.
+    # Rescan this segment tile by tile.
     t0 = c * T
     n_steps = tl.minimum(T, L - t0)
     scale = tl.load(w_ptr + feat, mask=fmask2, other=0.0) + 1.0  # (BLOCK_G, BLOCK_F)
@@ -304,9 +304,9 @@ def _bwd_tile_terms(
 
 
 @triton.jit
-def _tsn_bwd_chunk_kernel(
+def _tsn_bwd_segment_kernel(
     x_ptr, dy_ptr, w_ptr, mu_ptr, rstd_ptr, count0_ptr, mean0_ptr,
-    sa_ptr, se_ptr, sb_ptr,  # (R, NC) chunk summaries A, E, B
+    sa_ptr, se_ptr, sb_ptr,  # (R, NC) segment summaries A, E, B
     L, D, G, g, T, NC, inv_g,
     HAS_INIT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_F: tl.constexpr,
 ):
@@ -319,7 +319,7 @@ def _tsn_bwd_chunk_kernel(
     t0 = c * T
     n_steps = tl.minimum(T, L - t0)
     n_tiles = tl.cdiv(n_steps, BLOCK_T)
-    suf = tl.zeros((BLOCK_G,), tl.float32)  # sum of ev over the later tiles of this chunk
+    suf = tl.zeros((BLOCK_G,), tl.float32)  # sum of ev over the later tiles of this segment
     sa = tl.zeros((BLOCK_G,), tl.float32)
     se = tl.zeros((BLOCK_G,), tl.float32)
     sb = tl.zeros((BLOCK_G,), tl.float32)
@@ -344,7 +344,7 @@ def _tsn_bwd_chunk_kernel(
 def _tsn_bwd_kernel(
     x_ptr, dy_ptr, w_ptr, mu_ptr, rstd_ptr, count0_ptr, mean0_ptr,
     dmf_ptr, dvf_ptr,  # incoming gradients of the final mean and var, (R,) fp32
-    sa_ptr, se_ptr, sb_ptr,  # (R, NC) chunk summaries
+    sa_ptr, se_ptr, sb_ptr,  # (R, NC) segment summaries
     dx_ptr, dw_ptr, db_ptr, dm0_ptr, dv0_ptr,  # dx (B, L, D); dw, db (NC, B, D) partials; dm0, dv0 (R,)
     L, D, G, g, T, NC, BD, inv_g,
     HAS_INIT: tl.constexpr, HAS_DSTATE: tl.constexpr, WRITE_DSTATE0: tl.constexpr,
@@ -362,7 +362,7 @@ def _tsn_bwd_kernel(
     else:
         xu = tl.zeros((BLOCK_G,), tl.float32)
         xv = tl.zeros((BLOCK_G,), tl.float32)
-    # Incoming carry: combine the summaries of chunks c+1..NC-1.
+    # Incoming carry: combine the summaries of segments c+1..NC-1.
     j = tl.arange(0, BLOCK_C)
     n_later = NC - 1 - c
     acc = tl.zeros((BLOCK_C, BLOCK_G), tl.float32)
@@ -372,7 +372,7 @@ def _tsn_bwd_kernel(
         acc += tl.load(sa_ptr + r[None, :] * NC + idx[:, None], mask=lmask, other=0.0)
     tot_a = tl.sum(acc, axis=0)
     acc = tl.zeros((BLOCK_C, BLOCK_G), tl.float32)
-    run = tl.zeros((BLOCK_G,), tl.float32)  # sum of A over the chunks already visited
+    run = tl.zeros((BLOCK_G,), tl.float32)  # sum of A over the segments already visited
     for k in range(0, tl.cdiv(n_later, BLOCK_C)):
         idx = c + 1 + k * BLOCK_C + j
         lmask = (idx < NC)[:, None] & gmask[None, :]
@@ -380,13 +380,13 @@ def _tsn_bwd_kernel(
         a = tl.load(sa_ptr + soff, mask=lmask, other=0.0)
         e = tl.load(se_ptr + soff, mask=lmask, other=0.0)
         bb = tl.load(sb_ptr + soff, mask=lmask, other=0.0)
-        pre = run[None, :] + tl.cumsum(a, axis=0)  # sum of A over chunks c+1..idx
-        xv_in = xv[None, :] + tot_a[None, :] - pre  # carry into chunk idx (from the chunks after it)
+        pre = run[None, :] + tl.cumsum(a, axis=0)  # sum of A over segments c+1..idx
+        xv_in = xv[None, :] + tot_a[None, :] - pre  # carry into segment idx (from the segments after it)
         acc += tl.where(lmask, bb - e * xv_in, 0.0)
         run += tl.sum(a, axis=0)
     xu = xu + tl.sum(acc, axis=0)
     xv = xv + tot_a
-    # Rescan this chunk from its last tile to its first.
+    # Rescan this segment from its last tile to its first.
     scale = tl.load(w_ptr + feat, mask=fmask2, other=0.0) + 1.0
     t0 = c * T
     n_steps = tl.minimum(T, L - t0)
@@ -425,7 +425,7 @@ def _tsn_bwd_kernel(
 # Launchers
 # ----------------------------------------------------------------------------------------------------
 
-# Chunk statistics are merged in blocks of this many chunks (one vector load per block).
+# Segment statistics are merged in blocks of this many segments (one vector load per block).
 _BLOCK_C = 128
 
 
@@ -455,7 +455,7 @@ def _tsn_fwd(
     B, L, D = x.shape
     g = D // G
     R = B * G
-    T, BLOCK_T = cfg.chunk_size, cfg.block_t
+    T, BLOCK_T = cfg.segment_len, cfg.block_t
     NC = triton.cdiv(L, T)
     BLOCK_F = triton.next_power_of_2(g)
     grid = (B * triton.cdiv(G, cfg.block_g), NC)
@@ -469,7 +469,7 @@ def _tsn_fwd(
     cmean = _alloc((R, NC), dtype=torch.float32, device=dev)
     cvar = _alloc((R, NC), dtype=torch.float32, device=dev)
     if NC > 1:
-        _tsn_fwd_chunk_kernel[grid](
+        _tsn_fwd_segment_kernel[grid](
             x, cmean, cvar, L, D, G, g, T, NC, 1.0 / g,
             BLOCK_T=BLOCK_T, BLOCK_G=cfg.block_g, BLOCK_F=BLOCK_F, num_warps=cfg.num_warps,
         )
@@ -504,7 +504,7 @@ def _tsn_bwd(
     B, L, D = x.shape
     g = D // G
     R = B * G
-    T, BLOCK_T = cfg.chunk_size, cfg.block_t
+    T, BLOCK_T = cfg.segment_len, cfg.block_t
     NC = triton.cdiv(L, T)
     BLOCK_F = triton.next_power_of_2(g)
     grid = (B * triton.cdiv(G, cfg.block_g), NC)
@@ -518,7 +518,7 @@ def _tsn_bwd(
     se = _alloc((R, NC), dtype=torch.float32, device=dev)
     sb = _alloc((R, NC), dtype=torch.float32, device=dev)
     if NC > 1:
-        _tsn_bwd_chunk_kernel[grid](
+        _tsn_bwd_segment_kernel[grid](
             x, dy, weight, mu, rstd, count0 if has_init else x, mean0 if has_init else x,
             sa, se, sb, L, D, G, g, T, NC, 1.0 / g,
             HAS_INIT=has_init, BLOCK_T=BLOCK_T, BLOCK_G=cfg.block_g, BLOCK_F=BLOCK_F,
@@ -583,7 +583,7 @@ def timestep_norm_apply(
     output_final_state: bool = False,
     config: TsnConfig | None = None,
 ) -> tuple[torch.Tensor, NormStats | None]:
-    """`timestep_norm_triton` with an explicit launch shape (tests and benchmarks pin chunk sizes)."""
+    """`timestep_norm_triton` with an explicit launch shape (tests and benchmarks pin segment sizes)."""
     if x.dim() != 3:
         raise ValueError(f"timestep_norm_triton: x must be (B, L, D), got shape {tuple(x.shape)}")
     B, L, D = x.shape
@@ -613,8 +613,8 @@ def timestep_norm_apply(
             var0 = torch.ones(B, G, dtype=stat_dtype, device=x.device)
         return x.new_zeros(B, 0, D), (count0, mean0.to(stat_dtype), var0.to(stat_dtype))
     cfg = config or default_config(x, G)
-    if cfg.chunk_size % cfg.block_t != 0:
-        raise ValueError(f"timestep_norm_triton: chunk_size {cfg.chunk_size} must be a multiple of {cfg.block_t}")
+    if cfg.segment_len % cfg.block_t != 0:
+        raise ValueError(f"timestep_norm_triton: segment_len {cfg.segment_len} must be a multiple of {cfg.block_t}")
     y, mean_f, var_f = TimestepNormFunction.apply(
         x.contiguous(), weight.float().contiguous(), bias.float().contiguous(),
         None if count0 is None else count0.to(torch.int64).contiguous(),

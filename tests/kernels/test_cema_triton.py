@@ -90,10 +90,10 @@ def test_matches_fft_twin(L: int, B: int, state: bool) -> None:
     assert_matches(run_with_grads(cema_triton, inputs), run_with_grads(cema_fft, inputs))
 
 
-def test_many_chunks_and_row_blocks() -> None:
-    """Short chunks (several carry steps) and row blocks that cut through batch rows."""
+def test_many_segments_and_row_blocks() -> None:
+    """Short segments (several carry steps) and row blocks that cut through batch rows."""
     inputs = make_inputs(3, 37, D_ODD, seed=7)  # 72 rows: blocks of 32 start inside rows b = 1 and 2
-    got = run_with_grads(cema_triton, inputs, config=CemaConfig(chunk_size=8, block_rows=32))
+    got = run_with_grads(cema_triton, inputs, config=CemaConfig(segment_len=8, block_rows=32))
     assert_matches(got, run_with_grads(cema_fft, inputs))
 
 

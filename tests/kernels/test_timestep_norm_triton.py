@@ -98,10 +98,10 @@ def test_matches_cumulative_twin(L: int, B: int, state: bool) -> None:
     assert_matches(got, run_with_grads(timestep_norm_cumulative, inputs, G_ODD))
 
 
-def test_many_chunks_tiles_and_group_blocks() -> None:
-    """Several chunks of several tiles, and a group block (2) that does not divide the groups (3)."""
+def test_many_segments_tiles_and_group_blocks() -> None:
+    """Several segments of several tiles, and a group block (2) that does not divide the groups (3)."""
     inputs = make_inputs(3, 37, 24, 3, seed=7, state=True)
-    got = run_with_grads(timestep_norm_apply, inputs, 3, config=TsnConfig(chunk_size=16, block_t=8, block_g=2))
+    got = run_with_grads(timestep_norm_apply, inputs, 3, config=TsnConfig(segment_len=16, block_t=8, block_g=2))
     assert_matches(got, run_with_grads(timestep_norm_cumulative, inputs, 3))
 
 

@@ -48,9 +48,9 @@ _SCRIPT = textwrap.dedent(
         (C._cema_bwd_local_kernel, cema),
         (C._cema_bwd_carry_kernel, dict(cema, HAS_DHF=True)),
         (C._cema_bwd_kernel, dict(cema, HAS_START=True, HAS_GIN=True, WRITE_DH0=True)),
-        (T._tsn_fwd_chunk_kernel, tsn),
+        (T._tsn_fwd_segment_kernel, tsn),
         (T._tsn_fwd_kernel, dict(tsn, HAS_INIT=True, WRITE_FINAL=True, BLOCK_C=128)),
-        (T._tsn_bwd_chunk_kernel, dict(tsn, HAS_INIT=True)),
+        (T._tsn_bwd_segment_kernel, dict(tsn, HAS_INIT=True)),
         (T._tsn_bwd_kernel, dict(tsn, HAS_INIT=True, HAS_DSTATE=True, WRITE_DSTATE0=True, BLOCK_C=128)),
     ]
     io_type = sys.argv[1]
