@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Gradio keeps its own copy of every upload: inside the data folder too, not in /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "gradio-cache"))
+    # Several requests and an ingest share the cores: OpenMP threads that spin while waiting made a
+    # state restore 5-40 times slower with 2 threads under load (bench/snapshots.py); passive waiting
+    # does not. It must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     import logging
 
