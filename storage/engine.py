@@ -45,6 +45,13 @@ def resolve_url(url: str | None = None) -> str:
     return raw
 
 
+def _missing_driver(url: str, backend: str, exc: ModuleNotFoundError) -> str:
+    where = f"cannot open database {display_url(url)}: its driver ({exc.name or exc}) is not installed"
+    if backend == "postgresql":
+        return f"{where}; PostgreSQL needs the `postgres` extra: python3 -m pip install 'megalodoc[postgres]'"
+    return f"{where}; install the driver that the URL names"
+
+
 def display_url(url: str) -> str:
     """The URL with any password hidden, for messages and logs."""
     try:
@@ -70,7 +77,10 @@ def create_store_engine(url: str, sqlite_pragmas: Mapping[str, PragmaValue] | No
     except ArgumentError as exc:
         raise StorageError(f"not a database URL: {url!r} ({exc})") from exc
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:  # the driver is an optional extra
+            raise StorageError(_missing_driver(url, parsed.get_backend_name(), exc)) from exc
 
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
