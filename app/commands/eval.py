@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+
+from megalodoc.app.progress_output import StreamProgress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,18 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 class _Progress:
-    """One rewritten stderr line, at most 5 updates a second."""
+    """Tokens scored so far per input on stderr (a tqdm bar on a terminal, plain lines elsewhere); `total`
+    is given once, when the input is done."""
 
     def __init__(self) -> None:
-        self.last = 0.0
+        self.output = StreamProgress(sys.stderr, unit="tok")
 
     def __call__(self, name: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if total is not None or now - self.last > 0.2:
-            self.last = now
-            end = " tokens, done\n" if total is not None else " tokens"
-            sys.stderr.write(f"\r\033[K{name}: {done:,}" + end)
-            sys.stderr.flush()
+        finished = total is not None
+        line = f"{name}: {done:,} tokens" + (", done" if finished else "")
+        self.output.update(name, name, done, total, line=line, finished=finished)
 
 
 def run_eval(args: argparse.Namespace) -> int:

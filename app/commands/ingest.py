@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
+from megalodoc.app.progress_output import StreamProgress
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 
 
@@ -41,25 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 class ProgressLine:
-    """Progress on `stream`: on a terminal one line rewritten in place at most 5 times a second; on
-    anything else (a pipe, a log file, a CI log) plain lines, one every `plain_interval` seconds plus
-    the last one of each document, with no carriage returns or escape sequences."""
+    """Ingest progress on `stream` (see `StreamProgress`): a tqdm bar per document on a terminal, else
+    `IngestProgress.line()` every `plain_interval` seconds and at the end of each document."""
 
     def __init__(self, stream, *, plain_interval: float = 10.0) -> None:
-        self.stream, self.last = stream, float("-inf")
-        isatty = getattr(stream, "isatty", None)
-        self.terminal = bool(isatty and isatty())
-        self.interval = 0.2 if self.terminal else plain_interval
+        self.output = StreamProgress(stream, unit="tok", plain_interval=plain_interval)
+        self.terminal = self.output.terminal
 
     def __call__(self, progress) -> None:
-        now = time.monotonic()
-        if progress.finished or now - self.last > self.interval:
-            self.last = now
-            if self.terminal:
-                self.stream.write("\r\033[K" + progress.line() + ("\n" if progress.finished else ""))
-            else:
-                self.stream.write(progress.line() + "\n")
-            self.stream.flush()
+        units = f"{progress.units_done}/{progress.unit_count or '?'} {progress.unit_name}s"
+        self.output.update(progress.path, progress.name, progress.tokens_done, progress.tokens_total,
+                           line=progress.line(), note=f"{units}, {progress.snapshots_written} snapshots",
+                           finished=progress.finished)
+
+    def close(self) -> None:
+        self.output.close()
 
 
 def _default_caps():
@@ -152,6 +148,8 @@ def run_ingest(args: argparse.Namespace) -> int:
         print("\ninterrupted: the last snapshot is kept; run the same command again to resume", file=sys.stderr)
         return 130
     finally:
+        if progress is not None:
+            progress.close()  # a bar cut short by an error stays on screen, ended
         library.close()
     print("\nsummary:")
     for o in outcomes:

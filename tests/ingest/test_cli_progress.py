@@ -1,5 +1,5 @@
 """The CLI's progress and logging: plain lines (no carriage returns, no escape codes) when stderr is not
-a terminal, a rewritten line on a terminal, and -v / --log-level for the package's log records."""
+a terminal, a tqdm bar per document on a terminal, and -v / --log-level for the package's log records."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pipeline_support import make_model_folder
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.app.commands.ingest import ProgressLine
+from megalodoc.app.progress_output import StreamProgress
 from megalodoc.ingest.progress import IngestProgress
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -55,7 +56,28 @@ def test_progress_on_a_pipe_is_plain_lines_and_on_a_terminal_one_rewritten_line(
     line = ProgressLine(terminal)
     line(progress(10))
     line(progress(100, finished=True))
-    assert terminal.getvalue().startswith("\r\x1b[K") and terminal.getvalue().endswith("\n")
+    drawn = terminal.getvalue()  # tqdm redraws its bar in place and ends it with a newline when done
+    assert drawn.startswith("\rb.txt:  10%") and drawn.endswith("\n") and drawn.count("\n") == 1
+    assert "b.txt: 100%" in drawn and "100/100" in drawn and "1/1 bytes, 1 snapshots" in drawn
+
+
+def test_plain_lines_come_at_the_interval_and_at_the_end_of_each_item():
+    pipe = io.StringIO()
+    output = StreamProgress(pipe, plain_interval=3600.0)
+    for key in ("a", "b"):
+        for done in (1, 2, 3):
+            output.update(key, key, done, None, line=f"{key} {done}", finished=done == 3)
+    assert pipe.getvalue() == "a 1\na 3\nb 3\n"  # the first line at once, then only the ends
+
+
+def test_a_new_item_on_a_terminal_starts_a_new_bar():
+    terminal = FakeTerminal()
+    output = StreamProgress(terminal)
+    output.update("a", "first", 5, None, line="")
+    output.update("b", "second", 7, 10, line="")  # "a" never finished: its bar is ended, not overwritten
+    output.close()
+    lines = terminal.getvalue().split("\n")
+    assert lines[0].split("\r")[-1].startswith("first: 5") and lines[1].split("\r")[-1].startswith("second:  70%")
 
 
 def test_cli_ingest_to_a_log_file_has_no_control_sequences_and_logs_at_the_chosen_level(tmp_path, model_dir, capsys):

@@ -280,3 +280,12 @@ def test_bad_arguments(model_dir, document, capsys):
     assert "--max-tokens" in capsys.readouterr().err
     with pytest.raises(ValueError, match="chunks_per_call"):
         evaluate_paths([document], model_dir, chunks_per_call=0)
+
+
+def test_cli_progress_to_a_log_is_plain_lines(model_dir, document, capsys):
+    assert cli_main(["eval", str(document), "--model", str(model_dir), "--max-tokens", "300", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    lines = err.splitlines()
+    assert lines[-1] == f"{document.name}: 300 tokens, done"  # --max-tokens 300
+    assert all(line.startswith(f"{document.name}: ") and line.split(": ")[1][0].isdigit() for line in lines)
