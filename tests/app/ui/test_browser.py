@@ -110,7 +110,9 @@ def test_upload_ask_resume_and_branch_in_a_real_browser(served, document, tmp_pa
         page.goto(served)
         # Library: upload and read
         page.locator("input[type=file]").first.set_input_files(str(pdf))
-        expect(page.get_by_text(pdf.name).first).to_be_visible()
+        # the file list's cell (its text is split in two spans, "name" and ".pdf", so match the cell's
+        # accessible name rather than one text node)
+        expect(page.get_by_role("cell", name=pdf.name).first).to_be_visible()
         page.get_by_role("button", name="Read into the library").click()
         page.get_by_text(f"Read: {pdf.name}.").wait_for()
         expect(page.get_by_text("100%", exact=True).locator("visible=true").first).to_be_visible()
