@@ -167,3 +167,9 @@ def tiny_model_dir(tokenizer: Tokenizer, tmp_path_factory: pytest.TempPathFactor
     folder = tmp_path_factory.mktemp("tiny-reader-model")
     (folder / "tok.model").write_bytes(tokenizer.model_bytes())
     return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
+
+
+@pytest.fixture
+def model_dir(tiny_model_dir: Path) -> Path:
+    """The model folder the pipeline tests read with (the session's tiny reader model; tests only read it)."""
+    return tiny_model_dir

@@ -7,7 +7,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from pipeline_support import TINY_CHUNK, make_model_folder
+from pipeline_support import TINY_CHUNK
 from state_helpers import assert_same_state, run_chunked
 
 from megalodoc.ingest.library import Library
@@ -15,13 +15,6 @@ from megalodoc.model import state_from_bytes, state_to_bytes
 from megalodoc.model.boundary import boundary_state_nbytes, run_aligned
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("boundary-model")
-    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
 
 
 def stored_states(lib: Library, doc):

@@ -9,7 +9,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from pipeline_support import make_model_folder
 
 from megalodoc.app.cli import main as cli_main
 from megalodoc.app.commands.ingest import ProgressLine
@@ -17,13 +16,6 @@ from megalodoc.app.progress_output import StreamProgress
 from megalodoc.ingest.progress import IngestProgress
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("cli-model")
-    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
 
 
 @pytest.fixture(autouse=True)

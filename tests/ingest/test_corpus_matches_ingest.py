@@ -9,7 +9,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from pipeline_support import make_model_folder
 
 from megalodoc.ingest.corpus.documents import read_manual
 from megalodoc.ingest.corpus.fetch import FetchedPackage
@@ -28,13 +27,6 @@ DOCBOOK_PAGE = """<html><head><title>Installing</title><link rel="next" href="ch
   done
 </pre><ul><li>one<li>two</ul><table><tr><td>a</td><td>b</td></tr></table></div>
 <ul class="docnav"><li>Prev</li><li>Home</li></ul></body></html>"""
-
-
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("reader-model")
-    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
 
 
 def stored_text(model_dir: Path, tokenizer, db: Path, source: Path) -> str:

@@ -9,7 +9,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from pipeline_support import make_model_folder
 
 from megalodoc.ingest.library import Library
 from megalodoc.ingest.pipeline import CancelToken, IngestError
@@ -18,13 +17,6 @@ from megalodoc.model import Megalodon
 from megalodoc.storage import CorruptSnapshotError
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("errors-model")
-    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
 
 
 @pytest.fixture

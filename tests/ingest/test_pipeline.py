@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from pipeline_support import TINY_CHUNK, make_model_folder
+from pipeline_support import TINY_CHUNK
 from state_helpers import assert_same_state, run_chunked
 
 from megalodoc.app.cli import main as cli_main
@@ -22,13 +22,6 @@ from megalodoc.ingest.pipeline import CancelToken, IngestError
 from megalodoc.storage import open_store
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("reader-model")
-    (folder / "tok.model").write_bytes(tokenizer.model_bytes())
-    return make_model_folder(folder / "model", folder / "tok.model", tokenizer.vocab_size)
 
 
 @pytest.fixture
