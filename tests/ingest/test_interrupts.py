@@ -58,7 +58,10 @@ def setup(tmp_path_factory, tiny_model_dir: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("interrupts")
     model = tiny_model_dir
     book = root / "book.txt"
-    book.write_text("".join(f"Line {n}: the reader keeps its state at every chunk.\n" for n in range(15)))
+    # Long enough (about 10,000 tokens, seconds of reading) that an interrupt up to 1 s after reading starts
+    # lands while reading: with a shorter book a quiet machine finished first, and the interrupt then hit
+    # the interpreter's shutdown, which ends by the signal (-2) as any Python program does.
+    book.write_text("".join(f"Line {n}: the reader keeps its state at every chunk.\n" for n in range(400)))
     return {"root": root, "model": model, "book": book,
             "archive": archive_with_many_files(root / "many.tar.gz", 1000)}
 
