@@ -37,9 +37,11 @@ _CACHED_LENGTHS = 4
 @dataclass(frozen=True)
 class PowerTables:
     """Powers of q for exponents 0..length-1 in two levels, and q^length.
-    low_ri (D, 2N, T): [Re q^t; Im q^t]; high (D, N, A): q^(a*T); last (D, N): q^length."""
+    low_ri (D, 2N, T): [Re q^t; Im q^t]; low_ri_t (D, T, 2N): the same transposed, contiguous;
+    high (D, N, A): q^(a*T); last (D, N): q^length."""
 
     low_ri: torch.Tensor
+    low_ri_t: torch.Tensor
     high: torch.Tensor
     last: torch.Tensor
     block: int
@@ -56,7 +58,7 @@ def power_tables(q: torch.Tensor, length: int, cdtype: torch.dtype) -> PowerTabl
     high = torch.exp(log_q[..., None] * big).to(cdtype)  # (D, N, A)
     last = torch.exp(log_q * length).to(cdtype)  # (D, N)
     low_ri = torch.cat((low.real, low.imag), dim=1).contiguous()  # (D, 2N, T)
-    return PowerTables(low_ri, high, last, T)
+    return PowerTables(low_ri, low_ri.transpose(1, 2).contiguous(), high, last, T)
 
 
 def _apply_powers(c: torch.Tensor, tables: PowerTables, length: int) -> torch.Tensor:
@@ -75,24 +77,30 @@ def _state_sum(x: torch.Tensor, tables: PowerTables) -> torch.Tensor:
     N = tables.high.shape[1]
     A, T = tables.high.shape[-1], tables.block
     x_rev = torch.nn.functional.pad(x.flip(-1), (0, A * T - L))  # (B, D, A*T): x_rev[j] = x[L-1-j]
-    x_rev = x_rev.transpose(0, 1).reshape(D, B * A, T)  # (D, B*A, T)
-    s = torch.bmm(x_rev, tables.low_ri.transpose(1, 2))  # (D, B*A, 2N): sum_t q^t x_rev[aT+t]
+    # (D, B*A, T); both operands contiguous: CPU bmm on strided operands copies batch by batch (~70x slower)
+    x_rev = x_rev.transpose(0, 1).reshape(D, B * A, T).contiguous()
+    s = torch.bmm(x_rev, tables.low_ri_t)  # (D, B*A, 2N): sum_t q^t x_rev[aT+t]
     s = torch.complex(s[..., :N], s[..., N:]).reshape(D, B, A, N)
     h = (s * tables.high.transpose(1, 2)[:, None]).sum(2)  # (D, B, N): sum_a q^(aT) s[a]
     return h.transpose(0, 1)
 
 
-def _causal_conv(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """y[b, d, t] = sum_{s<=t} k[d, t-s] x[b, d, s] for x (B, D, L), k (D, L)."""
+def _fft_size(length: int) -> int:
+    """FFT length for a linear (not circular) convolution of two length-L signals."""
+    return 1 << (2 * length - 1).bit_length()
+
+
+def _causal_conv(x: torch.Tensor, k: torch.Tensor, k_f: torch.Tensor | None) -> torch.Tensor:
+    """y[b, d, t] = sum_{s<=t} k[d, t-s] x[b, d, s] for x (B, D, L), k (D, L); k_f is rfft(k, n) with
+    n = _fft_size(L) when L > _DIRECT_MAX_LEN (None below it, where a Toeplitz product is used)."""
     L = x.shape[-1]
-    if L <= _DIRECT_MAX_LEN:
+    if k_f is None:
         idx = torch.arange(L, device=x.device)
         lag = idx[:, None] - idx[None, :]  # (L, L): t - s
         toeplitz = k[:, lag.clamp_min(0)] * (lag >= 0)  # (D, L, L)
         return torch.einsum("dts,bds->bdt", toeplitz, x)
-    n_fft = 1 << (2 * L - 1).bit_length()
+    n_fft = _fft_size(L)
     x_f = torch.fft.rfft(x, n=n_fft)  # (B, D, n_fft/2+1)
-    k_f = torch.fft.rfft(k, n=n_fft)  # (D, n_fft/2+1)
     return torch.fft.irfft(x_f * k_f, n=n_fft)[..., :L]
 
 
@@ -103,13 +111,15 @@ _TABLE_CACHE: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 
 def _tables_and_kernel(
     p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, length: int
-) -> tuple[PowerTables, torch.Tensor]:
-    """Power tables and the convolution kernel k (D, length), cached under no_grad."""
+) -> tuple[PowerTables, torch.Tensor, torch.Tensor | None]:
+    """Power tables, the convolution kernel k (D, length) and its spectrum (None for lengths that use
+    the direct product), cached under no_grad."""
 
-    def build() -> tuple[PowerTables, torch.Tensor]:
+    def build() -> tuple[PowerTables, torch.Tensor, torch.Tensor | None]:
         tables = power_tables(q, length, q.dtype)
         k = _apply_powers((p * gamma)[:, None, :], tables, length)[:, 0]  # (D, L)
-        return tables, k
+        k_f = None if length <= _DIRECT_MAX_LEN else torch.fft.rfft(k, n=_fft_size(length))  # (D, n/2+1)
+        return tables, k, k_f
 
     if torch.is_grad_enabled():
         return build()
@@ -119,12 +129,12 @@ def _tables_and_kernel(
         per_q = _TABLE_CACHE[q] = {}
     hit = per_q.get(length)
     if hit is not None and hit[0] is p and hit[1] is gamma and hit[2] == versions:
-        return hit[3], hit[4]
-    tables, k = build()
+        return hit[3]
+    built = build()
     if len(per_q) >= _CACHED_LENGTHS and length not in per_q:
         per_q.pop(next(iter(per_q)))
-    per_q[length] = (p, gamma, versions, tables, k)
-    return tables, k
+    per_q[length] = (p, gamma, versions, built)
+    return built
 
 
 def _recurrence(
@@ -152,8 +162,8 @@ def _segment(
     L = x.shape[-1]
     if L <= _RECURRENCE_MAX_LEN:
         return _recurrence(x, p, q, gamma, h_in)
-    tables, k = _tables_and_kernel(p, q, gamma, L)
-    y = _causal_conv(x, k)  # (B, D, L)
+    tables, k, k_f = _tables_and_kernel(p, q, gamma, L)
+    y = _causal_conv(x, k, k_f)  # (B, D, L)
     if h_in is not None:  # bias from the carried state: Re sum_n gamma q^(t+1) h_in
         y = y + _apply_powers((gamma * q * h_in).transpose(0, 1), tables, L).transpose(0, 1)
     h_out = None

@@ -34,7 +34,11 @@ def timestep_norm_cumulative(
     G = num_groups
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     xg = x.to(stat_dtype).reshape(B, L, G, D // G)  # (B, L, G, g)
-    v, m = torch.var_mean(xg, dim=-1, unbiased=False)  # (B, L, G): per-token group variance and mean
+    # (B, L, G): per-token group mean and population variance, two passes (torch.var_mean over a short last
+    # dimension is ~10x slower on CPU than these three elementwise ops and two means)
+    m = xg.mean(dim=-1)
+    centred = xg - m[..., None]
+    v = (centred * centred).mean(dim=-1)
     m, v = m.to(torch.float64), v.to(torch.float64)
     if initial_state is None:
         count0 = torch.zeros(B, dtype=torch.int64, device=x.device)
