@@ -47,7 +47,7 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
           dropout: float) -> torch.Tensor:
     """(B, Lq, H, d), (B, Lk, H, d), (B, Lk, H, dv) -> (B, Lq, H, dv); mask (Lq, Lk) True where allowed,
     causal: the top-left-aligned causal mask instead."""
-    if q.device.type == "cpu" and dropout == 0.0:
+    if dropout == 0.0 and (q.device.type == "cpu" or not torch.is_grad_enabled()):
         return _plain_attention(q, k, v, mask, causal)
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
@@ -56,20 +56,44 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
     return out.transpose(1, 2)
 
 
+# Largest (batch, heads, Lq, Lk) score block of the plain path, in elements: longer inputs are processed in
+# groups of chunks so that a one-shot call over many chunks does not hold all their scores at once.
+_PLAIN_SCORE_ELEMENTS = 1 << 26
+
+
 def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                      causal: bool) -> torch.Tensor:
-    """softmax(q k^T + mask) v written out, as _sdpa without dropout. On the CPU it is faster than
-    scaled_dot_product_attention, which has no fused kernel when the value width differs from the
-    query width (d_v = 4 d_z here) and falls back to a general path that rebuilds and checks the mask."""
-    Lq, Lk = q.shape[1], k.shape[1]
+    """softmax(q k^T + mask) v written out as two matrix products, as _sdpa without dropout. The value
+    width differs from the query width (d_v = 4 d_z, 2048 in the 200M model), for which
+    scaled_dot_product_attention has no fused CPU kernel (it falls back to a general path that rebuilds
+    and checks the mask) and on CUDA only a memory-efficient kernel that measured ~8x slower than the two
+    products on an H200 (mega200M, one chunk of 2048). Used without gradients on CUDA (training keeps
+    the memory-efficient kernel, which stores no scores) and always on the CPU."""
+    B, Lq, H, _ = q.shape
+    Lk = k.shape[1]
     if causal:
         mask = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril()  # top-left aligned
-    scores = q.transpose(1, 2) @ k.permute(0, 2, 3, 1)  # (B, H, Lq, Lk); the learnt scale is in q and k
+    group = max(1, _PLAIN_SCORE_ELEMENTS // max(1, H * Lq * Lk))
+    if B > group:
+        return torch.cat([_plain_attention(q[i : i + group], k[i : i + group], v[i : i + group], mask, False)
+                          for i in range(0, B, group)])
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if grad:
+        scores = q.transpose(1, 2) @ k.permute(0, 2, 3, 1)  # (B, H, Lq, Lk); the learnt scale is in q and k
+    else:  # head by head on strided views, written in place: no transposed copies of q, k, v or the output
+        scores = q.new_empty(B, H, Lq, Lk)
+        for h in range(H):
+            torch.bmm(q[:, :, h], k[:, :, h].transpose(1, 2), out=scores[:, h])
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~mask, float("-inf")) if grad else scores.masked_fill_(~mask, float("-inf"))
     low = scores.dtype in (torch.float16, torch.bfloat16)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None).to(v.dtype)
-    return (probs @ v.transpose(1, 2)).transpose(1, 2)  # (B, Lq, H, dv)
+    if grad:
+        return (probs @ v.transpose(1, 2)).transpose(1, 2)  # (B, Lq, H, dv)
+    out = v.new_empty(B, Lq, H, v.shape[-1])
+    for h in range(H):
+        torch.bmm(probs[:, h], v[:, :, h], out=out[:, :, h])
+    return out
 
 
 def chunked_attention(

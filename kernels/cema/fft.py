@@ -37,12 +37,14 @@ _CACHED_LENGTHS = 4
 @dataclass(frozen=True)
 class PowerTables:
     """Powers of q for exponents 0..length-1 in two levels, and q^length.
-    low_ri (D, 2N, T): [Re q^t; Im q^t]; low_ri_t (D, T, 2N): the same transposed, contiguous;
-    high (D, N, A): q^(a*T); last (D, N): q^length."""
+    low_ri (D, 2N, T): [Re q^t; Im q^t]; high (D, N, A): q^(a*T); last (D, N): q^length.
+    For sums over reversed time: low_rev_t (D, T, 2N): [Re; Im] q^(T-1-t), contiguous; high_rev (D, N, A):
+    q^((A-1-a)*T)."""
 
     low_ri: torch.Tensor
-    low_ri_t: torch.Tensor
     high: torch.Tensor
+    low_rev_t: torch.Tensor
+    high_rev: torch.Tensor
     last: torch.Tensor
     block: int
 
@@ -58,7 +60,8 @@ def power_tables(q: torch.Tensor, length: int, cdtype: torch.dtype) -> PowerTabl
     high = torch.exp(log_q[..., None] * big).to(cdtype)  # (D, N, A)
     last = torch.exp(log_q * length).to(cdtype)  # (D, N)
     low_ri = torch.cat((low.real, low.imag), dim=1).contiguous()  # (D, 2N, T)
-    return PowerTables(low_ri, low_ri.transpose(1, 2).contiguous(), high, last, T)
+    low_rev_t = low_ri.flip(-1).transpose(1, 2).contiguous()  # (D, T, 2N)
+    return PowerTables(low_ri, high, low_rev_t, high.flip(-1).contiguous(), last, T)
 
 
 def _apply_powers(c: torch.Tensor, tables: PowerTables, length: int) -> torch.Tensor:
@@ -72,17 +75,33 @@ def _apply_powers(c: torch.Tensor, tables: PowerTables, length: int) -> torch.Te
 
 
 def _state_sum(x: torch.Tensor, tables: PowerTables) -> torch.Tensor:
-    """sum_j q^(L-1-j) x[b, d, j] for x (B, D, L) real -> (B, D, N) complex."""
+    """sum_j q^(L-1-j) x[b, d, j] for x (B, D, L) real -> (B, D, N) complex.
+    With x left-padded by P = A*T - L zeros and cut into blocks i = a*T + t, the exponent L-1-j is
+    (A-1-a)*T + (T-1-t): one batched product over t against the reversed low table, then a sum over
+    blocks weighted by the reversed high table (no flipped copy of x)."""
     B, D, L = x.shape
     N = tables.high.shape[1]
     A, T = tables.high.shape[-1], tables.block
-    x_rev = torch.nn.functional.pad(x.flip(-1), (0, A * T - L))  # (B, D, A*T): x_rev[j] = x[L-1-j]
-    # (D, B*A, T); both operands contiguous: CPU bmm on strided operands copies batch by batch (~70x slower)
-    x_rev = x_rev.transpose(0, 1).reshape(D, B * A, T).contiguous()
-    s = torch.bmm(x_rev, tables.low_ri_t)  # (D, B*A, 2N): sum_t q^t x_rev[aT+t]
+    pad = A * T - L
+    blocks = torch.nn.functional.pad(x, (pad, 0)) if pad else x  # (B, D, A*T)
+    blocks = blocks.reshape(B, D, A, T).transpose(0, 1).reshape(D, B * A, T)  # a view when B == 1
+    # both operands contiguous: CPU bmm on strided operands copies batch by batch (~70x slower)
+    s = torch.bmm(blocks.contiguous(), tables.low_rev_t)  # (D, B*A, 2N)
     s = torch.complex(s[..., :N], s[..., N:]).reshape(D, B, A, N)
-    h = (s * tables.high.transpose(1, 2)[:, None]).sum(2)  # (D, B, N): sum_a q^(aT) s[a]
+    h = (s * tables.high_rev.transpose(1, 2)[:, None]).sum(2)  # (D, B, N)
     return h.transpose(0, 1)
+
+
+def _transposed(x: torch.Tensor) -> torch.Tensor:
+    """(B, M, K) -> contiguous (B, K, M). Copied one batch row at a time: on the CPU a 2-D transposing copy
+    runs ~3x faster than the same copy of a 3-D view (measured at (1, 2048, 256), fp32)."""
+    B, M, K = x.shape
+    if B == 1:
+        return x[0].t().contiguous()[None]
+    out = x.new_empty(B, K, M)
+    for b in range(B):
+        out[b] = x[b].t()
+    return out
 
 
 def _fft_size(length: int) -> int:
@@ -193,7 +212,8 @@ def cema_fft(
     cdtype = torch.complex128 if wide else torch.complex64
     p, q, gamma = p.to(rdtype), q.to(cdtype), gamma.to(cdtype)
     h = initial_state.to(cdtype) if initial_state is not None else None
-    xt = x.to(rdtype).transpose(1, 2)  # (B, D, L)
+    xr = x.to(rdtype)  # (B, L, D)
+    xt = _transposed(xr)  # (B, D, L): the FFT runs ~2x faster over contiguous rows
     segment = max(_POWER_TABLE_BLOCK, _POWER_TABLE_BUDGET // max(1, D * p.shape[-1]))
     outs = []
     for start in range(0, L, segment):
@@ -202,7 +222,7 @@ def cema_fft(
         ys, h = _segment(xs, p, q, gamma, h, need_state=output_final_state or not last)
         outs.append(ys)
     y = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0] if outs else xt.new_zeros(B, D, 0)  # (B, D, L)
-    y = y + omega.to(rdtype)[:, None] * xt
+    y = torch.addcmul(_transposed(y), xr, omega.to(rdtype))  # (B, L, D): + omega x
     if output_final_state and h is None:  # L == 0: the state passes through unchanged
         h = torch.zeros(B, D, p.shape[-1], dtype=cdtype, device=x.device)
-    return y.transpose(1, 2).to(x.dtype), (h if output_final_state else None)
+    return y.to(x.dtype), (h if output_final_state else None)

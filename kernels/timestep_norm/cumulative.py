@@ -33,12 +33,14 @@ def timestep_norm_cumulative(
     B, L, D = x.shape
     G = num_groups
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xg = x.to(stat_dtype).reshape(B, L, G, D // G)  # (B, L, G, g)
-    # (B, L, G): per-token group mean and population variance, two passes (torch.var_mean over a short last
-    # dimension is ~10x slower on CPU than these three elementwise ops and two means)
-    m = xg.mean(dim=-1)
-    centred = xg - m[..., None]
-    v = (centred * centred).mean(dim=-1)
+    g = D // G
+    xs = x.to(stat_dtype)  # (B, L, D)
+    # (B, L, G): per-token group mean and population variance in two passes. Every full-size op runs on
+    # (B, L, D) with per-group values spread over their g features: on (B, L, G, g) views, with g = 16 as the
+    # innermost dimension, the same elementwise ops ran ~5x slower on the CPU (and torch.var_mean ~10x).
+    m = xs.reshape(B, L, G, g).mean(dim=-1)
+    centred = xs - m.repeat_interleave(g, dim=-1)  # (B, L, D)
+    v = (centred * centred).reshape(B, L, G, g).mean(dim=-1)
     m, v = m.to(torch.float64), v.to(torch.float64)
     if initial_state is None:
         count0 = torch.zeros(B, dtype=torch.int64, device=x.device)
@@ -61,9 +63,9 @@ def timestep_norm_cumulative(
     mean_t = shift[:, None] + d1  # (B, L, G)
     var_t = (s2 / n_t - d1 * d1).clamp_min(0.0)  # (B, L, G)
     rstd = torch.rsqrt(var_t + eps).to(stat_dtype)
-    scale = (weight.to(stat_dtype) + 1.0).reshape(G, D // G)
-    y = (xg - mean_t.to(stat_dtype)[..., None]) * rstd[..., None] * scale + bias.to(stat_dtype).reshape(G, D // G)
-    y = y.reshape(B, L, D).to(x.dtype)
+    scale = weight.to(stat_dtype) + 1.0  # (D,)
+    normed = (xs - mean_t.to(stat_dtype).repeat_interleave(g, dim=-1)) * rstd.repeat_interleave(g, dim=-1)
+    y = torch.addcmul(bias.to(stat_dtype), normed, scale).to(x.dtype)  # (B, L, D)
     if not output_final_state:
         return y, None
     return y, (count0 + L, mean_t[:, -1].to(stat_dtype), var_t[:, -1].to(stat_dtype))
