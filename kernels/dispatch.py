@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from megalodoc.kernels.cema.fft import cema_fft
+from megalodoc.kernels.cema.blocked import cema_blocked
 from megalodoc.kernels.cema.naive import cema_naive
 from megalodoc.kernels.timestep_norm.cumulative import NormStats, timestep_norm_cumulative
 from megalodoc.kernels.timestep_norm.naive import timestep_norm_naive
@@ -32,7 +32,7 @@ _TRITON_IMPLS = {
     "timestep_norm": ("megalodoc.kernels.timestep_norm.triton_tsn", "timestep_norm_triton"),
 }
 _TWINS: dict[str, dict[str, Callable]] = {
-    "cema": {"torch": cema_fft, "naive": cema_naive},
+    "cema": {"torch": cema_blocked, "naive": cema_naive},
     "timestep_norm": {"torch": timestep_norm_cumulative, "naive": timestep_norm_naive},
 }
 

@@ -1,1 +1,1 @@
-"""Complex exponential moving average (CEMA): float64 loop oracle, FFT twin (CPU path), Triton kernel."""
+"""Complex exponential moving average (CEMA): float64 loop oracle, blocked twin (CPU path), Triton kernel."""

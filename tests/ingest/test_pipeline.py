@@ -54,7 +54,7 @@ def test_ingest_text_snapshots_every_chunk_and_restores_exact_state(tmp_path, mo
         assert lib.bundle.tokenizer.decode(ids) == book.read_text()
         restored = lib.state_at(doc, doc.token_count)
         assert_same_state(restored, run_chunked(lib.bundle.model, ids, TINY_CHUNK))
-        with torch.no_grad():  # one call over everything: equal up to rounding (different FFT sizes)
+        with torch.no_grad():  # one call over everything: equal up to rounding (different block sizes)
             _, one_shot = lib.bundle.model(torch.tensor([ids]), compute_logits=False)
         assert torch.allclose(torch.view_as_real(one_shot.layers[1].ema), torch.view_as_real(restored.layers[1].ema),
                               atol=1e-5)

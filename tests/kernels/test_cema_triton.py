@@ -1,4 +1,4 @@
-"""The Triton CEMA scan (CPU interpreter here, CUDA when marked gpu) against its FFT twin: outputs, final
+"""The Triton CEMA scan (CPU interpreter here, CUDA when marked gpu) against its blocked twin: outputs, final
 state and the gradients of every input, on awkward lengths, a D that is not a power of two, B = 1 and 3,
 with and without a carried state; outputs are NaN-poisoned before the kernels write them."""
 
@@ -14,7 +14,7 @@ from tolerances import TRITON_VS_TWIN_REL_RMS, assert_close, rel_rms
 pytest.importorskip("triton")
 
 from megalodoc.kernels.cema import triton_cema  # noqa: E402
-from megalodoc.kernels.cema.fft import cema_fft  # noqa: E402
+from megalodoc.kernels.cema.blocked import cema_blocked  # noqa: E402
 from megalodoc.kernels.cema.triton_cema import CemaConfig, cema_triton  # noqa: E402
 
 N = 16
@@ -85,16 +85,16 @@ def assert_matches(got: dict, want: dict, rel: float = TRITON_VS_TWIN_REL_RMS, m
 @pytest.mark.parametrize("state", [False, True], ids=["fresh", "carried"])
 @pytest.mark.parametrize("B", [1, 3])
 @pytest.mark.parametrize("L", [1, 63, 64, 65])
-def test_matches_fft_twin(L: int, B: int, state: bool) -> None:
+def test_matches_blocked_twin(L: int, B: int, state: bool) -> None:
     inputs = make_inputs(B, L, D_ODD, seed=1000 * L + 10 * B + state, state=state)
-    assert_matches(run_with_grads(cema_triton, inputs), run_with_grads(cema_fft, inputs))
+    assert_matches(run_with_grads(cema_triton, inputs), run_with_grads(cema_blocked, inputs))
 
 
 def test_many_segments_and_row_blocks() -> None:
     """Short segments (several carry steps) and row blocks that cut through batch rows."""
     inputs = make_inputs(3, 37, D_ODD, seed=7)  # 72 rows: blocks of 32 start inside rows b = 1 and 2
     got = run_with_grads(cema_triton, inputs, config=CemaConfig(segment_len=8, block_rows=32))
-    assert_matches(got, run_with_grads(cema_fft, inputs))
+    assert_matches(got, run_with_grads(cema_blocked, inputs))
 
 
 def test_per_row_initial_state_gradient() -> None:
@@ -102,7 +102,7 @@ def test_per_row_initial_state_gradient() -> None:
     CUDA kernel once used row 0's state for every row)."""
     inputs = make_inputs(3, 20, 8, seed=11)
     inputs["initial_state"] = inputs["initial_state"] * torch.tensor([1.0, -3.0, 10.0])[:, None, None]
-    got, want = run_with_grads(cema_triton, inputs), run_with_grads(cema_fft, inputs)
+    got, want = run_with_grads(cema_triton, inputs), run_with_grads(cema_blocked, inputs)
     assert_matches(got, want)
     # and the state's gradient really matters for dq: row 0's state alone gives a different dq
     alt = dict(inputs, initial_state=inputs["initial_state"][:1].expand(3, -1, -1).contiguous())
@@ -124,7 +124,7 @@ def test_no_state_requested_returns_none() -> None:
     inputs = make_inputs(1, 5, 4, seed=5)
     y, h = cema_triton(*(inputs[k] for k in ("x", "p", "q", "gamma", "omega")))
     assert h is None
-    y_ref, _ = cema_fft(*(inputs[k] for k in ("x", "p", "q", "gamma", "omega")))
+    y_ref, _ = cema_blocked(*(inputs[k] for k in ("x", "p", "q", "gamma", "omega")))
     assert_close(y, y_ref, atol=1e-5, what="y")
 
 
@@ -135,7 +135,7 @@ def test_bf16_input_is_computed_in_fp32() -> None:
     inputs = make_inputs(2, 65, D_ODD, seed=9)
     inputs["x"] = inputs["x"].to(torch.bfloat16).float()  # the values bf16 can hold
     inputs["dy"] = inputs["dy"].to(torch.bfloat16).float()  # the cotangent reaches a bf16 y rounded
-    want = run_with_grads(cema_fft, inputs)
+    want = run_with_grads(cema_blocked, inputs)
     got = run_with_grads(cema_triton, dict(inputs, x=inputs["x"].to(torch.bfloat16)))
     assert got["y"].dtype == torch.bfloat16 and got["dx"].dtype == torch.bfloat16
     for name in ("y", "dx"):
@@ -165,9 +165,9 @@ def test_cpu_tensor_without_interpreter_is_refused(monkeypatch) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("L", [4095, 4096, 16385])
 @pytest.mark.parametrize("B", [1, 3])
-def test_gpu_matches_fft_twin(L: int, B: int) -> None:
+def test_gpu_matches_blocked_twin(L: int, B: int) -> None:
     inputs = make_inputs(B, L, 1024, seed=L + B, device="cuda")
-    assert_matches(run_with_grads(cema_triton, inputs), run_with_grads(cema_fft, inputs), max_rel=1e-3)
+    assert_matches(run_with_grads(cema_triton, inputs), run_with_grads(cema_blocked, inputs), max_rel=1e-3)
 
 
 @pytest.mark.gpu
@@ -177,7 +177,7 @@ def test_gpu_bf16_and_split_run() -> None:
     args = [inputs[k] for k in ("p", "q", "gamma", "omega")]
     x = inputs["x"].to(torch.bfloat16)
     y, h = cema_triton(x, *args, initial_state=inputs["initial_state"], output_final_state=True)
-    y_ref, h_ref = cema_fft(x, *args, initial_state=inputs["initial_state"], output_final_state=True)
+    y_ref, h_ref = cema_blocked(x, *args, initial_state=inputs["initial_state"], output_final_state=True)
     assert rel_rms(y, y_ref) <= TRITON_VS_TWIN_REL_RMS and rel_rms(h, h_ref) <= TRITON_VS_TWIN_REL_RMS
     y_a, h_a = cema_triton(x[:, :3000], *args, initial_state=inputs["initial_state"], output_final_state=True)
     y_b, h_b = cema_triton(x[:, 3000:], *args, initial_state=h_a, output_final_state=True)

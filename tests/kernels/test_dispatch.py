@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from megalodoc.kernels import dispatch
-from megalodoc.kernels.cema.fft import cema_fft
+from megalodoc.kernels.cema.blocked import cema_blocked
 from megalodoc.kernels.cema.naive import cema_naive
 from megalodoc.kernels.timestep_norm.cumulative import timestep_norm_cumulative
 from megalodoc.kernels.timestep_norm.naive import timestep_norm_naive
@@ -27,7 +27,7 @@ def _x() -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("backend", "cema_fn", "tsn_fn"),
-    [("torch", cema_fft, timestep_norm_cumulative), ("naive", cema_naive, timestep_norm_naive)],
+    [("torch", cema_blocked, timestep_norm_cumulative), ("naive", cema_naive, timestep_norm_naive)],
 )
 def test_env_selects_twin(monkeypatch, backend, cema_fn, tsn_fn) -> None:
     monkeypatch.setenv("MEGALODOC_BACKEND", backend)
@@ -49,7 +49,7 @@ def test_env_selects_triton(monkeypatch) -> None:
 def test_default_is_torch_on_cpu(monkeypatch) -> None:
     monkeypatch.delenv("MEGALODOC_BACKEND", raising=False)
     assert dispatch.choose_backend(_x()) == "torch"
-    assert dispatch._impl("cema", _x()) is cema_fft
+    assert dispatch._impl("cema", _x()) is cema_blocked
 
 
 def test_unknown_backend_is_a_clear_error(monkeypatch) -> None:

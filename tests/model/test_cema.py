@@ -1,10 +1,10 @@
-"""CEMA: FFT twin vs the float64 loop oracle (outputs, carried state, gradients), split runs, model layer."""
+"""CEMA: blocked twin vs the float64 loop oracle (outputs, carried state, gradients), split runs, model layer."""
 
 import pytest
 import torch
 
-from megalodoc.kernels.cema import fft as cema_fft_module
-from megalodoc.kernels.cema.fft import cema_fft
+from megalodoc.kernels.cema import blocked as cema_blocked_module
+from megalodoc.kernels.cema.blocked import cema_blocked
 from megalodoc.kernels.cema.naive import cema_naive
 from megalodoc.model.cema import ComplexEMA
 
@@ -14,18 +14,18 @@ from tolerances import FLOAT64_EXACT, TWIN_VS_NAIVE_FP32, assert_close, rel_rms
 
 @pytest.mark.parametrize("L", [1, 3, 5, 7, 63, 64, 65, 300])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_fft_matches_loop_float64(L, with_state):
+def test_blocked_matches_loop_float64(L, with_state):
     B, D, N = 3, 5, 4
     p, q, gamma, omega = random_cema_coefficients(D, N)
     x = torch.randn(B, L, D, dtype=torch.float64)
     h0 = torch.randn(B, D, N, dtype=torch.complex128) if with_state else None
-    y, h = cema_fft(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
+    y, h = cema_blocked(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
     y_ref, h_ref = cema_naive(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
     assert_close(y, y_ref, FLOAT64_EXACT, f"y (L={L})")
     assert_close(h, h_ref, FLOAT64_EXACT, f"final state (L={L})")
 
 
-def test_fft_fp32_matches_loop_with_long_memory():
+def test_blocked_fp32_matches_loop_with_long_memory():
     B, L, D, N = 2, 1000, 6, 4
     p, q, gamma, omega = random_cema_coefficients(D, N, seed=3)
     # Seeded: over 60 seeds the final state's rel-RMS has median 6.2e-6 and max 1.24e-5, so an unseeded
@@ -33,7 +33,7 @@ def test_fft_fp32_matches_loop_with_long_memory():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B, L, D, dtype=torch.float64, generator=g)
     h0 = torch.randn(B, D, N, dtype=torch.complex128, generator=g)
-    y, h = cema_fft(x.float(), p.float(), q.to(torch.complex64), gamma.to(torch.complex64), omega.float(),
+    y, h = cema_blocked(x.float(), p.float(), q.to(torch.complex64), gamma.to(torch.complex64), omega.float(),
                     initial_state=h0.to(torch.complex64), output_final_state=True)
     y_ref, h_ref = cema_naive(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
     # relative RMS: fp32 sums over 1000 steps carry ~sqrt(L) ulp of accumulated rounding
@@ -41,26 +41,28 @@ def test_fft_fp32_matches_loop_with_long_memory():
     assert rel_rms(h, h_ref) < TWIN_VS_NAIVE_FP32, f"fp32 final state rel-RMS {rel_rms(h, h_ref):.2e}"
 
 
-def test_segmented_long_input_equals_loop(monkeypatch):
-    # force several segments so the carried state between segments is exercised
-    monkeypatch.setattr(cema_fft_module, "_POWER_TABLE_BUDGET", 5 * 4 * 70)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_many_blocks_and_a_tail_equal_loop(monkeypatch, with_state):
+    # blocks of 8: 333 tokens are 41 blocks chained through their states, then a tail block of 5
+    monkeypatch.setattr(cema_blocked_module, "_MAX_BLOCK", 8)
     B, L, D, N = 2, 333, 5, 4
     p, q, gamma, omega = random_cema_coefficients(D, N, seed=1)
     x = torch.randn(B, L, D, dtype=torch.float64)
-    y, h = cema_fft(x, p, q, gamma, omega, output_final_state=True)
-    y_ref, h_ref = cema_naive(x, p, q, gamma, omega, output_final_state=True)
-    assert_close(y, y_ref, FLOAT64_EXACT, "segmented y")
-    assert_close(h, h_ref, FLOAT64_EXACT, "segmented final state")
+    h0 = torch.randn(B, D, N, dtype=torch.complex128) if with_state else None
+    y, h = cema_blocked(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
+    y_ref, h_ref = cema_naive(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
+    assert_close(y, y_ref, FLOAT64_EXACT, "many-block y")
+    assert_close(h, h_ref, FLOAT64_EXACT, "many-block final state")
 
 
 def test_split_run_equals_one_run():
     B, L, D, N = 3, 200, 4, 3
     p, q, gamma, omega = random_cema_coefficients(D, N, seed=2)
     x = torch.randn(B, L, D, dtype=torch.float64)
-    y_full, h_full = cema_fft(x, p, q, gamma, omega, output_final_state=True)
+    y_full, h_full = cema_blocked(x, p, q, gamma, omega, output_final_state=True)
     ys, h = [], None
     for a, b in [(0, 1), (1, 70), (70, 71), (71, 200)]:
-        y, h = cema_fft(x[:, a:b], p, q, gamma, omega, initial_state=h, output_final_state=True)
+        y, h = cema_blocked(x[:, a:b], p, q, gamma, omega, initial_state=h, output_final_state=True)
         ys.append(y)
     assert_close(torch.cat(ys, 1), y_full, FLOAT64_EXACT, "split y")
     assert_close(h, h_full, FLOAT64_EXACT, "split final state")
@@ -84,11 +86,11 @@ def test_gradients_match_loop_with_state_batch3(L):
         return torch.autograd.grad(loss, leaves)
 
     names = ["x", "p", "q", "gamma", "omega", "initial_state"]
-    for name, g, g_ref in zip(names, grads(cema_fft), grads(cema_naive), strict=True):
+    for name, g, g_ref in zip(names, grads(cema_blocked), grads(cema_naive), strict=True):
         assert_close(g, g_ref, 1e-9, f"d/d{name} (L={L})")
 
 
-def test_gradcheck_fft_with_state():
+def test_gradcheck_blocked_with_state():
     B, L, D, N = 2, 70, 2, 2
     p, q, gamma, omega = random_cema_coefficients(D, N, seed=5)
     inputs = [t.clone().requires_grad_(True) for t in
@@ -96,7 +98,7 @@ def test_gradcheck_fft_with_state():
                torch.randn(B, D, N, dtype=torch.complex128))]
 
     def f(x, p, q, gamma, omega, h0):
-        y, h = cema_fft(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
+        y, h = cema_blocked(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
         return y, torch.view_as_real(h)
 
     assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
@@ -150,8 +152,8 @@ def test_table_cache_is_not_fooled_by_new_coefficients():
     p, q, gamma, omega = random_cema_coefficients(5, 4, seed=7)
     x = torch.randn(2, 90, 5, dtype=torch.float64)
     with torch.no_grad():
-        cema_fft(x, p, q, gamma, omega)
+        cema_blocked(x, p, q, gamma, omega)
         for scale in (0.5, 2.0):
-            y, _ = cema_fft(x, p * scale, q, gamma, omega)
+            y, _ = cema_blocked(x, p * scale, q, gamma, omega)
             y_ref, _ = cema_naive(x, p * scale, q, gamma, omega)
             assert_close(y, y_ref, FLOAT64_EXACT, f"y with p scaled by {scale}")

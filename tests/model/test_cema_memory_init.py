@@ -54,7 +54,7 @@ def test_long_modes_carry_an_impulse_across_a_chunk_boundary() -> None:
         x[0, 0] = 1.0
         hit, _ = cema(x, None)
         outputs[spread] = (hit - base)[0, -1].abs().max().item()  # effect at t = L-1 of the impulse at t = 0
-    assert outputs[False] < 1e-5  # FFT round-off only
+    assert outputs[False] < 1e-5  # fp32 round-off only
     assert outputs[True] > 1e-4
 
 
