@@ -314,44 +314,38 @@ def measure_decode(system, ids: torch.Tensor, device: torch.device, n: int) -> d
     return out
 
 
-def one_shot(system, ids: torch.Tensor, device: torch.device, backward: bool, repeats: int) -> float:
-    """Median seconds of one forward (no grad) or forward + backward of the next-token cross-entropy."""
-    model = system.model
-
-    def run() -> None:
-        if backward:
-            logits = system.logits(ids)
-            loss = F.cross_entropy(logits[0, :-1].float(), ids[0, 1:])
-            loss.backward()
-            model.zero_grad(set_to_none=True)
-        else:
-            with torch.no_grad():
-                system.logits(ids)
-        sync(device)
-
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        run()
-        if i:  # the first run warms up
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+def one_shot_once(system, ids: torch.Tensor, device: torch.device, backward: bool) -> float:
+    """Seconds of one forward (no grad) or forward + backward of the next-token cross-entropy."""
+    t0 = time.perf_counter()
+    if backward:
+        logits = system.logits(ids)
+        loss = F.cross_entropy(logits[0, :-1].float(), ids[0, 1:])
+        loss.backward()
+        system.model.zero_grad(set_to_none=True)
+    else:
+        with torch.no_grad():
+            system.logits(ids)
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def one_shot_rows(systems, ids_all: torch.Tensor, lengths: list[int], device, args, run: Budget) -> list[dict]:
+    """Per length and pass: one warm-up run per system, then the timed runs with the systems taking turns
+    (so that a drift of the machine's speed reaches every system alike); the median run is kept."""
     rows = []
     last: dict[tuple[str, bool], tuple[int, float]] = {}
     for L in lengths:
         ids = ids_all[:, :L]
-        for system in systems:
-            for backward in (False, True):
-                row = {"system": system.name, "length": L, "backward": backward}
+        for backward in (False, True):
+            timed = 1 if L > 8 * K else args.repeats
+            here: dict[str, dict] = {}
+            for system in systems:
+                row = here[system.name] = {"system": system.name, "length": L, "backward": backward}
                 prev = last.get((system.name, backward))
                 # megalodoc's cost grows linearly, a Transformer's at most quadratically (attention):
                 # skip what would exceed the budget (timed runs plus one warm-up)
-                runs = (1 if L > 8 * K else args.repeats) + 1
                 power = 1 if system.name == "megalodoc" else 2
-                guess = None if prev is None else prev[1] * (L / prev[0]) ** power * runs
+                guess = None if prev is None else prev[1] * (L / prev[0]) ** power * (timed + 1)
                 if run.over():
                     row["status"] = "skipped: run deadline"
                 elif prev is not None and prev[1] < 0:
@@ -359,14 +353,31 @@ def one_shot_rows(systems, ids_all: torch.Tensor, lengths: list[int], device, ar
                 elif guess is not None and guess > args.time_budget:
                     row["status"] = f"skipped: estimated {guess:.0f}s > time budget"
                 else:
+                    row.update(status="ok", runs=[], peak_memory_bytes=0, memory_growth_bytes=0)
+            for index in range(timed + 1):  # index 0 warms up
+                turn = index % len(systems)
+                for system in systems[turn:] + systems[:turn]:
+                    row = here[system.name]
+                    if row["status"] != "ok":
+                        continue
                     try:
                         with Meter(device) as meter:
-                            seconds = one_shot(system, ids, device, backward, runs - 1)
-                        row.update(status="ok", seconds=seconds, tokens_per_s=L / seconds, **meter.result())
-                        last[(system.name, backward)] = (L, seconds)
+                            seconds = one_shot_once(system, ids, device, backward)
                     except OOM:
-                        row["status"] = "stopped: out of memory"
-                        last[(system.name, backward)] = (L, -1.0)
+                        row.update(status="stopped: out of memory")
+                        continue
+                    if index:
+                        row["runs"].append(seconds)
+                        for key, value in meter.result().items():
+                            row[key] = max(row[key], value)
+            for system in systems:
+                row = here[system.name]
+                if row["status"] == "ok":
+                    seconds = sorted(row["runs"])[len(row["runs"]) // 2]
+                    row.update(seconds=seconds, tokens_per_s=L / seconds)
+                    last[(system.name, backward)] = (L, seconds)
+                elif row["status"] == "stopped: out of memory":
+                    last[(system.name, backward)] = (L, -1.0)
                 rows.append(row)
                 print(_short(row), flush=True)
     return rows

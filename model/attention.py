@@ -59,6 +59,8 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
 # Largest (batch, heads, Lq, Lk) score block of the plain path, in elements: longer inputs are processed in
 # groups of chunks so that a one-shot call over many chunks does not hold all their scores at once.
 _PLAIN_SCORE_ELEMENTS = 1 << 26
+# (Lq, Lk, device) -> the causal mask's blocked positions, built once per shape
+_CAUSAL_BLOCKED: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
 
 def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
@@ -71,11 +73,18 @@ def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     the memory-efficient kernel, which stores no scores) and always on the CPU."""
     B, Lq, H, _ = q.shape
     Lk = k.shape[1]
+    blocked = None  # (Lq, Lk) True where attention is not allowed
     if causal:
-        mask = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril()  # top-left aligned
+        key = (Lq, Lk, q.device)
+        blocked = _CAUSAL_BLOCKED.get(key)
+        if blocked is None:  # top-left aligned; a handful of shapes occur (chunk, tail), so they are kept
+            blocked = _CAUSAL_BLOCKED[key] = ~torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril()
+    elif mask is not None:
+        blocked = ~mask
     group = max(1, _PLAIN_SCORE_ELEMENTS // max(1, H * Lq * Lk))
     if B > group:
-        return torch.cat([_plain_attention(q[i : i + group], k[i : i + group], v[i : i + group], mask, False)
+        allowed = None if blocked is None else ~blocked
+        return torch.cat([_plain_attention(q[i : i + group], k[i : i + group], v[i : i + group], allowed, False)
                           for i in range(0, B, group)])
     grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     if grad:
@@ -84,8 +93,8 @@ def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
         scores = q.new_empty(B, H, Lq, Lk)
         for h in range(H):
             torch.bmm(q[:, :, h], k[:, :, h].transpose(1, 2), out=scores[:, h])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf")) if grad else scores.masked_fill_(~mask, float("-inf"))
+    if blocked is not None:
+        scores = scores.masked_fill(blocked, float("-inf")) if grad else scores.masked_fill_(blocked, float("-inf"))
     low = scores.dtype in (torch.float16, torch.bfloat16)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None).to(v.dtype)
     if grad:

@@ -44,13 +44,15 @@ class MovingAverageGatedAttention(nn.Module):
         drop = self.training
         x_tn, norm_state = self.timenorm(x, None if state is None else state.norm)  # (B, L, D)
         c, ema = self.cema(x_tn, None if state is None else state.ema)  # (B, L, D), (B, D, N)
-        mx = F.dropout(self.rmsnorm(c), cfg.hidden_dropout, drop)  # (B, L, D)
+        mx = self.rmsnorm(c)  # (B, L, D)
+        if drop:
+            mx = F.dropout(mx, cfg.hidden_dropout, drop)
         z = self.wz(mx).view(B, L, H, dz)  # (B, L, H, d_z)
         z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + cfg.norm_eps)  # per-head RMS, no affine
         scale = ((self.gamma + 1.0) / math.sqrt(dz)).view(2, H, dz)
         offset = self.beta.view(2, H, dz)
-        q = z * scale[0] + offset[0]  # (B, L, H, d_z)
-        k = z * scale[1] + offset[1]
+        q = torch.addcmul(offset[0], z, scale[0])  # (B, L, H, d_z): z * scale + offset
+        k = torch.addcmul(offset[1], z, scale[1])
         v = F.silu(self.wv(x_tn)).view(B, L, H, cfg.value_head_dim)  # (B, L, H, d_v): from the TSN output
         r = F.silu(self.wr(mx))  # (B, L, E) reset gate
         if state is None:
@@ -61,8 +63,10 @@ class MovingAverageGatedAttention(nn.Module):
             q, k, v, cached_k, cached_v,
             chunk_size=cfg.chunk_size, rotary=rotary, dropout=cfg.attention_dropout if drop else 0.0,
         )
-        u = F.dropout(o.reshape(B, L, -1) * r, cfg.hidden_dropout, drop)  # (B, L, E)
+        u = o.reshape(B, L, -1) * r  # (B, L, E)
+        if drop:
+            u = F.dropout(u, cfg.hidden_dropout, drop)
         h = self.wh1(mx) + self.wh2(u)  # (B, L, D)
-        y = F.dropout(h, cfg.dropout, drop) + x
+        y = (F.dropout(h, cfg.dropout, drop) if drop else h) + x
         return y, LayerState(ema=ema, norm=norm_state, keys=keys, values=values)
 
