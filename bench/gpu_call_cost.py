@@ -74,8 +74,8 @@ def graphed_tokens_per_s(model: Megalodon, ids: torch.Tensor, state, call: int, 
     stream = GraphedStream(model)
     C = model.config.chunk_size
     pieces = [ids[:, C + i * call : C + (i + 1) * call] for i in range(calls)]
-    graphed = stream(pieces[0], state)  # captures
-    graphed, eager = state, state
+    stream(pieces[0], state)  # the first eligible call captures the graph
+    graphed = eager = state
     for piece in pieces[:4]:
         graphed = stream(piece, graphed)
         _, eager = model(piece, eager, compute_logits=False)

@@ -173,8 +173,10 @@ def cema_blocked(
             pieces.append(y)
         tail = L - whole
         if tail:  # one shorter block (or the recurrence for a few tokens)
-            run = _recurrence if tail <= _RECURRENCE_MAX_LEN else lambda *a: _blocks(*a, tail)
-            y, h = run(xt[..., whole:], p, q, gamma, h)
+            if tail <= _RECURRENCE_MAX_LEN:
+                y, h = _recurrence(xt[..., whole:], p, q, gamma, h)
+            else:
+                y, h = _blocks(xt[..., whole:], p, q, gamma, h, tail)
             pieces.append(y)
         y = torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0]
     y = torch.addcmul(_transposed(y), xr, omega.to(rdtype))  # (B, L, D): + omega x
