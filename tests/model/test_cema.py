@@ -68,16 +68,14 @@ def test_split_run_equals_one_run():
     assert_close(h, h_full, FLOAT64_EXACT, "split final state")
 
 
-@pytest.mark.parametrize("L", [3, 5, 80])
-def test_gradients_match_loop_with_state_batch3(L):
-    """Every gradient, including through q with a different initial state per batch row (the reference
-    implementation's batched backward used row 0's state for all rows)."""
-    B, D, N = 3, 4, 3
-    p, q, gamma, omega = random_cema_coefficients(D, N, seed=4)
+def assert_gradients_match_loop(B, L, D, N, seed, final_state_weight=1.0, what=""):
+    """Every gradient of a random loss on y and the final state (weighted by final_state_weight), blocked
+    twin against autograd through the float64 loop, with a different initial state per batch row."""
+    p, q, gamma, omega = random_cema_coefficients(D, N, seed=seed)
     x = torch.randn(B, L, D, dtype=torch.float64)
     h0 = torch.randn(B, D, N, dtype=torch.complex128)
     dy = torch.randn(B, L, D, dtype=torch.float64)
-    dh = torch.randn(B, D, N, dtype=torch.complex128)
+    dh = torch.randn(B, D, N, dtype=torch.complex128) * final_state_weight
 
     def grads(fn):
         leaves = [t.clone().requires_grad_(True) for t in (x, p, q, gamma, omega, h0)]
@@ -87,7 +85,22 @@ def test_gradients_match_loop_with_state_batch3(L):
 
     names = ["x", "p", "q", "gamma", "omega", "initial_state"]
     for name, g, g_ref in zip(names, grads(cema_blocked), grads(cema_naive), strict=True):
-        assert_close(g, g_ref, 1e-9, f"d/d{name} (L={L})")
+        assert_close(g, g_ref, 1e-9, f"d/d{name} {what}")
+
+
+@pytest.mark.parametrize("L", [3, 5, 80])
+def test_gradients_match_loop_with_state_batch3(L):
+    """Every gradient, including through q with a different initial state per batch row (the reference
+    implementation's batched backward used row 0's state for all rows)."""
+    assert_gradients_match_loop(B=3, L=L, D=4, N=3, seed=4, what=f"(L={L})")
+
+
+@pytest.mark.parametrize(("L", "final_state_weight"), [(203, 1.0), (206, 0.0), (206, 1.0)])
+def test_gradients_many_blocks_and_a_tail_match_loop(monkeypatch, L, final_state_weight):
+    """The hand-written backward over many blocks chained through their states, batch 2. Blocks of 8 on
+    the gradient path: 206 tokens are 25 blocks and a tail block of 6; 203 end with 3 tokens of recurrence."""
+    monkeypatch.setattr(cema_blocked_module, "_MAX_GRAD_BLOCK", 8)
+    assert_gradients_match_loop(B=2, L=L, D=3, N=4, seed=6, final_state_weight=final_state_weight, what=f"(L={L})")
 
 
 def test_gradcheck_blocked_with_state():
