@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.weak import WeakTensorKeyDictionary
 
+from megalodoc.model.attention_autograd import AttentionFunction, attention_forward
 from megalodoc.model.rotary import Rotary
 
 # chunk buffer -> number of its tokens some state already holds (writes go after them only)
@@ -86,23 +87,9 @@ def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
         allowed = None if blocked is None else ~blocked
         return torch.cat([_plain_attention(q[i : i + group], k[i : i + group], v[i : i + group], allowed, False)
                           for i in range(0, B, group)])
-    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if grad:
-        scores = q.transpose(1, 2) @ k.permute(0, 2, 3, 1)  # (B, H, Lq, Lk); the learnt scale is in q and k
-    else:  # head by head on strided views, written in place: no transposed copies of q, k, v or the output
-        scores = q.new_empty(B, H, Lq, Lk)
-        for h in range(H):
-            torch.bmm(q[:, :, h], k[:, :, h].transpose(1, 2), out=scores[:, h])
-    if blocked is not None:
-        scores = scores.masked_fill(blocked, float("-inf")) if grad else scores.masked_fill_(blocked, float("-inf"))
-    low = scores.dtype in (torch.float16, torch.bfloat16)
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None).to(v.dtype)
-    if grad:
-        return (probs @ v.transpose(1, 2)).transpose(1, 2)  # (B, Lq, H, dv)
-    out = v.new_empty(B, Lq, H, v.shape[-1])
-    for h in range(H):
-        torch.bmm(probs[:, h], v[:, :, h], out=out[:, :, h])
-    return out
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return AttentionFunction.apply(q, k, v, blocked)  # the backward written out, head by head
+    return attention_forward(q, k, v, blocked)[0]  # head by head on strided views: no transposed copies
 
 
 def chunked_attention(

@@ -65,8 +65,8 @@ class TimestepNormFunction(torch.autograd.Function):
         r2 = g_s2.flip(1).cumsum(1).flip(1)
         g_m = ((r1 + 2.0 * dm * r2) / g).to(work)
         g_v = (2.0 * r2 / g).to(work)
-        g_x = torch.addcmul(g_m[..., None], centred, g_v[..., None])  # (B, L, G, g)
-        g_x = torch.addcmul(g_x, gn, rstd[..., None]).view(B, L, G * g).to(ctx.x_dtype)
+        g_x = (centred * g_v[..., None]).add_(g_m[..., None]).addcmul_(gn, rstd[..., None])  # (B, L, G, g)
+        g_x = g_x.view(B, L, G * g).to(ctx.x_dtype)
         n0 = count0.to(torch.float64)[:, None]  # (B, 1)
         g_mean0 = n0 * (r1[:, 0] + 2.0 * (mean0 - shift) * r2[:, 0])
         g_var0 = n0 * r2[:, 0]

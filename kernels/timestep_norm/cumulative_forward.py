@@ -58,8 +58,9 @@ def forward_statistics(
     var_t = raw_var.clamp_min(0.0)  # (B, L, G)
     rstd64 = torch.rsqrt(var_t + eps)
     rstd = rstd64.to(stat_dtype)
-    # (x - mean_t) rstd_t as x rstd_t - mean_t rstd_t: one full-size operation
-    normed = torch.addcmul((-mean_t * rstd64).to(stat_dtype)[..., None], xg, rstd[..., None])  # (B, L, G, g)
+    # (x - mean_t) rstd_t as x rstd_t - mean_t rstd_t: the subtraction on (B, L, G) values (an addcmul with
+    # two operands broadcast over g ran ~2x slower than a product and an in-place sum)
+    normed = (xg * rstd[..., None]).add_((-mean_t * rstd64).to(stat_dtype)[..., None])  # (B, L, G, g)
     scale = (weight.to(stat_dtype) + 1.0).view(G, g)
     y = torch.addcmul(bias.to(stat_dtype).view(G, g), normed, scale).view(B, L, D).to(x.dtype)
     return Forward(y, count0 + L, mean_t[:, -1].to(stat_dtype), var_t[:, -1].to(stat_dtype),

@@ -1,0 +1,60 @@
+"""Attention written out head by head, forward and backward, on strided views of (B, L, H, d) tensors.
+
+With gradients, the plain path (model/attention.py) spelt as batched products on (B, H, L, d) views made
+autograd copy v, the output and their gradients between the (B, L, H, d) and (B, H, L, d) layouts: with
+d_v = 256 that was ~7 ms of copies per 2,048-token layer call on one CPU thread. Here every product
+reads and writes strided views directly (BLAS takes a row stride), and the backward is written out:
+    P = softmax(q k^T + mask),  o = P v
+    g_v = P^T g_o,  g_P = g_o v^T,  g_S = P * (g_P - rowsum(g_P * P)),  g_q = g_S k,  g_k = g_S^T q
+Tested against scaled_dot_product_attention, values and gradients (tests/model/test_attention_paths.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      blocked: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """q (B, Lq, H, d), k (B, Lk, H, d), v (B, Lk, H, dv), blocked (Lq, Lk) True where attention is not
+    allowed (or None) -> o (B, Lq, H, dv) and the probabilities (B, H, Lq, Lk) in v's dtype. The learnt
+    scale is in q and k (softmax scale 1); a bf16/fp16 softmax runs in fp32."""
+    B, Lq, H, _ = q.shape
+    Lk = k.shape[1]
+    scores = q.new_empty(B, H, Lq, Lk)
+    for h in range(H):
+        torch.bmm(q[:, :, h], k[:, :, h].transpose(1, 2), out=scores[:, h])
+    if blocked is not None:
+        scores.masked_fill_(blocked, float("-inf"))
+    low = scores.dtype in (torch.float16, torch.bfloat16)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None).to(v.dtype)
+    out = v.new_empty(B, Lq, H, v.shape[-1])
+    for h in range(H):
+        torch.bmm(probs[:, h], v[:, :, h], out=out[:, :, h])
+    return out, probs
+
+
+class AttentionFunction(torch.autograd.Function):
+    """(q, k, v, blocked) -> o, as attention_forward, with the backward written out head by head."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, blocked):  # noqa: ANN001 (autograd signature)
+        out, probs = attention_forward(q, k, v, blocked)
+        ctx.save_for_backward(q, k, v, probs)
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out):  # noqa: ANN001 (autograd signature)
+        q, k, v, probs = ctx.saved_tensors
+        H = q.shape[2]
+        g_q, g_k, g_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        for h in range(H):
+            g_o = g_out[:, :, h]  # (B, Lq, dv)
+            p = probs[:, h]  # (B, Lq, Lk)
+            torch.bmm(p.transpose(1, 2), g_o, out=g_v[:, :, h])
+            g_p = torch.bmm(g_o, v[:, :, h].transpose(1, 2))  # (B, Lq, Lk)
+            g_s = (g_p - (g_p * p).sum(-1, keepdim=True)).mul_(p)  # softmax backward; 0 where blocked
+            g_s = g_s.to(q.dtype)
+            torch.bmm(g_s, k[:, :, h], out=g_q[:, :, h])
+            torch.bmm(g_s.transpose(1, 2), q[:, :, h], out=g_k[:, :, h])
+        return g_q, g_k, g_v, None
