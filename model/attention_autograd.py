@@ -12,13 +12,14 @@ Tested against scaled_dot_product_attention, values and gradients (tests/model/t
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 
 def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       blocked: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """q (B, Lq, H, d), k (B, Lk, H, d), v (B, Lk, H, dv), blocked (Lq, Lk) True where attention is not
-    allowed (or None) -> o (B, Lq, H, dv) and the probabilities (B, H, Lq, Lk) in v's dtype. The learnt
-    scale is in q and k (softmax scale 1); a bf16/fp16 softmax runs in fp32."""
+    allowed (or None) -> o (B, Lq, H, dv) and the probabilities (B, H, Lq, Lk) in the softmax's precision.
+    The learnt scale is in q and k (softmax scale 1); a bf16/fp16 softmax runs in fp32."""
     B, Lq, H, _ = q.shape
     Lk = k.shape[1]
     scores = q.new_empty(B, H, Lq, Lk)
@@ -27,10 +28,11 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if blocked is not None:
         scores.masked_fill_(blocked, float("-inf"))
     low = scores.dtype in (torch.float16, torch.bfloat16)
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None).to(v.dtype)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32 if low else None)  # (B, H, Lq, Lk)
+    weights = probs.to(v.dtype)
     out = v.new_empty(B, Lq, H, v.shape[-1])
     for h in range(H):
-        torch.bmm(probs[:, h], v[:, :, h], out=out[:, :, h])
+        torch.bmm(weights[:, h], v[:, :, h], out=out[:, :, h])
     return out, probs
 
 
@@ -38,23 +40,24 @@ class AttentionFunction(torch.autograd.Function):
     """(q, k, v, blocked) -> o, as attention_forward, with the backward written out head by head."""
 
     @staticmethod
-    def forward(ctx, q, k, v, blocked):  # noqa: ANN001 (autograd signature)
+    def forward(ctx, q, k, v, blocked):
         out, probs = attention_forward(q, k, v, blocked)
         ctx.save_for_backward(q, k, v, probs)
         return out
 
     @staticmethod
-    def backward(ctx, g_out):  # noqa: ANN001 (autograd signature)
+    @once_differentiable  # the saved probabilities carry no graph: no second derivative
+    def backward(ctx, g_out):
         q, k, v, probs = ctx.saved_tensors
         H = q.shape[2]
-        g_q, g_k, g_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        work = probs.dtype  # fp32 for bf16/fp16 inputs: the softmax backward differences near-equal terms
+        g_q, g_k, g_v = (torch.empty_like(t, dtype=work) for t in (q, k, v))
         for h in range(H):
-            g_o = g_out[:, :, h]  # (B, Lq, dv)
+            g_o = g_out[:, :, h].to(work)  # (B, Lq, dv)
             p = probs[:, h]  # (B, Lq, Lk)
             torch.bmm(p.transpose(1, 2), g_o, out=g_v[:, :, h])
-            g_p = torch.bmm(g_o, v[:, :, h].transpose(1, 2))  # (B, Lq, Lk)
+            g_p = torch.bmm(g_o, v[:, :, h].transpose(1, 2).to(work))  # (B, Lq, Lk)
             g_s = (g_p - (g_p * p).sum(-1, keepdim=True)).mul_(p)  # softmax backward; 0 where blocked
-            g_s = g_s.to(q.dtype)
-            torch.bmm(g_s, k[:, :, h], out=g_q[:, :, h])
-            torch.bmm(g_s.transpose(1, 2), q[:, :, h], out=g_k[:, :, h])
-        return g_q, g_k, g_v, None
+            torch.bmm(g_s, k[:, :, h].to(work), out=g_q[:, :, h])
+            torch.bmm(g_s.transpose(1, 2), q[:, :, h].to(work), out=g_k[:, :, h])
+        return g_q.to(q.dtype), g_k.to(k.dtype), g_v.to(v.dtype), None

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.weak import WeakTensorKeyDictionary
 
-# Cached block sizes per q under no_grad (streaming uses the chunk size's block and the tail's).
+# Cached block sizes per q, when no input needs a gradient (streaming uses the chunk size's block and
+# the tail's).
 _CACHED_BLOCKS = 6
 
 

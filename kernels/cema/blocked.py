@@ -8,9 +8,10 @@ cut the time axis into blocks of T steps. Entering block a with state E_a, for t
 so a block's output is one batched product of [x of the block | Re E_a | -Im E_a] with a (T + 2N, T)
 matrix per channel (Toeplitz taps stacked on the state read-out), the block sums are one product with a
 (T, 2N) matrix, and only the A = L/T state updates E_a -> E_(a+1) run one after another. Every matrix
-depends on the coefficients and T only (kernels/cema/block_matrices.py): under torch.no_grad they are kept
-per (q, T) and reused while q lives and is unchanged; with gradients, kernels/cema/blocks_autograd.py
-differentiates through them by a hand-written backward. Inputs of at most 4 tokens (decoding) run the recurrence itself.
+depends on the coefficients and T only (kernels/cema/block_matrices.py): when no input needs a gradient
+they are kept per (q, T) and reused while q lives and is unchanged; with gradients,
+kernels/cema/blocks_autograd.py differentiates through them by a hand-written backward. Inputs of at most
+4 tokens (decoding) run the recurrence itself.
 All arithmetic is fp32/complex64 (float64/complex128 when x is float64, for gradient checks); the result
 is cast back to x's dtype.
 """

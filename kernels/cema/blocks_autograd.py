@@ -21,6 +21,7 @@ Tested against autograd through the float64 loop (tests/model/test_cema.py) and 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .block_matrices import BlockMatrices, block_matrices
 
@@ -60,7 +61,7 @@ class BlocksFunction(torch.autograd.Function):
     """(blocks (D, B*A, T), p, q, gamma, h (B, D, N)) -> (y (D, B*A, T), final state (D, B, N))."""
 
     @staticmethod
-    def forward(ctx, blocks, p, q, gamma, h, batch):  # noqa: ANN001 (autograd signature)
+    def forward(ctx, blocks, p, q, gamma, h, batch):
         T = blocks.shape[-1]
         m = block_matrices(p, q, gamma, T)
         y, e, states = run_blocks(blocks, m, h, batch)
@@ -69,7 +70,8 @@ class BlocksFunction(torch.autograd.Function):
         return y, e
 
     @staticmethod
-    def backward(ctx, g_y, g_final):  # noqa: ANN001 (autograd signature)
+    @once_differentiable  # the saved matrices carry no graph: no second derivative
+    def backward(ctx, g_y, g_final):
         blocks, states, p, gamma, out, sums, powers = ctx.saved_tensors
         B = ctx.batch
         D, BA, T = g_y.shape
@@ -86,14 +88,14 @@ class BlocksFunction(torch.autograd.Function):
         for a in range(A - 1, -1, -1):
             g_pushed[:, :, a] = g_e
             g_e = torch.addcmul(g_states[:, :, a], conj_step, g_e)  # g_E_a
-        g_pushed_pairs = torch.view_as_real(g_pushed).reshape(D, BA, 2 * N)
+        g_pushed_pairs = torch.view_as_real(g_pushed).reshape(D, BA, 2 * N)  # (re, im) pairs per n
         g_blocks = torch.baddbmm(torch.bmm(g_y, out[:, :T].transpose(1, 2)), g_pushed_pairs, sums.transpose(1, 2))
         g_p = g_q = g_gamma = None
         if any(ctx.needs_input_grad[1:4]):
             conj_powers = powers.conj()  # (D, N, T+1)
             # gradients on the matrices: Toeplitz taps, read-out gamma q^(t+1), block sums p q^(T-1-s), q^T
             g_taps = _diagonal_sums(torch.bmm(blocks.transpose(1, 2), g_y))  # (D, T): on k[j]
-            state_pairs = torch.view_as_real(states).reshape(D, BA, 2 * N)
+            state_pairs = torch.view_as_real(states).reshape(D, BA, 2 * N)  # (re, im) pairs per n
             rows = torch.bmm(state_pairs.transpose(1, 2), g_y).reshape(D, N, 2, T)  # rows (re, -im) per n
             g_read = torch.complex(rows[:, :, 0], -rows[:, :, 1])  # (D, N, T): on gamma q^(t+1)
             g_sums = torch.bmm(blocks.transpose(1, 2), g_pushed_pairs)  # (D, T, 2N), columns (re, im) per n

@@ -21,6 +21,7 @@ Welford loop and by gradcheck (tests/model/test_timestep_norm.py).
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .cumulative_forward import forward_statistics
 
@@ -30,7 +31,7 @@ class TimestepNormFunction(torch.autograd.Function):
     -> (y (B, L, D), final mean, final var (B, G))."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mean0, var0, count0, num_groups, eps):  # noqa: ANN001
+    def forward(ctx, x, weight, bias, mean0, var0, count0, num_groups, eps):
         out = forward_statistics(x, weight, bias, num_groups, eps, count0, mean0, var0)
         ctx.num_groups = num_groups
         ctx.x_dtype = x.dtype
@@ -39,11 +40,12 @@ class TimestepNormFunction(torch.autograd.Function):
         return out.y, out.mean, out.var
 
     @staticmethod
-    def backward(ctx, g_y, g_mean, g_var):  # noqa: ANN001
+    @once_differentiable  # the saved statistics carry no graph: no second derivative
+    def backward(ctx, g_y, g_mean, g_var):
         weight, mean0, count0, normed, centred, rstd, dm, d1, n_t, raw_var, shift = ctx.saved_tensors
         B, L, G, g = normed.shape
         work = normed.dtype
-        g_y = g_y.to(work).view(B, L, G, g)
+        g_y = g_y.to(work).view(B, L, G, g)  # (B, L, G, g)
         scale = (weight.to(work) + 1.0).view(G, g)
         g_normed = g_y * normed  # (B, L, G, g)
         g_weight = g_normed.sum((0, 1)).view(-1).to(weight.dtype)
@@ -62,11 +64,11 @@ class TimestepNormFunction(torch.autograd.Function):
         g_s1 = (g_mean_t - 2.0 * d1 * g_var_t) / n_t
         g_s2 = g_var_t / n_t
         r1 = g_s1.flip(1).cumsum(1).flip(1)  # (B, L, G): sum over t >= s
-        r2 = g_s2.flip(1).cumsum(1).flip(1)
+        r2 = g_s2.flip(1).cumsum(1).flip(1)  # (B, L, G)
         g_m = ((r1 + 2.0 * dm * r2) / g).to(work)
         g_v = (2.0 * r2 / g).to(work)
         g_x = (centred * g_v[..., None]).add_(g_m[..., None]).addcmul_(gn, rstd[..., None])  # (B, L, G, g)
-        g_x = g_x.view(B, L, G * g).to(ctx.x_dtype)
+        g_x = g_x.view(B, L, G * g).to(ctx.x_dtype)  # (B, L, D)
         n0 = count0.to(torch.float64)[:, None]  # (B, 1)
         g_mean0 = n0 * (r1[:, 0] + 2.0 * (mean0 - shift) * r2[:, 0])
         g_var0 = n0 * r2[:, 0]

@@ -87,3 +87,21 @@ def test_plain_attention_keeps_bf16_softmax_in_fp32():
         got = attention._plain_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None, True)
     assert got.dtype == torch.bfloat16
     assert ((got.double() - want).norm() / want.norm()).item() < 1e-2
+
+
+def test_bf16_attention_gradients_keep_the_softmax_backward_in_fp32():
+    # values sharing a large common part: g_o v^T then has a large common term per row that the softmax
+    # backward subtracts away, which bf16 arithmetic would round into noise
+    torch.manual_seed(4)
+    q, k = torch.randn(2, 16, 2, 8), torch.randn(2, 16, 2, 8)
+    v = 64.0 + 0.5 * torch.randn(2, 16, 2, 32)
+    grad = torch.randn(2, 16, 2, 32)
+    # the reference sees the same bf16-rounded inputs
+    wide = [t.bfloat16().double().requires_grad_(True) for t in (q, k, v)]
+    want = torch.autograd.grad(sdpa(*wide, None, True), wide, grad.bfloat16().double())
+    low = [t.bfloat16().requires_grad_(True) for t in (q, k, v)]
+    got = torch.autograd.grad(attention._plain_attention(*low, None, True), low, grad.bfloat16())
+    for name, a, b in zip("qkv", got, want, strict=True):
+        assert a.dtype == torch.bfloat16
+        rel = ((a.double() - b).norm() / b.norm()).item()
+        assert rel < 3e-2, f"g_{name}: relative error {rel:.3g}"
