@@ -68,24 +68,31 @@ def test_split_run_equals_one_run():
     assert_close(h, h_full, FLOAT64_EXACT, "split final state")
 
 
-def assert_gradients_match_loop(B, L, D, N, seed, final_state_weight=1.0, what=""):
+def assert_gradients_match_loop(B, L, D, N, seed, final_state_weight=1.0, what="", fp32=False):
     """Every gradient of a random loss on y and the final state (weighted by final_state_weight), blocked
-    twin against autograd through the float64 loop, with a different initial state per batch row."""
+    twin against autograd through the float64 loop, with a different initial state per batch row. fp32: the
+    twin runs in fp32/complex64 (the precision training uses), compared by relative RMS."""
     p, q, gamma, omega = random_cema_coefficients(D, N, seed=seed)
     x = torch.randn(B, L, D, dtype=torch.float64)
     h0 = torch.randn(B, D, N, dtype=torch.complex128)
     dy = torch.randn(B, L, D, dtype=torch.float64)
     dh = torch.randn(B, D, N, dtype=torch.complex128) * final_state_weight
 
-    def grads(fn):
-        leaves = [t.clone().requires_grad_(True) for t in (x, p, q, gamma, omega, h0)]
+    def grads(fn, narrow):
+        leaves = [t.to(torch.complex64 if t.is_complex() else torch.float32) if narrow else t.clone()
+                  for t in (x, p, q, gamma, omega, h0)]
+        leaves = [t.requires_grad_(True) for t in leaves]
         y, h = fn(*leaves[:5], initial_state=leaves[5], output_final_state=True)
-        loss = (y * dy).sum() + (h * dh.conj()).real.sum()
+        loss = (y * dy.to(y.dtype)).sum() + (h * dh.to(h.dtype).conj()).real.sum()
         return torch.autograd.grad(loss, leaves)
 
     names = ["x", "p", "q", "gamma", "omega", "initial_state"]
-    for name, g, g_ref in zip(names, grads(cema_blocked), grads(cema_naive), strict=True):
-        assert_close(g, g_ref, 1e-9, f"d/d{name} {what}")
+    for name, g, g_ref in zip(names, grads(cema_blocked, fp32), grads(cema_naive, False), strict=True):
+        if fp32:
+            assert g.dtype in (torch.float32, torch.complex64)
+            assert rel_rms(g, g_ref) < TWIN_VS_NAIVE_FP32, f"fp32 d/d{name} rel-RMS {rel_rms(g, g_ref):.2e} {what}"
+        else:
+            assert_close(g, g_ref, 1e-9, f"d/d{name} {what}")
 
 
 @pytest.mark.parametrize("L", [3, 5, 80])
@@ -104,27 +111,9 @@ def test_gradients_many_blocks_and_a_tail_match_loop(monkeypatch, L, final_state
 
 
 def test_fp32_gradients_match_loop():
-    """The fp32/complex64 backward (the one training uses) against autograd through the float64 loop, at
-    the gradient path's own block size (2,100 tokens: blocks of 32 and a tail of 20), with state."""
-    B, L, D, N = 2, 2100, 6, 4
-    p, q, gamma, omega = random_cema_coefficients(D, N, seed=8)
-    x = torch.randn(B, L, D, dtype=torch.float64)
-    h0 = torch.randn(B, D, N, dtype=torch.complex128)
-    dy = torch.randn(B, L, D, dtype=torch.float64)
-    dh = torch.randn(B, D, N, dtype=torch.complex128)
-
-    def grads(fn, wide):
-        leaves = [t.clone() if wide else t.to(torch.complex64 if t.is_complex() else torch.float32)
-                  for t in (x, p, q, gamma, omega, h0)]
-        leaves = [t.requires_grad_(True) for t in leaves]
-        y, h = fn(*leaves[:5], initial_state=leaves[5], output_final_state=True)
-        loss = (y * dy.to(y.dtype)).sum() + (h * dh.to(h.dtype).conj()).real.sum()
-        return torch.autograd.grad(loss, leaves)
-
-    names = ["x", "p", "q", "gamma", "omega", "initial_state"]
-    for name, g, g_ref in zip(names, grads(cema_blocked, False), grads(cema_naive, True), strict=True):
-        assert g.dtype in (torch.float32, torch.complex64)
-        assert rel_rms(g, g_ref) < TWIN_VS_NAIVE_FP32, f"fp32 d/d{name} rel-RMS {rel_rms(g, g_ref):.2e}"
+    """The fp32/complex64 backward at the gradient path's own block size (2,100 tokens: blocks of 32 and a
+    tail of 20), with state."""
+    assert_gradients_match_loop(B=2, L=2100, D=6, N=4, seed=8, fp32=True)
 
 
 def test_gradcheck_blocked_with_state():
