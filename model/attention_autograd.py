@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from megalodoc.kernels.autocast_off import backward_without_autocast
+
 
 def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       blocked: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,18 +48,26 @@ class AttentionFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @backward_without_autocast
     @once_differentiable  # the saved probabilities carry no graph: no second derivative
     def backward(ctx, g_out):
         q, k, v, probs = ctx.saved_tensors
         H = q.shape[2]
         work = probs.dtype  # fp32 for bf16/fp16 inputs: the softmax backward differences near-equal terms
-        g_q, g_k, g_v = (torch.empty_like(t, dtype=work) for t in (q, k, v))
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        g_q, g_k, g_v = (torch.empty_like(t, dtype=work) if need else None
+                         for t, need in ((q, need_q), (k, need_k), (v, need_v)))
         for h in range(H):
             g_o = g_out[:, :, h].to(work)  # (B, Lq, dv)
             p = probs[:, h]  # (B, Lq, Lk)
-            torch.bmm(p.transpose(1, 2), g_o, out=g_v[:, :, h])
-            g_p = torch.bmm(g_o, v[:, :, h].transpose(1, 2).to(work))  # (B, Lq, Lk)
-            g_s = (g_p - (g_p * p).sum(-1, keepdim=True)).mul_(p)  # softmax backward; 0 where blocked
-            torch.bmm(g_s, k[:, :, h].to(work), out=g_q[:, :, h])
-            torch.bmm(g_s.transpose(1, 2), q[:, :, h].to(work), out=g_k[:, :, h])
-        return g_q.to(q.dtype), g_k.to(k.dtype), g_v.to(v.dtype), None
+            if need_v:
+                torch.bmm(p.transpose(1, 2), g_o, out=g_v[:, :, h])
+            if need_q or need_k:
+                g_p = torch.bmm(g_o, v[:, :, h].transpose(1, 2).to(work))  # (B, Lq, Lk)
+                g_s = (g_p - (g_p * p).sum(-1, keepdim=True)).mul_(p)  # softmax backward; 0 where blocked
+                if need_q:
+                    torch.bmm(g_s, k[:, :, h].to(work), out=g_q[:, :, h])
+                if need_k:
+                    torch.bmm(g_s.transpose(1, 2), q[:, :, h].to(work), out=g_k[:, :, h])
+        return (None if g_q is None else g_q.to(q.dtype), None if g_k is None else g_k.to(k.dtype),
+                None if g_v is None else g_v.to(v.dtype), None)

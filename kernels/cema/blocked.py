@@ -12,14 +12,15 @@ depends on the coefficients and T only (kernels/cema/block_matrices.py): when no
 they are kept per (q, T) and reused while q lives and is unchanged; with gradients,
 kernels/cema/blocks_autograd.py differentiates through them by a hand-written backward. Inputs of at most
 4 tokens (decoding) run the recurrence itself.
-All arithmetic is fp32/complex64 (float64/complex128 when x is float64, for gradient checks); the result
-is cast back to x's dtype.
+All arithmetic is fp32/complex64 (float64/complex128 when x is float64, for gradient checks), under
+autocast too (it is switched off inside, kernels/autocast_off.py); the result is cast back to x's dtype.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..autocast_off import without_autocast
 from .block_matrices import cached_block_matrices
 from .blocks_autograd import BlocksFunction, run_blocks
 
@@ -74,6 +75,7 @@ def _blocks(
     return y.reshape(D, B, L).transpose(0, 1), e.transpose(0, 1)
 
 
+@without_autocast
 def cema_blocked(
     x: torch.Tensor,
     p: torch.Tensor,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..autocast_off import backward_without_autocast
 from .block_matrices import BlockMatrices, block_matrices
 
 
@@ -70,6 +71,7 @@ class BlocksFunction(torch.autograd.Function):
         return y, e
 
     @staticmethod
+    @backward_without_autocast
     @once_differentiable  # the saved matrices carry no graph: no second derivative
     def backward(ctx, g_y, g_final):
         blocks, states, p, gamma, out, sums, powers = ctx.saved_tensors
@@ -83,14 +85,15 @@ class BlocksFunction(torch.autograd.Function):
         g_states = torch.view_as_complex(g_state_pairs.reshape(D, B, A, N, 2))  # (D, B, A, N)
         # the state scan in reverse
         conj_step = powers[..., T].conj()[:, None, :]  # (D, 1, N)
-        g_e = torch.zeros_like(g_states[:, :, 0]) if g_final is None else g_final  # (D, B, N)
+        g_e = g_final  # (D, B, N); gradients are materialized: zeros when the final state was unused
         g_pushed = g_states.new_empty(D, B, A, N)
         for a in range(A - 1, -1, -1):
             g_pushed[:, :, a] = g_e
             g_e = torch.addcmul(g_states[:, :, a], conj_step, g_e)  # g_E_a
         g_pushed_pairs = torch.view_as_real(g_pushed).reshape(D, BA, 2 * N)  # (re, im) pairs per n
-        g_blocks = torch.baddbmm(torch.bmm(g_y, out[:, :T].transpose(1, 2)), g_pushed_pairs, sums.transpose(1, 2))
-        g_p = g_q = g_gamma = None
+        g_blocks = g_p = g_q = g_gamma = None
+        if ctx.needs_input_grad[0]:
+            g_blocks = torch.baddbmm(torch.bmm(g_y, out[:, :T].transpose(1, 2)), g_pushed_pairs, sums.transpose(1, 2))
         if any(ctx.needs_input_grad[1:4]):
             conj_powers = powers.conj()  # (D, N, T+1)
             # gradients on the matrices: Toeplitz taps, read-out gamma q^(t+1), block sums p q^(T-1-s), q^T

@@ -7,19 +7,21 @@ or the first token's mean), accumulated in float64 so the difference of moments 
 prior terms are weighted by the carried count, so a fresh state (count 0) contributes nothing.
 Only the (B, L, G) statistics need float64: the per-token moments of g features and the normalisation
 of x itself run in x's working precision (fp32 for fp32/bf16 input), which keeps the full-size tensors
-out of float64. With gradients, kernels/timestep_norm/cumulative_backward.py differentiates these
-formulas by hand.
+out of float64. Autocast is switched off inside (kernels/autocast_off.py): these precisions are chosen.
+With gradients, kernels/timestep_norm/cumulative_backward.py differentiates these formulas by hand.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..autocast_off import without_autocast
 from .cumulative_backward import TimestepNormFunction
 from .cumulative_forward import forward_statistics
 from .stats import NormStats
 
 
+@without_autocast
 def timestep_norm_cumulative(
     x: torch.Tensor,
     weight: torch.Tensor,

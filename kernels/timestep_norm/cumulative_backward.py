@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from ..autocast_off import backward_without_autocast
 from .cumulative_forward import forward_statistics
 
 
@@ -56,10 +57,8 @@ class TimestepNormFunction(torch.autograd.Function):
         r = rstd.to(torch.float64)
         g_mean_t = -r * sum_gn
         g_var_t = -0.5 * r * r * sum_gn_normed
-        if g_mean is not None:
-            g_mean_t[:, -1] += g_mean.to(torch.float64)
-        if g_var is not None:
-            g_var_t[:, -1] += g_var.to(torch.float64)
+        g_mean_t[:, -1] += g_mean.to(torch.float64)  # gradients are materialized: zeros when unused
+        g_var_t[:, -1] += g_var.to(torch.float64)
         g_var_t = g_var_t * (raw_var >= 0)  # the clamp at 0
         g_s1 = (g_mean_t - 2.0 * d1 * g_var_t) / n_t
         g_s2 = g_var_t / n_t

@@ -106,3 +106,21 @@ def test_bf16_attention_gradients_keep_the_softmax_backward_in_fp32():
     for name, a, b in zip("qkv", got, want, strict=True):
         assert a.dtype == torch.bfloat16
         assert rel_rms(a, b) < 3e-2, f"g_{name}: relative error {rel_rms(a, b):.3g}"
+
+
+@pytest.mark.parametrize("needed", ["q", "k", "v", "qk"])
+def test_attention_gradients_of_some_inputs_equal_those_computed_for_all(needed):
+    """The backward computes only what is asked for (g_v alone skips the softmax backward): the gradients
+    it returns equal those of the all-inputs run, exactly."""
+    torch.manual_seed(5)
+    q, k, v = torch.randn(3, 9, 2, 4), torch.randn(3, 9, 2, 4), torch.randn(3, 9, 2, 6)
+    grad = torch.randn(3, 9, 2, 6)
+
+    def grads(names):
+        leaves = {n: t.clone().requires_grad_(n in names) for n, t in zip("qkv", (q, k, v), strict=True)}
+        out = attention._plain_attention(leaves["q"], leaves["k"], leaves["v"], None, True)
+        return dict(zip(names, torch.autograd.grad(out, [leaves[n] for n in names], grad), strict=True))
+
+    every, some = grads("qkv"), grads(needed)
+    for name in needed:
+        torch.testing.assert_close(some[name], every[name], rtol=0, atol=0)

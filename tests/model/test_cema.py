@@ -183,3 +183,31 @@ def test_table_cache_is_not_fooled_by_new_coefficients():
             y, _ = cema_blocked(x, p * scale, q, gamma, omega)
             y_ref, _ = cema_naive(x, p * scale, q, gamma, omega)
             assert_close(y, y_ref, FLOAT64_EXACT, f"y with p scaled by {scale}")
+
+
+@pytest.mark.parametrize("needed", ["x only", "coefficients only", "initial state only"])
+def test_gradients_of_some_inputs_equal_those_computed_for_all(needed):
+    """The backward skips what no input asked for (d/dx when x needs no gradient, the coefficients' terms
+    when none of them does): what it still returns equals the all-inputs run, exactly."""
+    B, L, D, N = 2, 90, 3, 4
+    p, q, gamma, omega = random_cema_coefficients(D, N, seed=9)
+    x = torch.randn(B, L, D, dtype=torch.float64)
+    h0 = torch.randn(B, D, N, dtype=torch.complex128)
+    dy = torch.randn(B, L, D, dtype=torch.float64)
+    dh = torch.randn(B, D, N, dtype=torch.complex128)
+    names = ["x", "p", "q", "gamma", "omega", "initial_state"]
+    wanted = {"x only": {"x"}, "coefficients only": {"p", "q", "gamma", "omega"},
+              "initial state only": {"initial_state"}}[needed]
+
+    def grads(names_needed):
+        leaves = [t.clone().requires_grad_(name in names_needed)
+                  for name, t in zip(names, (x, p, q, gamma, omega, h0), strict=True)]
+        y, h = cema_blocked(*leaves[:5], initial_state=leaves[5], output_final_state=True)
+        loss = (y * dy).sum() + (h * dh.conj()).real.sum()
+        needed_leaves = [t for t in leaves if t.requires_grad]
+        return dict(zip([n for n in names if n in names_needed], torch.autograd.grad(loss, needed_leaves), strict=True))
+
+    every, some = grads(set(names)), grads(wanted)
+    assert set(some) == wanted
+    for name in wanted:
+        torch.testing.assert_close(some[name], every[name], rtol=0, atol=0, msg=f"d/d{name}")

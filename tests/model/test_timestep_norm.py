@@ -121,3 +121,37 @@ def test_fp32_gradients_match_loop():
     for name, g, g_ref in zip(["x", "weight", "bias"], grads(timestep_norm_cumulative, torch.float32),
                               grads(timestep_norm_naive, torch.float64), strict=True):
         assert rel_rms(g, g_ref) < TWIN_VS_NAIVE_FP32, f"fp32 d/d{name} rel-RMS {rel_rms(g, g_ref):.2e}"
+
+
+def test_gradients_where_the_variance_is_clamped_at_zero():
+    """Where S2/n - (S1/n)^2 comes out below 0 the variance is clamped to 0 and no gradient flows through
+    it. A slightly negative carried variance (as rounding could leave) and tokens equal to the carried
+    mean make it negative at every step of group 0; group 1 stays ordinary. The hand-written backward is
+    compared with autograd through the same formulas (forward_statistics differentiated by PyTorch)."""
+    from megalodoc.kernels.timestep_norm.cumulative_forward import forward_statistics
+
+    B, L, D, G = 1, 5, 8, 2
+    count = torch.tensor([3])
+    x = torch.randn(B, L, D, dtype=torch.float64)
+    x[..., :4] = 0.25  # group 0: every token equals the carried mean
+    leaves = [x, 0.1 * torch.randn(D, dtype=torch.float64), 0.1 * torch.randn(D, dtype=torch.float64),
+              torch.tensor([[0.25, 0.0]], dtype=torch.float64), torch.tensor([[-1e-9, 0.8]], dtype=torch.float64)]
+    assert (forward_statistics(*leaves[:3], G, 1e-5, count, *leaves[3:]).raw_var[..., 0] < 0).all()
+    dy = torch.randn(B, L, D, dtype=torch.float64)
+    dmean, dvar = torch.randn(B, G, dtype=torch.float64), torch.randn(B, G, dtype=torch.float64)
+
+    def grads(by_hand):
+        inputs = [t.clone().requires_grad_(True) for t in leaves]
+        if by_hand:
+            y, (_, mean, var) = timestep_norm_cumulative(*inputs[:3], num_groups=G, initial_state=(count, *inputs[3:]),
+                                                         output_final_state=True)
+        else:
+            out = forward_statistics(*inputs[:3], G, 1e-5, count, *inputs[3:])
+            y, mean, var = out.y, out.mean, out.var
+        loss = (y * dy).sum() + (mean * dmean).sum() + (var * dvar).sum()
+        return torch.autograd.grad(loss, inputs)
+
+    names = ["x", "weight", "bias", "carried mean", "carried var"]
+    for name, g, g_ref in zip(names, grads(True), grads(False), strict=True):
+        assert torch.isfinite(g).all()
+        assert_close(g, g_ref, 1e-10, f"d/d{name}", rtol=1e-10)
