@@ -41,6 +41,7 @@ class TimestepNormFunction(torch.autograd.Function):
         return out.y, out.mean, out.var
 
     @staticmethod
+    @backward_without_autocast
     @once_differentiable  # the saved statistics carry no graph: no second derivative
     def backward(ctx, g_y, g_mean, g_var):
         weight, mean0, count0, normed, centred, rstd, dm, d1, n_t, raw_var, shift = ctx.saved_tensors
