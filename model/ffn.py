@@ -28,11 +28,13 @@ class NormalizedFeedForward(nn.Module):
     def forward(self, y: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """y (B, L, D) is the attention sub-layer's output, residual (B, L, D) the block input."""
         cfg, drop = self.cfg, self.training
+        inplace = not torch.is_grad_enabled()  # without gradients, overwrite fresh products (autograd keeps them)
         h = self.norm(y)
-        a = F.silu(self.fc1(h))  # (B, L, F)
+        a = F.silu(self.fc1(h), inplace=inplace)  # (B, L, F)
         if self.fc3 is not None:
-            a = a * self.fc3(h)
+            a = a.mul_(self.fc3(h)) if inplace else a * self.fc3(h)
         out = F.dropout(self.fc2(F.dropout(a, cfg.hidden_dropout, drop)), cfg.dropout, drop)  # (B, L, D)
         if self.alpha is not None:
             out = out * self.alpha
-        return out + residual
+        # a bf16 product (autocast) added to an fp32 residual must give fp32, as + does
+        return out.add_(residual) if inplace and out.dtype == residual.dtype else out + residual

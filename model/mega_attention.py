@@ -42,6 +42,9 @@ class MovingAverageGatedAttention(nn.Module):
         B, L, _ = x.shape
         H, dz = cfg.num_heads, cfg.head_dim
         drop = self.training
+        # without gradients the gates and sums overwrite their fresh operands (~2% less time per streamed
+        # chunk on one CPU thread); autograd needs them kept
+        inplace = not torch.is_grad_enabled()
         x_tn, norm_state = self.timenorm(x, None if state is None else state.norm)  # (B, L, D)
         c, ema = self.cema(x_tn, None if state is None else state.ema)  # (B, L, D), (B, D, N)
         mx = self.rmsnorm(c)  # (B, L, D)
@@ -53,8 +56,8 @@ class MovingAverageGatedAttention(nn.Module):
         offset = self.beta.view(2, H, dz)
         q = torch.addcmul(offset[0], z, scale[0])  # (B, L, H, d_z): z * scale + offset
         k = torch.addcmul(offset[1], z, scale[1])
-        v = F.silu(self.wv(x_tn)).view(B, L, H, cfg.value_head_dim)  # (B, L, H, d_v): from the TSN output
-        r = F.silu(self.wr(mx))  # (B, L, E) reset gate
+        v = F.silu(self.wv(x_tn), inplace=inplace).view(B, L, H, cfg.value_head_dim)  # (B, L, H, d_v): from TSN
+        r = F.silu(self.wr(mx), inplace=inplace)  # (B, L, E) reset gate
         if state is None:
             cached_k, cached_v = k.new_zeros(B, 0, H, dz), v.new_zeros(B, 0, H, cfg.value_head_dim)
         else:
@@ -63,10 +66,12 @@ class MovingAverageGatedAttention(nn.Module):
             q, k, v, cached_k, cached_v,
             chunk_size=cfg.chunk_size, rotary=rotary, dropout=cfg.attention_dropout if drop else 0.0,
         )
-        u = o.reshape(B, L, -1) * r  # (B, L, E)
+        o = o.reshape(B, L, -1)  # (B, L, E)
+        u = r.mul_(o) if inplace and r.dtype == o.dtype else o * r  # (B, L, E)
         if drop:
             u = F.dropout(u, cfg.hidden_dropout, drop)
-        h = self.wh1(mx) + self.wh2(u)  # (B, L, D)
-        y = (F.dropout(h, cfg.dropout, drop) if drop else h) + x
+        h = self.wh1(mx).add_(self.wh2(u))  # (B, L, D); add_ on a fresh product: autograd keeps neither operand
+        h = F.dropout(h, cfg.dropout, drop) if drop else h
+        y = h.add_(x) if h.dtype == x.dtype else h + x  # a bf16 product (autocast) added to fp32 x is fp32
         return y, LayerState(ema=ema, norm=norm_state, keys=keys, values=values)
 

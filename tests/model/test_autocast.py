@@ -108,3 +108,25 @@ def test_model_trains_under_cpu_bf16_autocast():
     assert abs(losses[1] - losses[0]) < 0.05 * abs(losses[0])
     assert torch.isfinite(grads[1]).all()
     assert rel_rms(grads[1], grads[0]) < 0.1, f"bf16 gradients off by {rel_rms(grads[1], grads[0]):.3g}"
+
+
+def test_inference_under_autocast_keeps_the_fp32_residual_stream():
+    """Without gradients the sub-layers add in place; under autocast their bf16 products must still be
+    added to the fp32 residual as + does (an fp32 result), not rounded into a bf16 buffer. Every attention
+    sub-layer's and block's output stays fp32 with and without gradients, and the two forwards agree."""
+    torch.manual_seed(4)
+    cfg = micro_config(vocab_size=32, model_dim=16, z_dim=8, value_dim=16, ffn_hidden_dim=24, cema_ndim=4,
+                       norm_num_groups=4, chunk_size=8)
+    model = Megalodon(cfg).eval()
+    ids = torch.randint(4, cfg.vocab_size, (2, 21))
+    block_dtypes = []
+    hooks = [module.register_forward_hook(lambda _m, _i, out: block_dtypes.append(out[0].dtype))
+             for block in model.layers for module in (block.mega, block)]
+    with bf16_autocast():
+        with torch.no_grad():
+            inference, _ = model(ids)
+        training_mode, _ = model(ids)
+    for hook in hooks:
+        hook.remove()
+    assert block_dtypes == [torch.float32] * (4 * cfg.num_layers)  # attention sub-layers and blocks
+    assert rel_rms(inference, training_mode.detach()) < 1e-5
