@@ -28,7 +28,7 @@ class NormalizedFeedForward(nn.Module):
     def forward(self, y: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """y (B, L, D) is the attention sub-layer's output, residual (B, L, D) the block input."""
         cfg, drop = self.cfg, self.training
-        inplace = not torch.is_grad_enabled()  # without gradients, overwrite fresh products (autograd keeps them)
+        inplace = not torch.is_grad_enabled()  # without gradients the SiLU and the gate overwrite fresh products
         h = self.norm(y)
         a = F.silu(self.fc1(h), inplace=inplace)  # (B, L, F)
         if self.fc3 is not None:
@@ -36,5 +36,6 @@ class NormalizedFeedForward(nn.Module):
         out = F.dropout(self.fc2(F.dropout(a, cfg.hidden_dropout, drop)), cfg.dropout, drop)  # (B, L, D)
         if self.alpha is not None:
             out = out * self.alpha
-        # a bf16 product (autocast) added to an fp32 residual must give fp32, as + does
-        return out.add_(residual) if inplace and out.dtype == residual.dtype else out + residual
+        # in place in either mode (no backward reads a sum's operands), unless the dtypes differ: as +, a bf16
+        # product (autocast) plus an fp32 residual is fp32
+        return out.add_(residual) if out.dtype == residual.dtype else out + residual
