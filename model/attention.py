@@ -8,8 +8,9 @@ Positions restart at 0 in every chunk; cached keys are stored already rotated.
 
 Under no_grad the unfinished chunk's keys and values live in a buffer of C tokens (C is fixed), and the
 state holds views of its first n tokens: appending a token writes it after them instead of concatenating
-a new copy of the cache per generated token. A state is never mutated: the buffer remembers how many
-tokens have been claimed, and a second continuation of the same state (a branch) gets a copy.
+a new copy of the cache per generated token, and the new tokens attend to that view (a single new token
+needs no mask). A state is never mutated: the buffer remembers how many tokens have been claimed, and a
+second continuation of the same state (a branch) gets a copy.
 """
 
 from __future__ import annotations
@@ -113,12 +114,19 @@ def chunked_attention(
     q, k = rotary(q, positions, C), rotary(k, positions, C)
     outputs = []
     head = min(L, C - n) if n > 0 else 0  # new tokens that finish the current chunk
+    # every new token stays in the unfinished chunk (decoding): the keys attended are the cache returned
+    stays = head > 0 and n + L < C
     if head:
-        keys = torch.cat((cached_keys, k[:, :head]), dim=1)  # (B, n+head, H, d_z)
-        values = torch.cat((cached_values, v[:, :head]), dim=1)
-        rows = torch.arange(head, device=q.device)[:, None]
-        cols = torch.arange(n + head, device=q.device)[None, :]
-        mask = cols <= rows + n  # (head, n+head): bottom-right-aligned causal
+        if stays:
+            keys, values = _append(cached_keys, k, C), _append(cached_values, v, C)  # (B, n+L, H, d)
+        else:
+            keys = torch.cat((cached_keys, k[:, :head]), dim=1)  # (B, n+head, H, d_z)
+            values = torch.cat((cached_values, v[:, :head]), dim=1)
+        mask = None  # one new token sees every key
+        if head > 1:
+            rows = torch.arange(head, device=q.device)[:, None]
+            cols = torch.arange(n + head, device=q.device)[None, :]
+            mask = cols <= rows + n  # (head, n+head): bottom-right-aligned causal
         outputs.append(_sdpa(q[:, :head], keys, values, mask, False, dropout))
     rest = L - head
     if rest:
@@ -135,6 +143,6 @@ def chunked_attention(
     keep = (n + L) % C
     if keep == 0:
         return o, k[:, :0], v[:, :0]
-    if keep > L:  # still inside the chunk the cache started
-        return o, _append(cached_keys, k, C), _append(cached_values, v, C)
+    if stays:  # still inside the chunk the cache started (keep == n + L)
+        return o, keys, values
     return o, _append(k[:, :0], k[:, L - keep :], C), _append(v[:, :0], v[:, L - keep :], C)
