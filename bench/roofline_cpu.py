@@ -22,8 +22,6 @@ into --out and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from collections import Counter
@@ -31,6 +29,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from bench_result import machine_meta, write_result
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -216,19 +215,13 @@ def main() -> None:
             "products_alone_ms_per_chunk": alone_ms, "rest_ms_per_chunk": seconds * 1e3 / chunks - alone_ms,
         })
     result = {
-        "meta": {"platform": platform.platform(), "processor": platform.processor(),
-                 "python": platform.python_version(), "torch": torch.__version__,
-                 "threads": torch.get_num_threads(), "model": "shipped", "chunk": chunk, "tokens": args.tokens,
-                 "repeats": args.repeats},
+        "meta": machine_meta(model="shipped", chunk=chunk, tokens=args.tokens, repeats=args.repeats),
         "square_product": {"n": n, "gflops": square_gflops},
         "peak_gflops": peak,
         "systems": results,
     }
     print_report(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "roofline_cpu.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    write_result(args.out, "roofline_cpu.json", result)
 
 
 def print_report(r: dict) -> None:
