@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import threading
 import time
@@ -275,8 +276,7 @@ def stream(system, ids: torch.Tensor, chunk: int, device: torch.device, args, ru
         first = times[1 : 1 + EDGE_CHUNKS] or times[:1]
         row["ms_per_chunk_start"] = 1e3 * sum(first) / len(first)
         row["ms_per_chunk_end"] = 1e3 * sum(times[-EDGE_CHUNKS:]) / len(times[-EDGE_CHUNKS:])
-        last = sorted(times[-MEDIAN_CHUNKS:])
-        row["ms_per_chunk_end_median"] = 1e3 * last[len(last) // 2]
+        row["ms_per_chunk_end_median"] = 1e3 * statistics.median(times[-MEDIAN_CHUNKS:])
     row["state_bytes"] = system.state_bytes() if status != "stopped: out of memory" else None
     row.update(meter.result())
     if decode and status == "ok":

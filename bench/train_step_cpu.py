@@ -4,11 +4,12 @@ forward + backward, measured in one process.
 
     python bench/train_step_cpu.py [--out bench/results/train_step_cpu] [--tokens 2048] [--repeats 9]
 
-The four measurements take turns in every repeat and the median of each is kept. The trunk's backward
-starts from a fixed random gradient on its output (B, L, D), so both systems run the same work that the
-step's head and loss would hand them. "Head and loss" is a step's median minus its trunk's median: the
-(L, D) x (D, V) head, log-softmax and their backward, the same shapes for both systems (tied heads, one
-vocabulary). Writes train_step_cpu.json into --out and prints a table.
+The trunk is `Megalodon.hidden_states` and the Llama's LlamaModel; the step is long_context.py's one-shot
+forward + backward. The four measurements take turns in every repeat and the median of each is kept. The
+trunk's backward starts from a fixed random gradient on its output (B, L, D), so both systems run the same
+work that the step's head and loss would hand them. "Head and loss" is a step's median minus its trunk's
+median: the (L, D) x (D, V) head, log-softmax and their backward, the same shapes for both systems (tied
+heads, one vocabulary). Writes train_step_cpu.json into --out and prints a table.
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from bench_result import machine_meta, write_result
 
 from megalodoc.model import load_model
 from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR
 
 # long_context imports transformers' Llama with this folder off the path (bench/kernels.py would shadow
-# the `kernels` package that transformers probes for); it gives the document
+# the `kernels` package that transformers probes for); it gives the systems, the document and the step
 from llama_baseline import build_llama, llama_specs, megalodon_non_embedding_parameters
-from long_context import document_ids
+from long_context import LlamaSystem, MegalodocSystem, document_ids, one_shot_once
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,52 +51,42 @@ def seconds(fn: Callable[[], None]) -> float:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    mega = load_model().eval()
-    spec = llama_specs(mega.config, megalodon_non_embedding_parameters(mega))[0]  # same width
-    llama, _ = build_llama(spec, torch.device("cpu"), torch.float32, max_positions=2 * args.tokens)
+    cpu = torch.device("cpu")
+    mega = MegalodocSystem(load_model().eval())
+    spec = llama_specs(mega.model.config, megalodon_non_embedding_parameters(mega.model))[0]  # same width
+    model, config = build_llama(spec, cpu, torch.float32, max_positions=2 * args.tokens)
+    llama = LlamaSystem(spec.name, model, config, spec.kv_bytes_per_token(4))
     ids = document_ids(args.tokens, DEFAULT_MODEL_DIR / "tokenizer.model")[None]  # (1, L)
-    grad = torch.randn(1, args.tokens, mega.config.model_dim, generator=torch.Generator().manual_seed(0))
-
-    def loss(logits: torch.Tensor) -> torch.Tensor:  # logits (1, L, V)
-        return F.cross_entropy(logits[0, :-1].float(), ids[0, 1:])
+    grad = torch.randn(1, args.tokens, spec.hidden, generator=torch.Generator().manual_seed(0))  # (1, L, D)
 
     def mega_trunk() -> None:
-        x = mega.embed(ids)  # (1, L, D)
-        for block in mega.layers:
-            x, _ = block(x, None, mega.rope)
-        x, _ = mega.output.final_norm(x, None)
-        x.backward(grad)
-        mega.zero_grad(set_to_none=True)
+        mega.model.hidden_states(ids)[0].backward(grad)  # (1, L, D)
+        mega.model.zero_grad(set_to_none=True)
 
     def llama_trunk() -> None:
-        llama.model(input_ids=ids).last_hidden_state.backward(grad)  # (1, L, D)
-        llama.zero_grad(set_to_none=True)
+        llama.model.model(input_ids=ids).last_hidden_state.backward(grad)  # (1, L, D)
+        llama.model.zero_grad(set_to_none=True)
 
-    def mega_step() -> None:
-        loss(mega(ids)[0]).backward()
-        mega.zero_grad(set_to_none=True)
-
-    def llama_step() -> None:
-        loss(llama(input_ids=ids).logits).backward()
-        llama.zero_grad(set_to_none=True)
-
-    runs = {"megalodoc trunk": mega_trunk, "llama-width trunk": llama_trunk,
-            "megalodoc step": mega_step, "llama-width step": llama_step}
-    for fn in runs.values():  # warm-up: the first calls allocate
-        fn()
+    runs = {  # name -> a callable returning its seconds; the steps are long_context's one-shot forward+backward
+        f"{mega.name} trunk": partial(seconds, mega_trunk), f"{llama.name} trunk": partial(seconds, llama_trunk),
+        f"{mega.name} step": partial(one_shot_once, mega, ids, cpu, True),
+        f"{llama.name} step": partial(one_shot_once, llama, ids, cpu, True),
+    }
+    for run in runs.values():  # warm-up: the first calls allocate
+        run()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeats):
-        for name, fn in runs.items():
-            times[name].append(seconds(fn))
+        for name, run in runs.items():
+            times[name].append(run())
     median = {name: statistics.median(t) for name, t in times.items()}
     systems = {}
-    for name in ("megalodoc", "llama-width"):
+    for name in (mega.name, llama.name):
         trunk, step = median[f"{name} trunk"], median[f"{name} step"]
         systems[name] = {"trunk_s": trunk, "step_s": step, "head_and_loss_s": step - trunk,
                          "trunk_runs_s": times[f"{name} trunk"], "step_runs_s": times[f"{name} step"]}
     result = {
         "meta": machine_meta(model="shipped", tokens=args.tokens, repeats=args.repeats,
-                             vocab=mega.config.vocab_size),
+                             vocab=mega.model.config.vocab_size),
         "systems": systems,
     }
     print_report(result)
@@ -108,8 +99,8 @@ def print_report(result: dict) -> None:
     print(f"{'system':<12} {'trunk ms':>9} {'step ms':>9} {'head+loss ms':>13}")
     for name, r in s.items():
         print(f"{name:<12} {1e3 * r['trunk_s']:>9.1f} {1e3 * r['step_s']:>9.1f} {1e3 * r['head_and_loss_s']:>13.1f}")
-    m, b = s["megalodoc"], s["llama-width"]
-    print(f"megalodoc x (llama-width time over megalodoc's): trunk {b['trunk_s'] / m['trunk_s']:.3f}x, "
+    (mega, m), (llama, b) = s.items()
+    print(f"{mega} x ({llama} time over {mega}'s): trunk {b['trunk_s'] / m['trunk_s']:.3f}x, "
           f"step {b['step_s'] / m['step_s']:.3f}x")
 
 

@@ -118,11 +118,11 @@ class Megalodon(nn.Module):
             )
 
     # ---- forward ----
-    def forward(
-        self, ids: torch.Tensor, state: ModelState | None = None, *, compute_logits: bool = True
-    ) -> tuple[torch.Tensor | None, ModelState]:
-        """ids (B, L) int64 -> logits (B, L, V) float32 (float64 for a float64 model; None when
-        compute_logits=False, which skips the LM head entirely) and the state after the last token."""
+    def hidden_states(
+        self, ids: torch.Tensor, state: ModelState | None = None
+    ) -> tuple[torch.Tensor, ModelState]:
+        """ids (B, L) int64 -> the final norm's output (B, L, D), the LM head's input, and the state after
+        the last token: everything forward does except the head."""
         self._check_ids(ids)
         B, L = ids.shape
         if state is not None:
@@ -140,10 +140,17 @@ class Megalodon(nn.Module):
             new_layers.append(layer_state)
         x, final = self.output.final_norm(x, None if state is None else state.final_norm)  # (B, L, D)
         position = (0 if state is None else state.position) + L
-        new_state = ModelState(tuple(new_layers), final, position)
+        return x, ModelState(tuple(new_layers), final, position)
+
+    def forward(
+        self, ids: torch.Tensor, state: ModelState | None = None, *, compute_logits: bool = True
+    ) -> tuple[torch.Tensor | None, ModelState]:
+        """ids (B, L) int64 -> logits (B, L, V) float32 (float64 for a float64 model; None when
+        compute_logits=False, which skips the LM head entirely) and the state after the last token."""
+        x, new_state = self.hidden_states(ids, state)  # (B, L, D)
         if not compute_logits:
             return None, new_state
-        head = self.embed.weight if cfg.share_emb else self.output.output.weight  # (V, D)
+        head = self.embed.weight if self.config.share_emb else self.output.output.weight  # (V, D)
         logits = F.linear(x, head)  # (B, L, V)
         if logits.dtype != torch.float64:
             logits = logits.float()  # fp32 logits whatever the compute dtype

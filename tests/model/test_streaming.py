@@ -171,6 +171,22 @@ def test_without_logits_gives_same_state(tiny):
         assert torch.equal(value, s2.to_flat()[key]), key
 
 
+def test_hidden_states_are_what_the_head_reads(tiny):
+    """hidden_states is forward without the head: the head over it gives forward's logits bit for bit, from
+    an empty and from a carried state, with the same state after."""
+    head = tiny.embed.weight if tiny.config.share_emb else tiny.output.output.weight  # (V, D)
+    ids = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        _, carried = tiny(ids[:, :23])
+        for state in (None, carried):
+            logits, s1 = tiny(ids[:, 23:], state)
+            hidden, s2 = tiny.hidden_states(ids[:, 23:], state)
+            assert hidden.shape == (2, 17, tiny.config.model_dim)
+            assert torch.equal(torch.nn.functional.linear(hidden, head), logits)
+            for key, value in s1.to_flat().items():
+                assert torch.equal(value, s2.to_flat()[key]), key
+
+
 def test_explicit_initial_state_equals_none(tiny):
     ids = torch.randint(0, 256, (2, 25), generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
