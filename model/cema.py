@@ -70,8 +70,12 @@ class ComplexEMA(nn.Module):
             and version == t._version
             for ref, version, t in zip(cached[0], cached[1], params, strict=True)
         ):
-            p, q, gamma = self.coefficients()
-            coefficients = (p, q, gamma, self.omega.squeeze(-1).to(p.dtype))
+            # outside inference mode even when called inside it (inference tensors carry no version
+            # counter, which the kernel's cache of tables checks); inference_mode(False) turns gradients
+            # back on, hence no_grad
+            with torch.inference_mode(False), torch.no_grad():
+                p, q, gamma = self.coefficients()
+                coefficients = (p, q, gamma, self.omega.squeeze(-1).to(p.dtype))
             cached = self._frozen_coefficients = (
                 tuple(t.detach() for t in params), tuple(t._version for t in params), coefficients
             )

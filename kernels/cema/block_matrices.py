@@ -57,7 +57,10 @@ _CACHE: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 
 def cached_block_matrices(p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, T: int) -> BlockMatrices:
     """block_matrices, kept per (q, T) while q lives and none of p, q, gamma changes. Only for
-    coefficients that need no gradient (the cache would keep a graph alive otherwise)."""
+    coefficients that need no gradient (the cache would keep a graph alive otherwise). Inference tensors
+    (made under torch.inference_mode) carry no version counter, so matrices for them are built afresh."""
+    if p.is_inference() or q.is_inference() or gamma.is_inference():
+        return block_matrices(p, q, gamma, T)
     versions = (q._version, p._version, gamma._version)
     per_q = _CACHE.get(q)
     if per_q is None:

@@ -185,6 +185,37 @@ def test_table_cache_is_not_fooled_by_new_coefficients():
             assert_close(y, y_ref, FLOAT64_EXACT, f"y with p scaled by {scale}")
 
 
+def test_coefficients_made_under_inference_mode_run_like_plain_ones():
+    """Inference tensors carry no version counter for the table cache to check: coefficients made under
+    torch.inference_mode still give the plain tensors' result, twice in a row."""
+    p, q, gamma, omega = random_cema_coefficients(5, 4, seed=8)
+    x = torch.randn(2, 90, 5, dtype=torch.float64)
+    with torch.no_grad():
+        expected, expected_h = cema_blocked(x, p, q, gamma, omega, output_final_state=True)
+    with torch.inference_mode():
+        made_here = [t.clone() for t in (p, q, gamma, omega)]
+        assert all(t.is_inference() for t in made_here)
+        for _ in range(2):
+            y, h = cema_blocked(x, *made_here, output_final_state=True)
+            assert torch.equal(y, expected) and torch.equal(h, expected_h)
+
+
+def test_layer_under_inference_mode_keeps_cacheable_coefficients():
+    """Called first under torch.inference_mode, the layer still caches plain coefficients with no graph
+    (so the tables of powers are cached too, and the layer can be deep-copied), and gives no_grad's
+    output."""
+    torch.manual_seed(0)
+    layer = ComplexEMA(6, 4)
+    x = torch.randn(2, 100, 6)
+    with torch.inference_mode():
+        y, _ = layer(x, None)
+    p, q, gamma, _ = layer._frozen_coefficients[2]
+    for t in (p, q, gamma):  # what keys the tables
+        assert not t.is_inference() and t.grad_fn is None and not t.requires_grad
+    with torch.no_grad():
+        assert torch.equal(ComplexEMA.forward(layer, x, None)[0], y)
+
+
 @pytest.mark.parametrize("needed", ["x only", "coefficients only", "initial state only"])
 def test_gradients_of_some_inputs_equal_those_computed_for_all(needed):
     """The backward skips what no input asked for (d/dx when x needs no gradient, the coefficients' terms

@@ -1,5 +1,7 @@
 """Streaming contract: any split of a sequence (mid-chunk, token by token) equals one call."""
 
+import copy
+
 import pytest
 import torch
 
@@ -185,6 +187,20 @@ def test_hidden_states_are_what_the_head_reads(tiny):
             assert torch.equal(torch.nn.functional.linear(hidden, head), logits)
             for key, value in s1.to_flat().items():
                 assert torch.equal(value, s2.to_flat()[key]), key
+
+
+def test_inference_mode_streams_like_no_grad(tiny):
+    """Under torch.inference_mode (a fresh copy, so its coefficients and tables of powers are first built
+    there, then reused from a carried state) the logits and state equal no_grad's bit for bit."""
+    ids = torch.randint(0, 256, (2, 70), generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        expected, expected_state = run_in_pieces(tiny, ids, [33, 37])
+    fresh = copy.deepcopy(tiny)  # after a call: the cached coefficients must be plain tensors, no graph
+    with torch.inference_mode():
+        got, state = run_in_pieces(fresh, ids, [33, 37])
+    assert torch.equal(got, expected)
+    for key, value in expected_state.to_flat().items():
+        assert torch.equal(value, state.to_flat()[key]), key
 
 
 def test_explicit_initial_state_equals_none(tiny):
