@@ -13,6 +13,8 @@ states are never mutated, so the one you passed in is still valid). Text: feed t
 
 from __future__ import annotations
 
+import sys
+import weakref
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -114,7 +116,10 @@ class Generation:
         self.tokens: list[int] = []
         self.stopped_by: str | None = None  # "stop_token", "max_new_tokens" or "closed" once finished
         self._started = False
-        self._iterator: Generator[int, None, None] | None = None
+        # a weak reference: the running generator's frame holds self, so a strong one would make a cycle
+        # that only the garbage collector frees, closing the generator (and running the model) whenever it
+        # runs, at interpreter exit too, where PyTorch aborts the process
+        self._iterator: weakref.ref[Generator[int, None, None]] | None = None
         self._generator = torch.Generator(device="cpu")
         if self.settings.seed is not None:
             self._generator.manual_seed(self.settings.seed)
@@ -139,8 +144,9 @@ class Generation:
                 "a second time); start a new Generation from `initial_state` to retry"
             )
         self._started = True
-        self._iterator = self._run()
-        return self._iterator
+        iterator = self._run()
+        self._iterator = weakref.ref(iterator)
+        return iterator
 
     def _run(self) -> Generator[int, None, None]:
         device = self.model.embed.weight.device
@@ -154,8 +160,10 @@ class Generation:
                 try:
                     yield token
                 except GeneratorExit:  # the consumer stopped early: the state still takes in this token
-                    ids = torch.tensor([[token]], dtype=torch.int64, device=device)
-                    _, self.state = self.model(ids, self.state, compute_logits=False)
+                    # at interpreter exit nothing can read the state, and PyTorch aborts on a model call
+                    if not sys.is_finalizing():
+                        ids = torch.tensor([[token]], dtype=torch.int64, device=device)
+                        _, self.state = self.model(ids, self.state, compute_logits=False)
                     self.stopped_by = "closed"
                     raise
                 last = token in s.stop_tokens or len(self.tokens) >= s.max_new_tokens
@@ -167,9 +175,11 @@ class Generation:
             self.stopped_by = "max_new_tokens"
 
     def close(self) -> None:
-        """Stop early (e.g. a stop button): `final_state` then covers the tokens yielded so far."""
-        if self._iterator is not None:
-            self._iterator.close()
+        """Stop early (e.g. a stop button): `final_state` then covers the tokens yielded so far. Dropping
+        the iterator stops it as well."""
+        iterator = None if self._iterator is None else self._iterator()
+        if iterator is not None:
+            iterator.close()
 
 
 def generate(

@@ -1,5 +1,10 @@
 """Generation: greedy equals argmax of a full forward, seeds, stop tokens, filters, from a state."""
 
+import gc
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -88,6 +93,40 @@ def test_generation_is_single_use_and_hands_back_its_final_state(tiny):
     assert gen.final_state is final and final.position == 7 and gen.tokens == tokens  # nothing fed twice
     # a retry is a new Generation from the same starting state, and gives the same tokens
     assert list(Generation(tiny, [2, 5, 7], settings=SamplingSettings(max_new_tokens=4, greedy=True))) == tokens
+
+
+def test_dropping_the_iterator_stops_the_generation_at_once(tiny):
+    """No reference cycle keeps a suspended generation alive for the garbage collector: dropping its
+    iterator closes it there and then, with the state covering the tokens seen."""
+    gen = Generation(tiny, [2, 5, 7], settings=SamplingSettings(max_new_tokens=10, greedy=True))
+    iterator = iter(gen)
+    seen = [next(iterator), next(iterator)]
+    gc.disable()
+    try:
+        del iterator
+        assert gen.stopped_by == "closed" and gen.final_state.position == 3 + 2
+    finally:
+        gc.enable()
+    with torch.no_grad():
+        _, expected = tiny(torch.tensor([[2, 5, 7, *seen]]))
+    assert torch.allclose(gen.final_state.layers[0].ema, expected.layers[0].ema, atol=1e-5)
+
+
+def test_a_generation_suspended_at_interpreter_exit_exits_cleanly():
+    """A script that leaves a generation suspended when it ends exits with status 0 (PyTorch used to abort
+    the process while the garbage collector closed the generation at exit)."""
+    script = textwrap.dedent("""
+        import torch
+        from megalodoc.model import Generation, Megalodon, MegalodonConfig, SamplingSettings
+        torch.manual_seed(0)
+        model = Megalodon(MegalodonConfig.preset("tiny")).eval()
+        generation = Generation(model, [2, 5, 7], settings=SamplingSettings(greedy=True))
+        iterator = iter(generation)
+        print(next(iterator), next(iterator))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(done.stdout.split()) == 2
 
 
 def test_stopping_early_leaves_a_state_that_covers_the_tokens_seen(tiny):
