@@ -11,7 +11,9 @@ length, so that they share the machine's state):
    the end (lengths up to 8K are streamed --stream-repeats times, systems taking turns, and the median
    run is kept), peak
    memory (RSS on CPU, torch.cuda.max_memory_allocated on GPU), bytes of the state or of the KV cache;
-   at the decode lengths, tokens/s of greedy decoding from the state reached;
+   at the decode lengths, tokens/s of greedy decoding from the state reached. Streams run under
+   torch.inference_mode, as ingest reads; decoding and the one-shot forward under torch.no_grad, as
+   generation and the surprise curve run;
 2. one-shot (training-style, with logits): forward, and forward + backward of the cross-entropy, at
    2K, 4K, 8K, 32K tokens;
 A baseline that exceeds the per-stream time budget or the memory cap stops there; that is recorded,
@@ -211,7 +213,7 @@ class LlamaSystem:
             cache.update(torch.randn(shape, dtype=param.dtype, device=device),
                          torch.randn(shape, dtype=param.dtype, device=device), layer)
         times = []
-        with torch.no_grad():
+        with torch.inference_mode():  # as stream() runs
             for _ in range(repeats + 1):
                 sync(device)
                 t0 = time.perf_counter()
@@ -250,7 +252,8 @@ def stream(system, ids: torch.Tensor, chunk: int, device: torch.device, args, ru
     cap = args.memory_cap_gib * 2**30
     start = time.perf_counter()
     try:
-        with Meter(device) as meter, torch.no_grad():
+        # inference_mode, as ingest reads; every system alike
+        with Meter(device) as meter, torch.inference_mode():
             for pos in range(0, ids.shape[1], chunk):
                 t0 = time.perf_counter()
                 system.step(ids[:, pos : pos + chunk])

@@ -185,7 +185,7 @@ def main() -> None:
     ids = document_ids(args.tokens, DEFAULT_MODEL_DIR / "tokenizer.model")[None]  # (1, tokens)
 
     results: dict[str, dict] = {}
-    with torch.no_grad():
+    with torch.inference_mode():  # as ingest reads (and long_context.py streams)
         for system in systems:
             recorder = record_stream(system, ids, chunk)
             results[system.name] = {

@@ -99,7 +99,7 @@ def model_costs(bundle: ModelBundle, *, chunks: int = 2) -> tuple[float, int, in
     model, chunk = bundle.model, bundle.chunk_size
     ids = torch.randint(0, model.config.vocab_size, (1, chunk), generator=torch.Generator().manual_seed(0))
     ids = ids.to(bundle.device)
-    with torch.no_grad():
+    with torch.inference_mode():  # as ingest reads
         _, state = model(ids, None, compute_logits=False)
         start = time.perf_counter()
         for _ in range(chunks):

@@ -193,7 +193,9 @@ class _DocumentRun:
     # ---- model ----
     def feed(self, ids: list[int]) -> None:
         start = time.perf_counter()
-        with torch.no_grad():
+        # inference_mode, not no_grad: no version counters or view tracking per op (~10% of a chunk's time
+        # on a CPU); the state never leaves this run except as stored bytes
+        with torch.inference_mode():
             batch = torch.tensor([ids], dtype=torch.int64, device=self.bundle.model.embed.weight.device)
             _, self.state = self.bundle.model(batch, self.state, compute_logits=False)
         self.times.model += time.perf_counter() - start
