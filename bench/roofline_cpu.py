@@ -9,7 +9,8 @@ measured in one process.
    on a GPU). The matrix products' count is checked against PyTorch's FlopCounterMode.
 2. Times each recorded product alone at its own shapes and strides (operands hot in cache), and a large
    square product: the peak is the best FLOP/s of any of them.
-3. Streams the same tokens of one real document (see long_context.py) from an empty state, the systems
+3. Streams the same tokens of one real document (see long_context.py) from an empty state under
+   torch.inference_mode (as ingest reads; 1. records under no_grad, which decomposes linear), the systems
    taking turns, the median of --repeats runs kept.
 
 A system's roofline share is (its product FLOPs per token x its tokens/s) / the peak. Its products timed
@@ -185,10 +186,12 @@ def main() -> None:
     ids = document_ids(args.tokens, DEFAULT_MODEL_DIR / "tokenizer.model")[None]  # (1, tokens)
 
     results: dict[str, dict] = {}
-    with torch.inference_mode():  # as ingest reads (and long_context.py streams)
-        for system in systems:
-            recorder = record_stream(system, ids, chunk)
-            results[system.name] = {
+    # recorded under no_grad: under inference_mode linear and matmul reach the recorder undecomposed
+    with torch.no_grad():
+        recorders = {system.name: record_stream(system, ids, chunk) for system in systems}
+    with torch.inference_mode():  # timed as ingest reads (and long_context.py streams)
+        for name, recorder in recorders.items():
+            results[name] = {
                 "matrix_flops": recorder.matrix_flops, "attention_flops": recorder.attention_flops,
                 "products": time_products(recorder, args.repeats),
             }
