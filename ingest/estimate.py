@@ -22,6 +22,7 @@ from megalodoc.ingest.sources import PdfSource, RepoSource, Source, SourceError,
 from megalodoc.ingest.sources.pdf_extract import extract_page, open_pdf
 from megalodoc.ingest.sources.repo import HEADER
 from megalodoc.model import ModelBundle, state_to_bytes
+from megalodoc.model.boundary import CALL_CHUNKS, call_span
 from megalodoc.storage.blob_encoding import DEFAULT_ENCODING, encode_blob
 
 DEFAULT_BYTES_PER_TOKEN = 3.3
@@ -93,20 +94,21 @@ class IngestEstimate:
                 f"{_size(self.disk_bytes)} of disk")
 
 
-def model_costs(bundle: ModelBundle, *, chunks: int = 2) -> tuple[float, int, int]:
+def model_costs(bundle: ModelBundle, *, calls: int = 1) -> tuple[float, int, int]:
     """(tokens per second, stored bytes of one state, chunk size) of the bundle's model on this machine: one
-    warm-up chunk, then ``chunks`` chunks timed, without the LM head, as ingest runs it."""
-    model, chunk = bundle.model, bundle.chunk_size
-    ids = torch.randint(0, model.config.vocab_size, (1, chunk), generator=torch.Generator().manual_seed(0))
-    ids = ids.to(bundle.device)
+    warm-up call, then ``calls`` calls timed, each of one call span (`call_span`), without the LM head, as
+    ingest runs it."""
+    model, chunk, span = bundle.model, bundle.chunk_size, call_span(bundle.model.config)
+    ids = torch.randint(0, model.config.vocab_size, (1, span), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(bundle.device)  # (1, span)
     with torch.inference_mode():  # as ingest reads
         _, state = model(ids, None, compute_logits=False)
         start = time.perf_counter()
-        for _ in range(chunks):
+        for _ in range(calls):
             _, state = model(ids, state, compute_logits=False)
         elapsed = max(time.perf_counter() - start, 1e-9)
     state_bytes = len(encode_blob(state_to_bytes(state, bundle), DEFAULT_ENCODING))  # as the store keeps it
-    return chunks * chunk / elapsed, state_bytes, chunk
+    return calls * span / elapsed, state_bytes, chunk
 
 
 def estimate_ingest(
@@ -135,7 +137,8 @@ def estimate_ingest(
             results.append(InputEstimate(shown, None, 0, "", 0, 0, 0.0, 0, str(error)))
             continue
         tokens = math.ceil(text_bytes / bytes_per_token)
-        snapshots = math.ceil(tokens / (chunk_size * snapshot_every)) if tokens else 0
+        spacing = math.ceil(snapshot_every / CALL_CHUNKS) * CALL_CHUNKS  # snapshots fall after whole calls
+        snapshots = math.ceil(tokens / (chunk_size * spacing)) if tokens else 0
         disk = snapshots * state_bytes + tokens * (2 * bytes_per_token + STORED_BYTES_PER_TOKEN_OVER_TEXT)
         results.append(InputEstimate(shown, kind, units, unit_name, text_bytes, tokens,
                                      tokens / tokens_per_second, int(disk)))

@@ -89,8 +89,8 @@ class Library:
 
     def state_at(self, document: DocumentRecord | int, position: int) -> ModelState:
         """The model state after `position` tokens of a document: the latest snapshot at or before it
-        (a chunk-boundary state), then the stored tokens from there re-read in aligned chunks, so the
-        result equals an uninterrupted chunked run bit for bit on CPU. Never modifies the stored snapshot."""
+        (a call-boundary state), then the stored tokens from there re-read in calls on the same grid as
+        ingest's, so the result equals an uninterrupted reading bit for bit. Never modifies the stored snapshot."""
         doc = self.store.get_document(_doc_id(document))
         if not 0 <= position <= doc.committed_position:
             raise ValueError(f"{doc.name}: position {position} is outside the read part [0, {doc.committed_position}]")
@@ -99,7 +99,7 @@ class Library:
 
 def restore_state(store: Store, bundle: ModelBundle, document: DocumentRecord, position: int) -> ModelState:
     """The state after `position` tokens of a stored document: the latest snapshot at or before it (a
-    chunk-boundary state), then the stored token ids from that boundary re-read in aligned pieces.
+    call-boundary state), then the stored token ids from that boundary re-read in calls on the call grid.
     The stored snapshot is never modified. Raises IncompatibleStateError naming the snapshot."""
     info = store.latest_snapshot_at(document.id, position)
     state = None

@@ -1,13 +1,15 @@
-"""The streaming ingest of one document: read, tokenize, run the model chunk by chunk, snapshot.
+"""The streaming ingest of one document: read, tokenize, run the model call by call, snapshot.
 
-After every `snapshot_every` chunks of C tokens (aligned to absolute positions) the model state is
-written together with the chunk text, the locations and the document's committed position, in one
-transaction; the end of the document gets a final snapshot. Stored states are chunk-boundary states
-only: the last, partial chunk of a document is not run through the model at all; the final snapshot
-holds the state at the last boundary plus those tokens' ids (fewer than C), which a restore re-reads.
+The model reads the text in calls of CALL_CHUNKS chunks of C tokens that end at absolute call
+boundaries (multiples of `call_span`, see `megalodoc.model.boundary`). After the call that brings the
+chunks read since the last snapshot to `snapshot_every` or more, the model state is written together
+with the chunk text, the locations and the document's committed position, in one transaction; the end
+of the document gets a final snapshot. Stored states are call-boundary states only: the document's last
+tokens after its last call boundary are not run through the model at all; the final snapshot holds the
+state at that boundary plus those tokens' ids (fewer than CALL_CHUNKS * C), which a restore re-reads.
 A document whose content hash is known and incomplete resumes from its last snapshot and ends
 bit-identical to an uninterrupted run; a complete document is not read again. Ingest never computes
-the LM head. Cancellation is cooperative and takes effect within one chunk.
+the LM head. Cancellation is cooperative and takes effect after the model call in progress.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from megalodoc.model import (
     state_from_bytes,
     state_to_bytes,
 )
+from megalodoc.model.boundary import call_span
 from megalodoc.model.state_codec import compute_label
 from megalodoc.model.tokenizer import Tokenizer, TokenizerError
 from megalodoc.storage import ChunkText, DocumentRecord, DocumentStatus, IngestStatus, Location, StorageError, Store
@@ -63,7 +66,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class CancelToken:
-    """Set it from any thread to stop an ingest after the chunk in progress."""
+    """Set it from any thread to stop an ingest after the model call in progress (at most CALL_CHUNKS chunks)."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -100,7 +103,8 @@ def _release_if_holder_died(store: Store, document: DocumentRecord) -> bool:
 
 @dataclass(frozen=True)
 class IngestSettings:
-    """snapshot_every: chunks between snapshots (the end of a document always gets one)."""
+    """snapshot_every: chunks between snapshots, rounded up to whole model calls of CALL_CHUNKS chunks
+    (the end of a document always gets one)."""
 
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
     lease_seconds: float = 120.0
@@ -183,7 +187,7 @@ class _DocumentRun:
         self.pending_ids: list[int] = []  # tokens read since the last snapshot (chunk text)
         self.carry_ids: list[int] = []  # the last stored chunk's ids of a character it does not end
         self.pending_pieces: list[TokenizedPiece] = []  # pieces overlapping [committed, ...)
-        self.tail_ids: list[int] = []  # the document's last tokens after the last chunk boundary (< C)
+        self.tail_ids: list[int] = []  # the document's last tokens after the last call boundary (< call span)
         self.chunks_since_snapshot = 0
         self.snapshots = 0
         self.units_done = 0
@@ -203,8 +207,9 @@ class _DocumentRun:
         self.pending_ids.extend(ids)
 
     def hold_tail(self, ids: list[int]) -> None:
-        """Take the document's last tokens (fewer than C) as ids to store beside the boundary state,
-        without running the model over them: a mid-chunk state would carry that chunk's keys/values."""
+        """Take the document's last tokens (fewer than a call span) as ids to store beside the call-boundary
+        state, without running the model over them: a mid-chunk state would carry that chunk's keys and
+        values, and a restore re-reads them on the same call grid as any other reading."""
         self.tail_ids = list(ids)
         self.position += len(ids)
         self.pending_ids.extend(ids)
@@ -372,8 +377,8 @@ def ingest_path(
 
 
 def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) -> IngestStatus:
-    """The chunk loop. Returns COMPLETE or CANCELLED."""
-    C = bundle.chunk_size
+    """The call loop. Returns COMPLETE or CANCELLED."""
+    C, span = bundle.chunk_size, call_span(bundle.model.config)
     resume = _restore(store, bundle, run, source.stream_version)
     run.meter.start_tokens = run.position
     if resume is None:  # stopped after the final snapshot, before the status was written
@@ -381,7 +386,7 @@ def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) 
         run.progress(finished=True)
         return IngestStatus.COMPLETE
     piece_index, piece_start = resume
-    buffer: list[int] = []  # tokens not yet given to the model; the model sees whole aligned chunks
+    buffer: list[int] = []  # tokens not yet given to the model; the model sees calls up to a call boundary
     stream = tokenize_source(source, _TimedTokenizer(bundle.require_tokenizer(), run.times),
                              start_piece=piece_index, token_start=piece_start)
     try:
@@ -398,10 +403,12 @@ def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) 
                 continue
             run.pending_pieces.append(piece)
             buffer.extend(piece.ids[skip:])
-            while len(buffer) >= C:
-                run.feed(buffer[:C])
-                del buffer[:C]
-                run.chunks_since_snapshot += 1
+            # a state resumed at a chunk boundary that is not a call boundary (stored by an older release)
+            # first reads up to the next call boundary
+            while len(buffer) >= (take := span - run.position % span):
+                run.feed(buffer[:take])
+                del buffer[:take]
+                run.chunks_since_snapshot += take // C
                 if run.chunks_since_snapshot >= run.settings.snapshot_every:
                     run.snapshot(source.stream_version)
                 run.progress()

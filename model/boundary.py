@@ -1,17 +1,25 @@
-"""Chunk-boundary states plus tail ids: the form in which states are stored.
+"""Call-boundary states plus tail ids: the form in which states are stored, and the grid of model calls.
 
 Attention is chunk-local, so at a chunk boundary (position a multiple of C) a state holds no keys or
 values: only the CEMA hidden states and the norm statistics, a size that does not grow with the text.
 In the middle of a chunk it also carries the unfinished chunk's keys and values, which for a large model
-can be far bigger. Stored states are therefore always boundary states; the state at any other position p
-is the boundary state at b = p - p % C plus the token ids [b, p) (the tail, fewer than C), re-read on
+can be far bigger. Stored states are therefore always boundary states.
+
+The model reads text in calls of up to CALL_CHUNKS chunks that end at absolute multiples of
+`call_span(config)` = CALL_CHUNKS * C tokens (the call boundaries): a call of several chunks does the
+same work in larger matrix products, several times faster per token on a CPU than one chunk per call.
+The bits of a state depend on how the text was cut into calls, so every path cuts on the same absolute
+grid: ingest, a restore, a session turn. The state at any position p is stored as the state at the last
+call boundary b <= p plus the token ids [b, p) (the tail, fewer than CALL_CHUNKS * C), re-read on
 restore. Document snapshots and session turns use the same pair:
 
     boundary, tail = fold_to_boundary(model, boundary, new_ids)    # store (boundary, tail)
     state = restore_with_tail(model, boundary, tail)              # the state after the last id
 
-Every model call here feeds pieces that end at absolute chunk boundaries, the way ingest reads a
-document, so restoring gives bit for bit (on CPU) the state of an uninterrupted chunked run.
+Restoring therefore gives bit for bit the state of an uninterrupted reading. A state stored at a chunk
+boundary that is not a call boundary (made before calls spanned several chunks) is still read: the
+first call runs to the next call boundary, and the continuation is within rounding of, not bit-identical
+with, an uninterrupted reading.
 """
 
 from __future__ import annotations
@@ -25,6 +33,16 @@ from megalodoc.model.megalodon import Megalodon
 from megalodoc.model.state import ModelState
 
 TokenIds = Sequence[int] | torch.Tensor  # 1-D token ids of one sequence (batch 1)
+
+CALL_CHUNKS = 4
+"""Chunks per model call when reading a text (ingest, restores, session folds): calls end at multiples
+of CALL_CHUNKS * C. 4 gets most of the speed of larger calls (see bench/roofline_cpu.py) while keeping
+the tail that a restore re-reads short."""
+
+
+def call_span(config: MegalodonConfig) -> int:
+    """Tokens between two call boundaries: CALL_CHUNKS * C."""
+    return CALL_CHUNKS * config.chunk_size
 
 
 def boundary_state_nbytes(config: MegalodonConfig, batch_size: int = 1) -> int:
@@ -55,15 +73,16 @@ def _start(model: Megalodon, state: ModelState | None) -> ModelState:
 
 def run_aligned(model: Megalodon, state: ModelState | None, ids: TokenIds) -> ModelState:
     """The state after reading `ids` from `state` (None: a fresh state), without the LM head, fed in
-    pieces that end at absolute chunk boundaries: bit-identical on CPU to ingest's chunk-by-chunk reading."""
+    calls that end at absolute call boundaries (multiples of `call_span`): bit-identical to ingest's
+    reading of the same text."""
     state = _start(model, state)
     tokens = _as_list(ids)
-    C = model.config.chunk_size
+    span = call_span(model.config)
     device = model.embed.weight.device
     done = 0
     with torch.no_grad():
         while done < len(tokens):
-            take = min(C - state.position % C, len(tokens) - done)
+            take = min(span - state.position % span, len(tokens) - done)
             piece = torch.tensor([tokens[done : done + take]], dtype=torch.int64, device=device)  # (1, take)
             _, state = model(piece, state, compute_logits=False)
             done += take
@@ -74,9 +93,10 @@ def fold_to_boundary(
     model: Megalodon, boundary_state: ModelState | None, ids: TokenIds
 ) -> tuple[ModelState, list[int]]:
     """Read `ids` after `boundary_state` (None: the start of a text) and return (the state at the last
-    chunk boundary reached, the ids after that boundary). The returned ids are fewer than C; when no
-    boundary is crossed the state comes back unchanged with all of `ids` as the tail. The input state
-    must itself be at a boundary (ValueError otherwise: a mid-chunk state cannot be stored)."""
+    call boundary reached, the ids after that boundary). The returned ids are fewer than `call_span`;
+    when no call boundary is crossed the state comes back unchanged with all of `ids` as the tail. The
+    input state must be at a chunk boundary (ValueError otherwise: a mid-chunk state cannot be stored);
+    a chunk boundary that is not a call boundary is accepted (a state stored by an older release)."""
     state = _start(model, boundary_state)
     if not state.at_chunk_boundary:
         raise ValueError(
@@ -84,8 +104,8 @@ def fold_to_boundary(
             f"{state.position % model.config.chunk_size} tokens into a chunk"
         )
     tokens = _as_list(ids)
-    C = model.config.chunk_size
-    whole = (state.position + len(tokens)) // C * C - state.position  # tokens up to the last boundary
+    span = call_span(model.config)
+    whole = max(0, (state.position + len(tokens)) // span * span - state.position)  # up to the last call boundary
     if whole > 0:
         state = run_aligned(model, state, tokens[:whole])
     return state, tokens[whole:]

@@ -5,15 +5,16 @@
 
 This is the one place where states become bytes and back; storage keeps the bytes without looking
 inside (it does not import the model). The metadata records the state schema version, the model
-fingerprint, the chunk size, the position, and the compute dtype and device type of the model that
-produced the state. A load refuses a different schema version, fingerprint or chunk size with an
+fingerprint, the chunk size, the position, and the compute dtype, device type and chunks per model call
+of the computation that produced the state. A load refuses a different schema version, fingerprint or chunk size with an
 `IncompatibleStateError` that names the state.
 
 Dtype and device policy. State tensors are kept at full precision whatever the compute dtype (CEMA
 hidden state complex64, norm statistics fp32, keys/values as computed), so any state can be fed to
 any compute dtype of the same model. Continuation is exact (bit-identical on CPU to an uninterrupted
-run) only when the compute dtype and device type match those recorded in the state. A state made with
-another dtype or device type is still accepted, because the model is the same (the fingerprint does
+run) only when the compute dtype, device type and chunks per call match those recorded in the state. A
+state made with another dtype, device type or call size (e.g. "float32/cpu", stored by a release that
+read one chunk per call) is still accepted, because the model is the same (the fingerprint does
 not depend on dtype or device): the continuation is then as close to an uninterrupted run as the two
 dtypes are to each other, and a warning is logged once per (fingerprint, stored dtype/device, used
 dtype/device) in a process. Refusing would make a bf16 GPU service re-read every document that a CPU
@@ -27,6 +28,7 @@ import threading
 
 import torch
 
+from megalodoc.model.boundary import CALL_CHUNKS
 from megalodoc.model.bundle import ModelBundle
 from megalodoc.model.state import STATE_SCHEMA_VERSION, LayerState, ModelState, NormState, StateMismatchError
 from megalodoc.model.tensor_codec import decode_state, encode_state
@@ -42,8 +44,9 @@ class IncompatibleStateError(StateMismatchError):
 
 
 def compute_label(dtype: torch.dtype, device: torch.device | str) -> str:
-    """e.g. "float32/cpu", "bfloat16/cuda": what a state records about the computation that made it."""
-    return f"{str(dtype).removeprefix('torch.')}/{torch.device(device).type}"
+    """e.g. "float32/cpu/calls4", "bfloat16/cuda/calls4": what a state records about the computation that
+    made it (dtype, device type, and chunks per model call; see `megalodoc.model.boundary`)."""
+    return f"{str(dtype).removeprefix('torch.')}/{torch.device(device).type}/calls{CALL_CHUNKS}"
 
 
 def state_to_bytes(state: ModelState, bundle: ModelBundle) -> bytes:

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
     ingest.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
     ingest.add_argument("--snapshot-every", type=int, default=DEFAULT_SNAPSHOT_EVERY, metavar="K",
-                        help=f"snapshot every K chunks (default {DEFAULT_SNAPSHOT_EVERY}; see bench/snapshots.py)")
+                        help=f"snapshot every K chunks, rounded up to whole model calls of 4 chunks "
+                             f"(default {DEFAULT_SNAPSHOT_EVERY}; see bench/snapshots.py)")
     ingest.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     ingest.add_argument("--quiet", action="store_true", help="no progress line, only the summary")
     ingest.add_argument("--estimate", action="store_true",

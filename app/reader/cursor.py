@@ -1,6 +1,7 @@
-"""A model state kept the way the store keeps it: the state at the last chunk boundary plus the token ids
-read after it (the tail, fewer than C + 1 tokens). A mid-chunk state also holds the chunk's keys and
-values; those are never stored: the tail is re-read on restore.
+"""A model state kept the way the store keeps it: the state at the last call boundary plus the token ids
+read after it (the tail, at most one call span of CALL_CHUNKS * C tokens; see `megalodoc.model.boundary`).
+A mid-chunk state also holds the chunk's keys and values; those are never stored: the tail is re-read on
+restore, in calls cut on the same absolute grid as every other reading.
 
 Every answer and continuation starts by reading its cursor's tail from the boundary state, and every
 session turn ends by folding what it read into a new cursor. A session that resumes from the store
@@ -18,7 +19,8 @@ from megalodoc.storage import DocumentRecord, StatePayload, Store
 
 @dataclass(frozen=True)
 class Cursor:
-    """`boundary`: a state at a chunk boundary (position a multiple of C); `tail`: token ids after it."""
+    """`boundary`: a state at a call boundary (a chunk boundary in stores of older releases); `tail`: token
+    ids after it."""
 
     boundary: ModelState
     tail: tuple[int, ...]
@@ -30,9 +32,9 @@ class Cursor:
 
 
 def fold(bundle: ModelBundle, cursor: Cursor, ids: Sequence[int]) -> Cursor:
-    """The cursor after reading `ids` after `cursor`: the boundary moves to the last chunk boundary that
+    """The cursor after reading `ids` after `cursor`: the boundary moves to the last call boundary that
     leaves at least one token in the tail (a generation needs one token to read next-token logits from),
-    so the tail holds 1 to C tokens; the whole chunks in between are read in aligned pieces."""
+    so the tail holds 1 to one call span of tokens; the text in between is read in calls on the grid."""
     tokens = [*cursor.tail, *(int(i) for i in ids)]
     if not tokens:
         return cursor
@@ -48,8 +50,8 @@ def initial_cursor(bundle: ModelBundle) -> Cursor:
 def document_cursor(store: Store, bundle: ModelBundle, document: DocumentRecord, position: int) -> Cursor:
     """The cursor after `position` tokens of a stored document: the latest document snapshot whose state
     lies strictly before `position` at a chunk boundary, with the stored ids from there folded in (the
-    snapshots may lie several chunks apart), so the tail holds 1 to C tokens. Never modifies the stored
-    snapshot."""
+    snapshots may lie several calls apart), so the tail holds 1 to one call span of tokens. Never modifies
+    the stored snapshot."""
     C = bundle.chunk_size
     info = store.latest_snapshot_at(document.id, position - 1) if position > 0 else None
     while info is not None and info.state_position % C != 0:  # a mid-chunk state (older stores)

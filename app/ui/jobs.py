@@ -105,7 +105,8 @@ class IngestJobs:
         return next((t for t in self.running() if t.document_id == document_id), None)
 
     def cancel_document(self, document_id: int) -> bool:
-        """Ask the task reading this document to stop after the chunk in progress. False when none is."""
+        """Ask the task reading this document to stop after the model call in progress (at most 4 chunks).
+        False when none is."""
         with self._lock:
             for job in self._jobs.values():
                 for task, token in zip(job.tasks, job.cancels, strict=True):

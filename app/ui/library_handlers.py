@@ -117,11 +117,12 @@ def _chosen(doc_id: int | str | None) -> int:
 
 
 def cancel_ingest(ctx: AppContext, doc_id: int | str | None) -> str:
-    """Stop reading the document after the chunk in progress; what was read so far is kept."""
+    """Stop reading the document after the model call in progress; what was read so far is kept."""
     doc = ctx.service.store.get_document(_chosen(doc_id))
     if not ctx.jobs.cancel_document(doc.id):
         raise UiError(f"{doc.name} is not being read here now ({doc.status}); nothing to cancel")
-    return f"Cancelling {doc.name}: it stops after the chunk in progress; resume it later from the list."
+    return (f"Cancelling {doc.name}: it stops after the model call in progress (at most 4 chunks); "
+            "resume it later from the list.")
 
 
 def resume_ingest(ctx: AppContext, doc_id: int | str | None) -> int:

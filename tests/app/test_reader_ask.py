@@ -18,6 +18,7 @@ from megalodoc.app.reader import (
 )
 from megalodoc.app.reader.cursor import document_cursor, fold
 from megalodoc.model import Megalodon, MegalodonConfig, save_model
+from megalodoc.model.boundary import CALL_CHUNKS
 
 
 def test_evidence_stops_at_the_reading_point_unless_whole_document(service, book):
@@ -128,16 +129,17 @@ def test_stop_strings_end_the_text_and_are_never_shown(service):
 def test_fold_keeps_a_tail_and_equals_reading_everything(service, book):
     doc = service.ingest(book)
     C = service.bundle.chunk_size
+    S = CALL_CHUNKS * C  # tokens per model call: cursors fold to multiples of it
     cursor = document_cursor(service.store, service.bundle, doc, 5 * C + 3)
-    assert cursor.boundary.position == 5 * C and len(cursor.tail) == 3 and cursor.boundary.at_chunk_boundary
-    extra = service.store.token_ids(doc.id, 5 * C + 3, 8 * C)
+    assert cursor.boundary.position == S and len(cursor.tail) == 5 * C + 3 - S and cursor.boundary.at_chunk_boundary
+    extra = service.store.token_ids(doc.id, 5 * C + 3, 3 * S)
     folded = fold(service.bundle, cursor, extra)
-    assert folded.boundary.position == 7 * C and len(folded.tail) == C  # at least one token stays in the tail
-    ids = service.store.token_ids(doc.id, 0, 7 * C)
+    assert folded.boundary.position == 2 * S and len(folded.tail) == S  # at least one token stays in the tail
+    ids = service.store.token_ids(doc.id, 0, 2 * S)
     state = None
-    with torch.no_grad():  # chunk by chunk from the start, as ingest reads
-        for start in range(0, 7 * C, C):
-            _, state = service.bundle.model(torch.tensor([ids[start:start + C]]), state, compute_logits=False)
+    with torch.no_grad():  # call by call from the start, as ingest reads
+        for start in range(0, 2 * S, S):
+            _, state = service.bundle.model(torch.tensor([ids[start:start + S]]), state, compute_logits=False)
     for key, value in state.to_flat().items():
         assert torch.equal(folded.boundary.to_flat()[key], value), key
 

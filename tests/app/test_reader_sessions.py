@@ -7,7 +7,7 @@ import torch
 
 from megalodoc.app.reader import DocumentInUseError, ReaderService, SessionNotFoundError
 from megalodoc.model import state_from_bytes
-from megalodoc.model.boundary import run_aligned
+from megalodoc.model.boundary import call_span, run_aligned
 
 ASK = {"max_new_tokens": 10}
 
@@ -117,16 +117,17 @@ def test_a_session_deleted_while_answering_reports_it(service, book):
 
 def test_a_turn_stores_the_state_of_reading_the_whole_conversation(service, book):
     """The stored (boundary state, tail) after a turn is bit for bit the state of reading, from the start
-    of the document in aligned chunks, the document up to the reading point, the prompt and the answer."""
+    of the document in calls on the call grid, the document up to the reading point, the prompt and the answer."""
     doc = service.ingest(book)
     point = service.start_session(doc, at=0.6)
     answer = service.ask(None, "How is text wrapped?", session=point, seed=5, sampling=ASK)
     turn = answer.turn
     info = service.store.get_snapshot(turn.snapshot_id)
     conversation = service.store.token_ids(doc.id, 0, point.session.position) + answer.prompt_ids + answer.token_ids
-    assert info.position == len(conversation) and 1 <= len(info.tail_ids) <= service.bundle.chunk_size
+    span = call_span(service.bundle.model.config)
+    assert info.position == len(conversation) and 1 <= len(info.tail_ids) <= span
     boundary = info.position - len(info.tail_ids)
-    assert boundary % service.bundle.chunk_size == 0 and list(info.tail_ids) == conversation[boundary:]
+    assert boundary % span == 0 and list(info.tail_ids) == conversation[boundary:]
     stored = state_from_bytes(service.store.load_snapshot_bytes(info.id), service.bundle, "turn state")
     expected = run_aligned(service.bundle.model, None, conversation[:boundary])
     for key, value in expected.to_flat().items():

@@ -1,5 +1,6 @@
-"""Every state an ingest stores is a chunk-boundary state; the end of a document is the last boundary
-state plus the ids after it, and restoring it equals an uninterrupted chunked run bit for bit."""
+"""Every state an ingest stores is a call-boundary state (a multiple of CALL_CHUNKS chunks); the end of a
+document is the last call-boundary state plus the ids after it, and restoring it equals an uninterrupted
+reading on the call grid bit for bit."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from state_helpers import assert_same_state, run_chunked
 
 from megalodoc.ingest.library import Library
 from megalodoc.model import state_from_bytes, state_to_bytes
-from megalodoc.model.boundary import boundary_state_nbytes, run_aligned
+from megalodoc.model.boundary import CALL_CHUNKS, boundary_state_nbytes, run_aligned
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -34,17 +35,17 @@ def mid_chunk_cut(text: str, tokenizer, C: int, start: int, at_least: int = 0) -
 
 
 def check_boundary_snapshots(lib: Library, doc) -> None:
-    C = lib.bundle.chunk_size
+    span = CALL_CHUNKS * lib.bundle.chunk_size
     boundary = boundary_state_nbytes(lib.bundle.model.config)
     infos = []
     for info, state in stored_states(lib, doc):
-        assert state.at_chunk_boundary and state.position % C == 0, info
+        assert state.at_chunk_boundary and state.position % span == 0, info
         assert state.position == info.state_position
         assert state.nbytes() == boundary, (info.position, state.nbytes(), boundary)
         infos.append(info)
     assert all(not info.tail_ids for info in infos[:-1])
     last = infos[-1]
-    assert last.position == doc.token_count and len(last.tail_ids) == doc.token_count % C
+    assert last.position == doc.token_count and len(last.tail_ids) == doc.token_count % span
     assert list(last.tail_ids) == lib.store.token_ids(doc.id, last.state_position, doc.token_count)
 
 
@@ -59,9 +60,10 @@ def test_tiny_model_stores_only_boundary_states(tmp_path, model_dir, every):
         check_boundary_snapshots(lib, doc)
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
         model = lib.bundle.model
-        assert_same_state(lib.state_at(doc, doc.token_count), run_chunked(model, ids, TINY_CHUNK))
-        for p in (TINY_CHUNK * 4 + 3, TINY_CHUNK * 5, doc.token_count - 1):  # tails of several chunks for K=3
-            assert_same_state(lib.state_at(doc, p), run_chunked(model, ids[:p], TINY_CHUNK))
+        span = CALL_CHUNKS * TINY_CHUNK
+        assert_same_state(lib.state_at(doc, doc.token_count), run_chunked(model, ids, span))
+        for p in (TINY_CHUNK * 4 + 3, TINY_CHUNK * 5, TINY_CHUNK * 7 + 1, doc.token_count - 1):  # tails of chunks
+            assert_same_state(lib.state_at(doc, p), run_chunked(model, ids[:p], span))
         # a document that stopped after its final snapshot (before its status was written) completes
         # from that snapshot without reading anything again
         count = len(lib.snapshots(doc))
@@ -74,17 +76,18 @@ def test_tiny_model_stores_only_boundary_states(tmp_path, model_dir, every):
 def test_shipped_model_stores_boundary_states_only(tmp_path):
     with Library(tmp_path / "lib.db") as lib:  # the default model
         C = lib.bundle.chunk_size
+        span = CALL_CHUNKS * C
         tokenizer = lib.bundle.tokenizer
-        text = mid_chunk_cut((STDLIB / "textwrap.py").read_text(), tokenizer, C, 2000, at_least=3 * C + C // 2)
+        text = mid_chunk_cut((STDLIB / "textwrap.py").read_text(), tokenizer, C, 2000, at_least=span + C + C // 2)
         path = tmp_path / "textwrap.txt"
         path.write_text(text)
         doc = lib.ingest(path)
-        assert doc.token_count % C != 0 and doc.token_count > 3 * C
+        assert doc.token_count % C != 0 and doc.token_count % span > C  # a tail longer than a chunk
         check_boundary_snapshots(lib, doc)
         end = lib.snapshots(doc)[-1]
         restored = lib.state_at(doc, doc.token_count)
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
-        assert_same_state(restored, run_chunked(lib.bundle.model, ids, C))
+        assert_same_state(restored, run_chunked(lib.bundle.model, ids, span))
         # what the end used to cost: the mid-chunk state with the unfinished chunk's keys and values
         mid_chunk = state_to_bytes(restored, lib.bundle)
         assert end.size_bytes < len(mid_chunk)

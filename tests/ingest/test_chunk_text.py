@@ -12,10 +12,12 @@ from pipeline_support import TINY_CHUNK, make_model_folder
 from megalodoc.ingest.chunk_text import chunk_texts
 from megalodoc.ingest.library import Library
 from megalodoc.ingest.pipeline import CancelToken
+from megalodoc.model.boundary import CALL_CHUNKS
 from megalodoc.model.tokenizer import Tokenizer
 
 SHIPPED_TOKENIZER = Path(__file__).resolve().parents[2] / "model" / "default" / "tokenizer.model"
 # Characters the shipped model spells as 2, 3 and 4 byte tokens (byte fallback); a real U+FFFD too.
+SPAN = CALL_CHUNKS * TINY_CHUNK  # tokens per model call: snapshots fall at multiples of it
 WIDE = ["ǅ", "龘", "ꙮ", "𝔸", "⿕"]
 
 
@@ -99,7 +101,7 @@ def test_resumed_ingest_stores_the_same_chunk_text(tmp_path, model_dir) -> None:
                     cancel.cancel()
 
             doc = lib.ingest(book, on_progress=stop, cancel=cancel)
-            assert doc.status == "cancelled" and doc.committed_position == stop_after * TINY_CHUNK
+            assert doc.status == "cancelled" and doc.committed_position == stop_after * SPAN
             resumed = lib.ingest_many([book])[0]
-            assert resumed.status == "complete" and resumed.resumed_from == stop_after * TINY_CHUNK
+            assert resumed.status == "complete" and resumed.resumed_from == stop_after * SPAN
             assert stored_chunks(lib, resumed.document) == reference

@@ -14,6 +14,7 @@ from megalodoc.ingest.library import Library
 from megalodoc.ingest.pipeline import CancelToken, IngestError
 from megalodoc.ingest.sources import SourceError
 from megalodoc.model import Megalodon
+from megalodoc.model.boundary import call_span
 from megalodoc.storage import CorruptSnapshotError
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -34,7 +35,7 @@ def test_a_bug_in_the_model_propagates_and_the_document_keeps_its_last_snapshot(
 
     def forward_with_a_bug(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # after three chunks were read and snapshotted
+        if calls["n"] == 4:  # after three calls were read and snapshotted
             raise TypeError("attention got an unexpected keyword argument 'mask'")
         return real_forward(self, *args, **kwargs)
 
@@ -48,12 +49,12 @@ def test_a_bug_in_the_model_propagates_and_the_document_keeps_its_last_snapshot(
         assert record.exc_info is not None and record.exc_info[0] is TypeError  # logged with its traceback
         (doc,) = lib.documents()
         assert doc.status == "ingesting" and doc.error is None  # not "failed", no misleading message
-        assert doc.committed_position == 3 * lib.bundle.chunk_size
+        assert doc.committed_position == 3 * call_span(lib.bundle.model.config)
         assert [s.position for s in lib.snapshots(doc)][-1] == doc.committed_position
         assert doc.claimed_by is None  # released: the next run resumes at once
         monkeypatch.setattr(Megalodon, "forward", real_forward)
         resumed = lib.ingest_many([book])[0]
-        assert resumed.status == "complete" and resumed.resumed_from == 3 * lib.bundle.chunk_size
+        assert resumed.status == "complete" and resumed.resumed_from == 3 * call_span(lib.bundle.model.config)
 
 
 def test_a_bad_file_is_a_failed_outcome_naming_it_with_the_cause(tmp_path, model_dir, book):

@@ -19,9 +19,12 @@ from state_helpers import assert_same_state, run_chunked
 from megalodoc.app.cli import main as cli_main
 from megalodoc.ingest.library import Library
 from megalodoc.ingest.pipeline import CancelToken, IngestError
+from megalodoc.model import load_bundle
+from megalodoc.model.boundary import CALL_CHUNKS
 from megalodoc.storage import open_store
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
+SPAN = CALL_CHUNKS * TINY_CHUNK  # tokens per model call: states are stored at multiples of it
 
 
 @pytest.fixture
@@ -36,15 +39,16 @@ def final_snapshot(lib: Library, doc):
     return lib.snapshots(doc)[-1]
 
 
-def test_ingest_text_snapshots_every_chunk_and_restores_exact_state(tmp_path, model_dir, book):
+def test_ingest_text_snapshots_every_call_and_restores_exact_state(tmp_path, model_dir, book):
     with Library(tmp_path / "lib.db", model_dir, snapshot_every=1) as lib:
         events = []
         doc = lib.ingest(book, on_progress=events.append)
-        assert doc.status == "complete" and doc.committed_position == doc.token_count > 3 * TINY_CHUNK
+        assert doc.status == "complete" and doc.committed_position == doc.token_count > 3 * SPAN
         snaps = lib.snapshots(doc)
         positions = [s.position for s in snaps]
-        tail = doc.token_count % TINY_CHUNK  # the end of a book that stops mid-chunk is stored as tail ids
-        assert positions == [*range(TINY_CHUNK, doc.token_count, TINY_CHUNK), doc.token_count]
+        tail = doc.token_count % SPAN  # the end of a book after its last call boundary is stored as tail ids
+        assert tail > TINY_CHUNK, "the test needs a tail of more than a chunk"
+        assert positions == [*range(SPAN, doc.token_count, SPAN), doc.token_count]
         assert [len(s.tail_ids) for s in snaps] == [0] * (len(snaps) - 1) + [tail]
         # progress: increasing tokens, finished at the end
         assert events[-1].finished and events[-1].tokens_done == doc.token_count
@@ -53,14 +57,14 @@ def test_ingest_text_snapshots_every_chunk_and_restores_exact_state(tmp_path, mo
         ids = lib.store.token_ids(doc.id, 0, doc.token_count)
         assert lib.bundle.tokenizer.decode(ids) == book.read_text()
         restored = lib.state_at(doc, doc.token_count)
-        assert_same_state(restored, run_chunked(lib.bundle.model, ids, TINY_CHUNK))
+        assert_same_state(restored, run_chunked(lib.bundle.model, ids, SPAN))
         with torch.no_grad():  # one call over everything: equal up to rounding (different block sizes)
             _, one_shot = lib.bundle.model(torch.tensor([ids]), compute_logits=False)
         assert torch.allclose(torch.view_as_real(one_shot.layers[1].ema), torch.view_as_real(restored.layers[1].ema),
                               atol=1e-5)
-        # a mid-document position: snapshot + re-read tail equals the same chunked run, bit for bit
-        p = 2 * TINY_CHUNK + 5
-        assert_same_state(lib.state_at(doc, p), run_chunked(lib.bundle.model, ids[:p], TINY_CHUNK))
+        # mid-document positions: snapshot + re-read tail equals the same reading on the call grid, bit for bit
+        for p in (2 * TINY_CHUNK + 5, SPAN + 3 * TINY_CHUNK, 2 * SPAN):
+            assert_same_state(lib.state_at(doc, p), run_chunked(lib.bundle.model, ids[:p], SPAN))
         # citations: text offsets map back
         loc = lib.store.locate(doc.id, p)
         assert loc is not None and loc.char_start is not None
@@ -77,17 +81,32 @@ def test_complete_document_is_not_read_again_and_changed_file_is_new(tmp_path, m
         assert second.id != first.id and len(lib.documents()) == 2
 
 
-def test_snapshot_every_k(tmp_path, model_dir, book):
-    with Library(tmp_path / "lib.db", model_dir, snapshot_every=3) as lib:
+@pytest.mark.parametrize("every,calls", [(3, 1), (CALL_CHUNKS, 1), (CALL_CHUNKS + 1, 2), (2 * CALL_CHUNKS, 2)])
+def test_snapshot_every_k_rounds_up_to_whole_calls(tmp_path, model_dir, book, every, calls):
+    with Library(tmp_path / "lib.db", model_dir, snapshot_every=every) as lib:
         doc = lib.ingest(book)
         positions = [s.position for s in lib.snapshots(doc)]
-        assert all(p % (3 * TINY_CHUNK) == 0 for p in positions[:-1]) and positions[-1] == doc.token_count
+        assert positions[:-1] == list(range(calls * SPAN, positions[-1], calls * SPAN))
+        assert positions[-1] == doc.token_count
 
 
-def test_cancel_then_resume_is_bit_identical(tmp_path, model_dir, book):
-    with Library(tmp_path / "clean.db", model_dir, snapshot_every=1) as clean:
+@pytest.mark.parametrize("dtype,threads", [(torch.float32, None), (torch.float64, None), (torch.float32, 4)])
+def test_cancel_then_resume_is_bit_identical(tmp_path, model_dir, book, dtype, threads):
+    """Calls are cut on the same absolute grid with or without the stop, so the bits agree in any dtype and
+    at any thread count (a thread count changes the bits of a product of a given shape, not which shapes)."""
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        check_cancel_then_resume(tmp_path, load_bundle(model_dir, dtype=dtype), book)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def check_cancel_then_resume(tmp_path, bundle, book):
+    with Library(tmp_path / "clean.db", bundle, snapshot_every=1) as clean:
         reference = final_snapshot(clean, clean.ingest(book))
-    with Library(tmp_path / "lib.db", model_dir, snapshot_every=1) as lib:
+    with Library(tmp_path / "lib.db", bundle, snapshot_every=1) as lib:
         cancel = CancelToken()
 
         def stop_after_three(progress):
@@ -95,12 +114,45 @@ def test_cancel_then_resume_is_bit_identical(tmp_path, model_dir, book):
                 cancel.cancel()
 
         doc = lib.ingest(book, on_progress=stop_after_three, cancel=cancel)
-        assert doc.status == "cancelled" and doc.committed_position == 3 * TINY_CHUNK
+        assert doc.status == "cancelled" and doc.committed_position == 3 * SPAN
         assert len(lib.snapshots(doc)) == 3
         resumed = lib.ingest_many([book])[0]
-        assert resumed.status == "complete" and resumed.resumed_from == 3 * TINY_CHUNK
+        assert resumed.status == "complete" and resumed.resumed_from == 3 * SPAN
         assert final_snapshot(lib, resumed.document).blob_sha256 == reference.blob_sha256
         assert final_snapshot(lib, resumed.document).position == reference.position
+
+
+def test_resume_from_a_chunk_boundary_that_is_not_a_call_boundary(tmp_path, model_dir, book, monkeypatch):
+    """A document cancelled by a release that read one chunk per call has its last snapshot at any chunk
+    boundary: reading resumes there, its first call runs to the next call boundary, and the result is the
+    stored state read on from there (within rounding of an uninterrupted reading)."""
+    import megalodoc.ingest.pipeline as pipeline
+
+    with Library(tmp_path / "clean.db", model_dir, snapshot_every=1) as clean:
+        clean_doc = clean.ingest(book)
+        reference = clean.state_at(clean_doc, clean_doc.token_count)
+    with Library(tmp_path / "lib.db", model_dir, snapshot_every=1) as lib:
+        cancel = CancelToken()
+        monkeypatch.setattr(pipeline, "call_span", lambda config: config.chunk_size)  # one chunk per call
+        doc = lib.ingest(book, on_progress=lambda p: p.snapshots_written >= 3 and cancel.cancel(), cancel=cancel)
+        monkeypatch.undo()
+        assert doc.status == "cancelled" and doc.committed_position == 3 * TINY_CHUNK
+        legacy = lib.state_at(doc, 3 * TINY_CHUNK)
+        resumed = lib.ingest_many([book])[0]
+        assert resumed.status == "complete" and resumed.resumed_from == 3 * TINY_CHUNK
+        doc = resumed.document
+        positions = [s.position for s in lib.snapshots(doc)]
+        assert positions == [TINY_CHUNK, 2 * TINY_CHUNK, 3 * TINY_CHUNK,
+                             *range(SPAN, doc.token_count, SPAN), doc.token_count]
+        ids = lib.store.token_ids(doc.id, 0, doc.token_count)
+        expected, cuts = legacy, [3 * TINY_CHUNK, *range(SPAN, doc.token_count, SPAN), doc.token_count]
+        with torch.no_grad():
+            for start, end in zip(cuts[:-1], cuts[1:], strict=True):  # the first call ends at a call boundary
+                _, expected = lib.bundle.model(torch.tensor([ids[start:end]]), expected, compute_logits=False)
+        final = lib.state_at(doc, doc.token_count)
+        assert_same_state(final, expected)
+        for ours, theirs in zip(final.layers, reference.layers, strict=True):
+            assert torch.allclose(torch.view_as_real(ours.ema), torch.view_as_real(theirs.ema), atol=1e-5)
 
 
 def test_sigkill_mid_document_then_resume(tmp_path, model_dir, book):

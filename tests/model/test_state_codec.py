@@ -48,7 +48,7 @@ def test_state_round_trips_bit_exactly_through_the_store(tmp_path):
     store.close()
     assert_same_state(restored, state)
     _, metadata = decode_state(state_to_bytes(state, bundle))
-    assert metadata["compute"] == "float32/cpu" and metadata["position"] == "37"
+    assert metadata["compute"] == "float32/cpu/calls4" and metadata["position"] == "37"
     # and it continues exactly like the state that was never stored
     assert_same_state(read(bundle, [7, 8, 9], restored), read(bundle, [7, 8, 9], state))
 
@@ -79,9 +79,27 @@ def test_other_compute_dtype_continues_with_one_warning(caplog):
         restored = state_from_bytes(data, bf16, "snapshot 4")
         state_from_bytes(data, bf16, "snapshot 4")
     messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 1 and "computed with float32/cpu and continues with bfloat16/cpu" in messages[0]
+    assert len(messages) == 1
+    assert "computed with float32/cpu/calls4 and continues with bfloat16/cpu/calls4" in messages[0]
     assert restored.layers[0].keys.dtype == torch.bfloat16  # activations follow the compute dtype
     assert restored.layers[0].ema.dtype == torch.complex64  # the recurrent state keeps full precision
     assert torch.equal(restored.layers[0].ema, same.layers[0].ema)
     continued = read(bf16, [9, 10, 11], restored)
     assert continued.position == len(ids) + 3
+
+
+def test_a_state_read_one_chunk_per_call_is_accepted_with_one_warning(caplog):
+    """States stored before reading spanned several chunks per call are labelled "float32/cpu": same model,
+    so they load unchanged, with one warning that the continuation is within rounding, not bit-identical."""
+    bundle = tiny_bundle(seed=5)
+    state = read(bundle, list(range(3, 3 + 16)))
+    tensors, metadata = decode_state(state_to_bytes(state, bundle))
+    legacy = encode_state(tensors, {**metadata, "compute": "float32/cpu"})
+    with caplog.at_level(logging.WARNING, logger="megalodoc.model.state_codec"):
+        restored = state_from_bytes(legacy, bundle, "snapshot 7 of old.txt")
+        state_from_bytes(legacy, bundle, "snapshot 8 of old.txt")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert messages[0].startswith("snapshot 7 of old.txt: state was computed with float32/cpu and continues with "
+                                  "float32/cpu/calls4")
+    assert all(torch.equal(a, b) for a, b in zip(restored.to_flat().values(), state.to_flat().values(), strict=True))
