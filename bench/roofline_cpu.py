@@ -1,7 +1,8 @@
 """How close streaming comes to this CPU's matrix-product roofline: megalodoc and its same-width Llama,
 measured in one process.
 
-    python bench/roofline_cpu.py [--out bench/results/roofline_cpu] [--tokens 2048] [--repeats 7]
+    python bench/roofline_cpu.py [--out bench/results/roofline_cpu] [--tokens 2048] [--repeats 7] \
+        [--call-chunks 1,4]
 
 1. Records every matrix product (mm, addmm, bmm, baddbmm, and the Llama's fused CPU attention) that a
    stream of --tokens tokens in chunks runs, with its operands' shapes and strides, and counts its FLOPs
@@ -12,6 +13,10 @@ measured in one process.
 3. Streams the same tokens of one real document (see long_context.py) from an empty state under
    torch.inference_mode (as ingest reads; 1. records under no_grad, which decomposes linear), the systems
    taking turns, the median of --repeats runs kept.
+
+Each of 1.-3. is done for every call size in --call-chunks (chunks per streaming call, the same for
+every system): 1 is one chunk per call; megalodoc's ingest reads CALL_CHUNKS chunks per call
+(megalodoc.model.boundary).
 
 A system's roofline share is (its product FLOPs per token x its tokens/s) / the peak. Its products timed
 alone, summed, give the time a stream would take if nothing else (CEMA's scan, the norms, softmax, gates,
@@ -35,6 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from megalodoc.model import load_model
+from megalodoc.model.boundary import CALL_CHUNKS
 from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR
 
 # long_context imports transformers' Llama with this folder off the path (bench/kernels.py would shadow
@@ -168,6 +174,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--square", type=int, default=1024, help="size of the square product in the peak")
     p.add_argument("--no-baseline", action="store_true", help="megalodoc alone (no transformers needed)")
+    p.add_argument("--call-chunks", default=f"1,{CALL_CHUNKS}",
+                   help=f"chunks per streaming call, comma-separated (ingest reads {CALL_CHUNKS})")
     return p.parse_args()
 
 
@@ -176,8 +184,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = load_model().eval()
     chunk = model.config.chunk_size
-    if args.tokens % chunk or args.tokens < 2 * chunk:
-        raise SystemExit(f"--tokens must be a multiple of the chunk size {chunk}, at least two chunks")
+    call_chunks = [int(k) for k in args.call_chunks.split(",")]
+    if min(call_chunks) < 1 or any(args.tokens % (chunk * k) or args.tokens < 2 * chunk * k for k in call_chunks):
+        raise SystemExit(f"--tokens must be a multiple of the chunk size {chunk} times every --call-chunks, "
+                         "at least two calls of each")
     systems: list = [MegalodocSystem(model)]
     if not args.no_baseline:
         spec = llama_specs(model.config, megalodon_non_embedding_parameters(model))[0]  # same width
@@ -186,24 +196,27 @@ def main() -> None:
     ids = document_ids(args.tokens, DEFAULT_MODEL_DIR / "tokenizer.model")[None]  # (1, tokens)
 
     results: dict[str, dict] = {}
+    runs = [(system, k, f"{system.name} x{k}") for k in call_chunks for system in systems]  # x: chunks per call
     # recorded under no_grad: under inference_mode linear and matmul reach the recorder undecomposed
     with torch.no_grad():
-        recorders = {system.name: record_stream(system, ids, chunk) for system in systems}
+        recorders = {label: record_stream(system, ids, chunk * k) for system, k, label in runs}
     with torch.inference_mode():  # timed as ingest reads (and long_context.py streams)
-        for name, recorder in recorders.items():
-            results[name] = {
+        for system, k, label in runs:
+            recorder = recorders[label]
+            results[label] = {
+                "system": system.name, "call_chunks": k,
                 "matrix_flops": recorder.matrix_flops, "attention_flops": recorder.attention_flops,
                 "products": time_products(recorder, args.repeats),
             }
         n = args.square
         a, b = torch.randn(n, n), torch.randn(n, n)
         square_gflops = 2 * n ** 3 / median_seconds(partial(torch.mm, a, b), args.repeats) / 1e9
-        times: dict[str, list[float]] = {s.name: [] for s in systems}
-        for system in systems:  # warm-up
-            stream_seconds(system, ids, chunk)
+        times: dict[str, list[float]] = {label: [] for _, _, label in runs}
+        for system, k, _ in runs:  # warm-up
+            stream_seconds(system, ids, chunk * k)
         for _ in range(args.repeats):
-            for system in systems:
-                times[system.name].append(stream_seconds(system, ids, chunk))
+            for system, k, label in runs:
+                times[label].append(stream_seconds(system, ids, chunk * k))
 
     peak = max([square_gflops] + [p["gflops"] for r in results.values() for p in r["products"]])
     chunks = args.tokens // chunk
@@ -218,7 +231,8 @@ def main() -> None:
             "products_alone_ms_per_chunk": alone_ms, "rest_ms_per_chunk": seconds * 1e3 / chunks - alone_ms,
         })
     result = {
-        "meta": machine_meta(model="shipped", chunk=chunk, tokens=args.tokens, repeats=args.repeats),
+        "meta": machine_meta(model="shipped", chunk=chunk, tokens=args.tokens, repeats=args.repeats,
+                             call_chunks=call_chunks),
         "square_product": {"n": n, "gflops": square_gflops},
         "peak_gflops": peak,
         "systems": results,
@@ -239,10 +253,10 @@ def print_report(r: dict) -> None:
     print(f"\nsquare {r['square_product']['n']}^3 product {r['square_product']['gflops']:.1f} GFLOP/s; "
           f"peak (best of all) {r['peak_gflops']:.1f} GFLOP/s")
     print("per chunk: ms of the stream, of its products timed alone, and of the rest")
-    print(f"{'system':<14}{'MFLOP/token':>12}{'tokens/s':>10}{'ms/chunk':>10}{'GFLOP/s':>9}{'of peak':>9}"
+    print(f"{'system x chunks/call':<22}{'MFLOP/token':>12}{'tokens/s':>10}{'ms/chunk':>10}{'GFLOP/s':>9}{'of peak':>9}"
           f"{'products alone':>16}{'rest':>10}")
     for name, s in r["systems"].items():
-        print(f"{name:<14}{s['flops_per_token'] / 1e6:>12.2f}{s['tokens_per_s']:>10,.0f}{s['ms_per_chunk']:>10.2f}"
+        print(f"{name:<22}{s['flops_per_token'] / 1e6:>12.2f}{s['tokens_per_s']:>10,.0f}{s['ms_per_chunk']:>10.2f}"
               f"{s['achieved_gflops']:>9.1f}{100 * s['roofline_share']:>8.1f}%"
               f"{s['products_alone_ms_per_chunk']:>13.2f} ms{s['rest_ms_per_chunk']:>7.2f} ms")
 
