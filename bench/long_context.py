@@ -75,6 +75,9 @@ OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 EDGE_CHUNKS = 8
 # chunks whose median is "ms per chunk at the end, median": a mean of 8 moves by a few % with one slow chunk
 MEDIAN_CHUNKS = 32
+# a long stream's calls are also cut into this many consecutive slices, each summarised by its median
+# call time: whether a call's cost grows along the stream, which the ends alone cannot tell from noise
+SLICES = 16
 
 
 # ---------------------------------------------------------------- the document
@@ -280,6 +283,11 @@ def stream(system, ids: torch.Tensor, chunk: int, device: torch.device, args, ru
         row["ms_per_chunk_start"] = 1e3 * sum(first) / len(first)
         row["ms_per_chunk_end"] = 1e3 * sum(times[-EDGE_CHUNKS:]) / len(times[-EDGE_CHUNKS:])
         row["ms_per_chunk_end_median"] = 1e3 * statistics.median(times[-MEDIAN_CHUNKS:])
+        if len(times) >= SLICES * MEDIAN_CHUNKS:
+            bounds = [len(times) * i // SLICES for i in range(SLICES + 1)]
+            row["ms_per_chunk_slice_medians"] = [
+                1e3 * statistics.median(times[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)
+            ]
     row["state_bytes"] = system.state_bytes() if status != "stopped: out of memory" else None
     row.update(meter.result())
     if decode and status == "ok":
