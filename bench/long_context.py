@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import os
@@ -286,7 +287,7 @@ def stream(system, ids: torch.Tensor, chunk: int, device: torch.device, args, ru
         if len(times) >= SLICES * MEDIAN_CHUNKS:
             bounds = [len(times) * i // SLICES for i in range(SLICES + 1)]
             row["ms_per_chunk_slice_medians"] = [
-                1e3 * statistics.median(times[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)
+                1e3 * statistics.median(times[a:b]) for a, b in itertools.pairwise(bounds)
             ]
     row["state_bytes"] = system.state_bytes() if status != "stopped: out of memory" else None
     row.update(meter.result())
