@@ -9,6 +9,8 @@ half-way with "database is locked" when two writers meet. DDL is therefore trans
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +29,8 @@ BUSY_TIMEOUT_MS = 15_000
 # Cap on the WAL file left behind after checkpoints; large snapshots would otherwise keep it huge.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 READ_OPTION = "megalodoc_read_only"
+# Pause between attempts to switch a new file to WAL while another connection holds it (see _switch_to_wal)
+_WAL_RETRY_SECONDS = 0.01
 
 PragmaValue = int | str
 
@@ -97,6 +101,24 @@ def create_store_engine(url: str, sqlite_pragmas: Mapping[str, PragmaValue] | No
     return engine
 
 
+def _switch_to_wal(cursor: sqlite3.Cursor) -> str:
+    """Put the database in WAL mode (it stays so in the file) and return the journal mode now in force.
+    Switching needs the file to itself, and SQLite answers "database is locked" at once, without waiting
+    the busy timeout, when other connections open a new file at the same moment; so a connection first
+    reads the mode (another may have switched it already) and retries the switch until the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        mode = str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if mode == "wal":
+            return mode
+        try:
+            return str(cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(_WAL_RETRY_SECONDS)
+
+
 def _install_sqlite_hooks(engine: Engine, extra: dict[str, PragmaValue], wal: bool) -> None:
     for name, value in extra.items():
         if not name.replace("_", "").isalnum() or not str(value).replace("_", "").replace("-", "").isalnum():
@@ -109,8 +131,8 @@ def _install_sqlite_hooks(engine: Engine, extra: dict[str, PragmaValue], wal: bo
         try:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if wal:
-                mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
+                mode = _switch_to_wal(cursor)
+                if mode != "wal":
                     raise StorageError(f"SQLite refused WAL mode (journal_mode is {mode})")
                 cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             cursor.execute("PRAGMA foreign_keys = ON")

@@ -195,3 +195,35 @@ def test_db_command_creates_upgrades_and_reports(tmp_path: Path, capsys: pytest.
     raw_execute(f"sqlite:///{path}", "UPDATE alembic_version SET version_num = '0999'")
     assert cli_main(["db", "upgrade", "--db", path]) == 1
     assert "newer megalodoc" in capsys.readouterr().err
+
+
+def test_connections_racing_to_open_a_new_sqlite_file_all_get_wal(tmp_path: Path) -> None:
+    # Two connections switching a brand-new file to WAL at the same moment: SQLite answers one of them
+    # "database is locked" at once, without waiting the busy timeout (a few percent of rounds on this
+    # machine before the switch was retried). Every connection must end up in WAL mode.
+    from megalodoc.storage.engine import create_store_engine
+
+    modes: list[str] = []
+    errors: list[BaseException] = []
+    for round_ in range(150):
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        barrier = threading.Barrier(2)
+
+        def connect(url: str = url, barrier: threading.Barrier = barrier) -> None:
+            engine = create_store_engine(url)
+            try:
+                barrier.wait()
+                with engine.connect() as connection:
+                    modes.append(connection.exec_driver_sql("PRAGMA journal_mode").scalar())
+            except BaseException as exc:  # noqa: BLE001 (collected and reported below)
+                errors.append(exc)
+            finally:
+                engine.dispose()
+
+        threads = [threading.Thread(target=connect) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert modes == ["wal"] * 300
