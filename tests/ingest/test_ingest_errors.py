@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from megalodoc.ingest.library import Library
-from megalodoc.ingest.pipeline import CancelToken, IngestError
+from megalodoc.ingest.pipeline import CancelToken, IngestError, IngestSettings, ingest_path
 from megalodoc.ingest.sources import SourceError
-from megalodoc.model import Megalodon
+from megalodoc.model import Megalodon, load_bundle
 from megalodoc.model.boundary import call_span
-from megalodoc.storage import CorruptSnapshotError
+from megalodoc.storage import CorruptSnapshotError, StorageFullError, open_store
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -87,3 +87,44 @@ def test_a_damaged_snapshot_fails_the_document_with_the_storage_error_as_cause(t
         assert isinstance(raised.value.__cause__, CorruptSnapshotError)
         (doc,) = lib.documents()
         assert doc.status == "failed" and "b.txt" in doc.error
+
+
+def page_count(path: Path) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_a_full_store_fails_the_document_and_keeps_every_snapshot_written_before(
+    tmp_path, model_dir, book
+):
+    """A snapshot write that fails (the store fills up halfway: SQLite's max_page_count answers SQLITE_FULL
+    as a full disk does) fails the document with that cause; every snapshot before it stays stored, and
+    with room again the reading resumes from the last one and ends bit-identical to an uninterrupted run."""
+    bundle, settings = load_bundle(model_dir), IngestSettings(snapshot_every=1)
+    with open_store(str(tmp_path / "reference.db")) as store:
+        reference = ingest_path(store, bundle, book, settings)
+        assert reference.status == "complete"
+        expected = store.list_snapshots(reference.document.id)
+    path = tmp_path / "limited.db"
+    open_store(str(path)).close()  # the schema alone
+    limit = (page_count(path) + page_count(tmp_path / "reference.db")) // 2
+    with open_store(str(path), sqlite_pragmas={"max_page_count": limit}) as store:
+        outcome = ingest_path(store, bundle, book, settings)
+        assert outcome.status == "failed" and isinstance(outcome.cause, StorageFullError)
+        assert book.name in outcome.message
+        document = store.get_document(outcome.document.id)
+        stored = store.list_snapshots(document.id)
+        assert 0 < len(stored) < len(expected)
+        assert [(s.position, s.blob_sha256) for s in stored] == [
+            (s.position, s.blob_sha256) for s in expected[: len(stored)]
+        ]
+        assert document.committed_position == stored[-1].position
+        assert store.check_integrity() == []
+    with open_store(str(path)) as store:  # with room again, the reading resumes from the last stored snapshot
+        store.set_status(document.id, "ingesting")
+        resumed = ingest_path(store, bundle, book, settings)
+        assert resumed.status == "complete" and resumed.resumed_from == stored[-1].position
+        assert store.list_snapshots(document.id)[-1].blob_sha256 == expected[-1].blob_sha256
