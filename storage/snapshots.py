@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, true, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -72,6 +72,37 @@ def _intact(stored: Row | None, digest: str) -> bool:
         return False
 
 
+# Statements of a snapshot write, built once: an ingest writes one snapshot per model call, and building
+# and caching a statement each time cost more than running it on SQLite (Python time the reading waits for).
+_BLOBS, _SNAPSHOTS = StateBlob.__table__, SnapshotRow.__table__
+_NEW_BLOB = {
+    "sqlite": sqlite_insert(_BLOBS).on_conflict_do_nothing(index_elements=["sha256"]),
+    "postgresql": postgresql_insert(_BLOBS).on_conflict_do_nothing(index_elements=["sha256"]),
+}
+_NEW_SNAPSHOT_RETURNING_ID = insert(_SNAPSHOTS).returning(_SNAPSHOTS.c.id)
+_NEW_CHUNKS, _NEW_LOCATIONS = insert(ChunkRow.__table__), insert(LocationRow.__table__)
+
+
+def _move_committed_position(with_claim: bool) -> Any:
+    """The conditional update that checks everything a new snapshot needs (model, status, claim, order)
+    and moves the document's committed position. Parameters (named apart from the columns, as SQLAlchemy
+    requires): b_document, b_model, b_position, b_now, and b_worker when `with_claim`."""
+    documents = Document.__table__.c
+    conditions = [
+        documents.id == bindparam("b_document"),
+        documents.model_fingerprint == bindparam("b_model"),
+        documents.status == DocumentStatus.INGESTING.value,
+        documents.committed_position < bindparam("b_position"),
+    ]
+    if with_claim:
+        conditions.append(documents.claimed_by == bindparam("b_worker"))
+    return (update(Document.__table__).where(*conditions)
+            .values(committed_position=bindparam("b_position"), updated_at=bindparam("b_now")))
+
+
+_MOVE_COMMITTED = {False: _move_committed_position(False), True: _move_committed_position(True)}
+
+
 def put_blob(session: Session, blob: PreparedBlob) -> None:
     """Store the blob under its sha256 unless already there. A stored copy that no longer matches its hash
     (damaged on disk) is overwritten with these good bytes. A new blob (the usual case) costs one
@@ -79,11 +110,9 @@ def put_blob(session: Session, blob: PreparedBlob) -> None:
     digest = blob.digest
     values = {"sha256": digest, "size_bytes": blob.size, "data": blob.stored, "encoding": blob.encoding,
               "created_at": utcnow()}
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-        statement = dialect_insert(StateBlob).values(values).on_conflict_do_nothing(index_elements=["sha256"])
-        if session.execute(statement).rowcount == 1:
+    new_blob = _NEW_BLOB.get(session.get_bind().dialect.name)
+    if new_blob is not None:
+        if session.execute(new_blob, values).rowcount == 1:
             return
     elif session.scalar(select(StateBlob.size_bytes).where(StateBlob.sha256 == digest)) is None:
         session.execute(insert(StateBlob).values(values))
@@ -128,7 +157,7 @@ def new_snapshot_values(
 def insert_snapshot(session: Session, values: dict[str, Any]) -> int:
     """Insert a snapshot row (one statement where the database returns the new id); returns its id."""
     if session.get_bind().dialect.insert_returning:
-        return session.execute(insert(SnapshotRow).values(values).returning(SnapshotRow.id)).scalar_one()
+        return session.execute(_NEW_SNAPSHOT_RETURNING_ID, values).scalar_one()
     row = SnapshotRow(**values)
     session.add(row)
     session.flush()
@@ -232,19 +261,11 @@ class SnapshotsMixin:
             # and moves the committed position; only when it moves nothing are the causes looked up. No
             # document snapshot lies after the committed position, so none can exist at `position` here.
             now = utcnow()
-            claim = true() if worker_id is None else Document.claimed_by == worker_id
-            moved = session.execute(
-                update(Document)
-                .where(
-                    Document.id == document_id,
-                    Document.model_fingerprint == model_fingerprint,
-                    Document.status == DocumentStatus.INGESTING.value,
-                    claim,
-                    Document.committed_position < position,
-                )
-                .values(committed_position=position, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            parameters = {"b_document": document_id, "b_model": model_fingerprint, "b_position": position,
+                          "b_now": now}
+            if worker_id is not None:
+                parameters["b_worker"] = worker_id
+            moved = session.execute(_MOVE_COMMITTED[worker_id is not None], parameters).rowcount
             if moved != 1:
                 return refused(session)
             put_blob(session, blob)
@@ -253,9 +274,9 @@ class SnapshotsMixin:
             )
             snapshot_id = insert_snapshot(session, row)
             if new_chunks:
-                session.execute(insert(ChunkRow), new_chunks)
+                session.execute(_NEW_CHUNKS, new_chunks)
             if new_locations:
-                session.execute(insert(LocationRow), new_locations)
+                session.execute(_NEW_LOCATIONS, new_locations)
             return SnapshotInfo(
                 id=snapshot_id, document_id=document_id, kind="document", position=position, blob_sha256=digest,
                 size_bytes=blob.size, model_fingerprint=model_fingerprint, schema_version=schema_version,
