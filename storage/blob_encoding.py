@@ -10,8 +10,13 @@ bench/snapshots.py):
 - "planes4": the first len // 4 * 4 bytes split into 4 byte planes (plane i holds byte i of every 4-byte
   word); each plane is Huffman-coded with zlib (no string matching, which finds nothing in float data
   and costs time) and kept coded only when that is smaller; the last len % 4 bytes follow unchanged.
+  A plane whose last 4 KiB do not get smaller when coded is stored as it is, without coding the rest
+  (the last bytes, not the first: a state starts with its JSON header, text that always shrinks). In
+  float32 states the three low bytes of every word are near-random mantissa bits that never shrink;
+  coding them took about 0.35 ms of each snapshot write for nothing (the plane of sign and high exponent
+  bits shrinks by about 56%).
   Layout: per plane, 1 byte (0 stored, 1 deflated) + 4 bytes little-endian length + payload; then the
-  remainder. Encoding a 134 KB state takes under a millisecond.
+  remainder. Encoding a 134 KB state takes about 0.4 ms on one CPU core.
 
 The sha256 that names a blob is always that of the original bytes, and every read checks it after
 decoding, so an encoding can never hand back wrong state.
@@ -30,6 +35,7 @@ DEFAULT_ENCODING = PLANES4
 _WORD = 4
 _STORED, _DEFLATED = 0, 1
 _PLANE_HEADER = struct.Struct("<BI")
+_SAMPLE = 4096  # bytes at the end of a plane coded first, to skip coding a plane that will not shrink
 
 
 class BlobDecodeError(ValueError):
@@ -56,7 +62,8 @@ def encode_blob(data: bytes, encoding: str) -> bytes:
     parts = []
     for i in range(_WORD):
         plane = data[i:whole:_WORD]  # (words,) byte i of every word
-        coded = _huffman(plane)
+        shrinks = len(plane) <= _SAMPLE or len(_huffman(plane[-_SAMPLE:])) < _SAMPLE
+        coded = _huffman(plane) if shrinks else plane
         method, payload = (_DEFLATED, coded) if len(coded) < len(plane) else (_STORED, plane)
         parts.append(_PLANE_HEADER.pack(method, len(payload)) + payload)
     parts.append(data[whole:])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -37,6 +40,32 @@ def test_float_data_is_stored_smaller_and_random_bytes_not_larger_than_a_few_hea
     noise = bytes(torch.randint(0, 256, (10_000,), generator=torch.Generator().manual_seed(1), dtype=torch.uint8))
     assert len(encode_blob(noise, "planes4")) <= len(noise) + 4 * 5
     assert encode_blob(floats, "raw") == floats
+
+
+def plane_methods(stored: bytes) -> list[int]:
+    """The method byte (0 stored, 1 coded) of each of the 4 planes of a planes4 encoding."""
+    methods, offset = [], 0
+    for _ in range(4):
+        method, length = struct.unpack_from("<BI", stored, offset)
+        methods.append(method)
+        offset += 5 + length
+    return methods
+
+
+def test_skipping_planes_whose_first_bytes_do_not_shrink_stores_what_coding_every_plane_stores():
+    """The three low bytes of float32 words are near-random: their first 4 KiB do not shrink, so the
+    encoder stores them without coding the rest. That must cost nothing in size: the result is exactly
+    what coding every plane and keeping the smaller form gives (sign and exponent plane coded)."""
+    floats = float_state_bytes(32_768)
+    stored = encode_blob(floats, "planes4")
+    assert plane_methods(stored) == [0, 0, 0, 1]
+    everything = 0
+    for i in range(4):
+        plane = floats[i::4]
+        coder = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+        everything += 5 + min(len(plane), len(coder.compress(plane) + coder.flush()))
+    assert len(stored) == everything  # the same layout and payloads, so the same length
+    assert decode_blob(stored, "planes4", len(floats)) == floats
 
 
 def test_damaged_encodings_raise() -> None:
