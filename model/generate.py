@@ -153,7 +153,7 @@ class Generation:
         s = self.settings
         with torch.no_grad():
             logits, self.state = self.model(self.prompt.to(device)[None], self.state,
-                                            compute_logits=s.max_new_tokens > 0)
+                                            compute_logits=s.max_new_tokens > 0, last_logits_only=True)
             while len(self.tokens) < s.max_new_tokens:
                 token = pick_token(logits[0, -1].cpu(), s, self._generator)
                 self.tokens.append(token)

@@ -143,13 +143,19 @@ class Megalodon(nn.Module):
         return x, ModelState(tuple(new_layers), final, position)
 
     def forward(
-        self, ids: torch.Tensor, state: ModelState | None = None, *, compute_logits: bool = True
+        self, ids: torch.Tensor, state: ModelState | None = None, *, compute_logits: bool = True,
+        last_logits_only: bool = False,
     ) -> tuple[torch.Tensor | None, ModelState]:
         """ids (B, L) int64 -> logits (B, L, V) float32 (float64 for a float64 model; None when
-        compute_logits=False, which skips the LM head entirely) and the state after the last token."""
+        compute_logits=False, which skips the LM head entirely) and the state after the last token.
+        last_logits_only=True: logits (B, 1, V) of the last position only, what generation reads after a
+        prompt; the head then skips the other L - 1 positions (for a 512-token prompt of the shipped model,
+        about 2 GFLOP and a 16 MB logits tensor)."""
         x, new_state = self.hidden_states(ids, state)  # (B, L, D)
         if not compute_logits:
             return None, new_state
+        if last_logits_only:
+            x = x[:, -1:]  # (B, 1, D)
         head = self.embed.weight if self.config.share_emb else self.output.output.weight  # (V, D)
         logits = F.linear(x, head)  # (B, L, V)
         if logits.dtype != torch.float64:

@@ -141,3 +141,21 @@ def test_stopping_early_leaves_a_state_that_covers_the_tokens_seen(tiny):
     with torch.no_grad():
         _, expected = tiny(torch.tensor([[2, 5, 7, *seen]]))
     assert torch.allclose(gen.final_state.layers[0].ema, expected.layers[0].ema, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_last_logits_only_gives_the_last_row_of_the_full_logits_and_the_same_state(dtype):
+    """Generation reads only the prompt's last logits, so its prompt call asks the head for that row alone;
+    the row must be the full forward's last row, and the state must be the same bits."""
+    torch.manual_seed(0)
+    model = Megalodon(MegalodonConfig.preset("tiny")).to(dtype).eval()
+    ids = torch.randint(0, 256, (2, 45), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        _, start = model(ids[:, :9])
+        full, full_state = model(ids[:, 9:], start)
+        last, last_state = model(ids[:, 9:], start, last_logits_only=True)
+    assert last.shape == (2, 1, 256) and last.dtype == full.dtype
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(last, full[:, -1:], rtol=tolerance, atol=tolerance)
+    for name, tensor in full_state.to_flat().items():
+        assert torch.equal(last_state.to_flat()[name], tensor), name
