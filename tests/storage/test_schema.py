@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from megalodoc.storage import (
     upgrade_database,
 )
 from megalodoc.storage import schema as schema_module
+from megalodoc.storage.engine import create_store_engine
 from megalodoc.storage.models import Base
 
 FTS_NAMES = ("chunks_fts", "search_vector", "ix_chunks_search_vector")
@@ -148,24 +150,32 @@ def test_default_location_and_environment_override(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "elsewhere.db").exists()
 
 
-def test_many_openers_of_a_new_database_race_safely(db_url: str) -> None:
+def run_at_once(work: Callable[[], None], count: int) -> list[BaseException]:
+    """Runs `work` on `count` threads released together by a barrier; returns the exceptions raised."""
     errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(count)
 
-    def opener() -> None:
+    def one() -> None:
         try:
             barrier.wait()
-            with open_store(db_url) as store:
-                new_document(store)
-        except BaseException as exc:  # noqa: BLE001 (collected and reported below)
+            work()
+        except BaseException as exc:  # noqa: BLE001 (collected and returned)
             errors.append(exc)
 
-    threads = [threading.Thread(target=opener) for _ in range(4)]
+    threads = [threading.Thread(target=one) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_many_openers_of_a_new_database_race_safely(db_url: str) -> None:
+    def opener() -> None:
+        with open_store(db_url) as store:
+            new_document(store)
+
+    assert run_at_once(opener, 4) == []
     with open_store(db_url) as store:
         assert len(store.list_documents()) == 4
 
@@ -201,29 +211,21 @@ def test_connections_racing_to_open_a_new_sqlite_file_all_get_wal(tmp_path: Path
     # Two connections switching a brand-new file to WAL at the same moment: SQLite answers one of them
     # "database is locked" at once, without waiting the busy timeout (a few percent of rounds on this
     # machine before the switch was retried). Every connection must end up in WAL mode.
-    from megalodoc.storage.engine import create_store_engine
-
     modes: list[str] = []
     errors: list[BaseException] = []
     for round_ in range(150):
         url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
-        barrier = threading.Barrier(2)
+        engines = [create_store_engine(url) for _ in range(2)]  # no connection yet: the file is not made
+        try:
+            pending = iter(engines)
 
-        def connect(url: str = url, barrier: threading.Barrier = barrier) -> None:
-            engine = create_store_engine(url)
-            try:
-                barrier.wait()
-                with engine.connect() as connection:
+            def connect(pending=pending) -> None:
+                with next(pending).connect() as connection:
                     modes.append(connection.exec_driver_sql("PRAGMA journal_mode").scalar())
-            except BaseException as exc:  # noqa: BLE001 (collected and reported below)
-                errors.append(exc)
-            finally:
-                engine.dispose()
 
-        threads = [threading.Thread(target=connect) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+            errors += run_at_once(connect, 2)
+        finally:
+            for engine in engines:
+                engine.dispose()
     assert errors == []
     assert modes == ["wal"] * 300
