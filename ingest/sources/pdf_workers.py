@@ -11,7 +11,9 @@ ExtractionError naming the file, the pages being read and the workers' exit code
 run when the owning generator is closed early, and on garbage collection) stops the workers at once.
 
 As with every spawned process, a worker imports the caller's main module first: a script that reads
-PDFs with workers keeps its work under ``if __name__ == "__main__":`` (the CLI and the app do).
+PDFs with workers keeps its work under ``if __name__ == "__main__":`` (the CLI and the app do). A
+worker that reaches this module's pool while still importing such a script refuses before creating
+anything (a half-built pool would leave its semaphores behind), with a message naming the file.
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def _extract_pages(start: int, stop: int) -> list[PageText]:
         raise ExtractionError(_worker_path, f"pages {start + 1}-{stop}: {detail}") from error
 
 
+def _refuse_while_importing_main(path: Path) -> None:
+    """Raise if this process is a spawned child still importing its parent's main module: a script
+    without a main guard then tries to start a pool inside each of its own workers. multiprocessing
+    itself refuses only once the pool has made its queues, whose semaphores then leak; this is the flag
+    its own check reads (``multiprocessing.spawn._check_not_importing_main``)."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ExtractionError(path, "PDF extraction workers cannot be started while a worker is still importing "
+                                    "the main module: run the script's code under "
+                                    "`if __name__ == \"__main__\":`")
+
+
 class PageStream:
     """Iterator over the cleaned pages ``pages`` (0-based indexes) of a PDF, extracted by workers."""
 
@@ -73,6 +86,7 @@ class PageStream:
                  pages_per_task: int, tasks_ahead: int | None) -> None:
         if workers < 1:
             raise ValueError(f"PageStream needs at least one worker, got {workers}")
+        _refuse_while_importing_main(path)
         self.path = path
         self._tasks = deque((first, min(first + pages_per_task, pages.stop))
                             for first in range(pages.start, pages.stop, pages_per_task))

@@ -272,10 +272,11 @@ def test_a_script_reading_with_workers_needs_a_main_guard_and_is_told_so(pdfkit,
         assert result.returncode == 0 and result.stdout.strip() == "6 pages", result.stderr[-2000:]
     else:
         assert result.returncode != 0
-        lines = result.stderr.strip().splitlines()
-        # multiprocessing's resource tracker, a separate process, may warn about semaphores that the dead
-        # worker's own attempt at a pool left behind, after the script's error: that warning is not ours
-        if len(lines) >= 2 and "resource_tracker: There appear to be" in lines[-2]:
-            lines = lines[:-2]
-        last = lines[-1]
+        # each worker refuses to start a pool of its own before making any part of it (a half-made pool
+        # would leave semaphores that multiprocessing's resource tracker then warns about), and says why
+        worker_error = (f"{path}: PDF extraction workers cannot be started while a worker is still importing the "
+                        'main module: run the script\'s code under `if __name__ == "__main__":`')
+        assert any(line.endswith(worker_error) for line in result.stderr.splitlines()[:-1]), result.stderr[-3000:]
+        assert "resource_tracker" not in result.stderr, result.stderr[-3000:]
+        last = result.stderr.strip().splitlines()[-1]
         assert f"{path}: a PDF extraction worker died" in last and 'if __name__ == "__main__":' in last
