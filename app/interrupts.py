@@ -6,6 +6,11 @@ import) or abort the process from C++ (a Python callback raising through pybind1
 SIGINT writes one line and exits with status 130 right away (SQLite rolls back a store creation cut
 short on its next open); afterwards the usual KeyboardInterrupt takes over, and the command stops
 cooperatively at a safe point.
+
+A KeyboardInterrupt raised while Python runs a finalizer (a ``__del__`` method or a weakref callback,
+which the garbage collector may start between any two statements) is printed and dropped, and the
+interrupt is lost. So while a command reads, SIGINT also tells it to stop (a cancel token that the
+reading checks after every model call) before raising as usual.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -31,6 +36,26 @@ def exit_at_once_on_interrupt(message: str) -> Iterator[None]:
         os._exit(130)
 
     previous = signal.signal(signal.SIGINT, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def stop_on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
+    """Within the block, SIGINT calls `stop` and then raises KeyboardInterrupt as Python's own handler
+    does: an interrupt whose exception is dropped on its way (see above) still stops the work (only in
+    the main thread; elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        stop()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:

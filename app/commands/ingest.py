@@ -107,7 +107,7 @@ def _print_estimate(library, paths: list[str], snapshot_every: int, stream) -> N
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from megalodoc.app.interrupts import exit_at_once_on_interrupt
+    from megalodoc.app.interrupts import exit_at_once_on_interrupt, stop_on_interrupt
 
     with exit_at_once_on_interrupt("interrupted before reading anything"):
         from megalodoc.ingest.library import Library
@@ -127,11 +127,15 @@ def run_ingest(args: argparse.Namespace) -> int:
         except (IngestError, CheckpointError, StorageError, ValueError) as exc:
             print(f"megalodoc ingest: {exc}", file=sys.stderr)
             return 2
+    cancel = CancelToken()
     if args.estimate or not args.quiet:
         try:
-            estimate = _print_estimate(library, args.paths, args.snapshot_every, sys.stdout if args.estimate
-                                       else sys.stderr)
+            with stop_on_interrupt(cancel.cancel):
+                estimate = _print_estimate(library, args.paths, args.snapshot_every, sys.stdout if args.estimate
+                                           else sys.stderr)
         except KeyboardInterrupt:
+            cancel.cancel()
+        if cancel.cancelled:  # also when the interrupt's KeyboardInterrupt was dropped on its way
             library.close()
             print("\ninterrupted before reading anything", file=sys.stderr)
             return 130
@@ -140,18 +144,22 @@ def run_ingest(args: argparse.Namespace) -> int:
                 print(f"  {item.line()}")
             library.close()
             return 0
-    cancel = CancelToken()
     progress = None if args.quiet else ProgressLine(sys.stderr)
+    interrupted = "\ninterrupted: the last snapshot is kept; run the same command again to resume"
     try:
-        outcomes = library.ingest_many(args.paths, on_progress=progress, cancel=cancel)
+        with stop_on_interrupt(cancel.cancel):
+            outcomes = library.ingest_many(args.paths, on_progress=progress, cancel=cancel)
     except KeyboardInterrupt:
         cancel.cancel()
-        print("\ninterrupted: the last snapshot is kept; run the same command again to resume", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     finally:
         if progress is not None:
             progress.close()  # a bar cut short by an error stays on screen, ended
         library.close()
+    if cancel.cancelled:  # interrupted, but the KeyboardInterrupt was dropped on its way: the reading stopped
+        print(interrupted, file=sys.stderr)
+        return 130
     print("\nsummary:")
     for o in outcomes:
         tokens = f"{o.document.committed_position:,} tokens" if o.document else ""
