@@ -1,0 +1,177 @@
+"""Every CPU benchmark script under bench/ runs end to end at a tiny size and writes the files the README
+reads from it. Each runs as its own documented command does (a separate process, from the repository
+root, into a temporary folder); the checks read the JSON back: the systems, lengths and passes asked
+for are all there and ran, the figures are consistent with each other, the plots are PNG files. Timings
+themselves are not judged here (they are the benchmarks' business, not the tests').
+
+The GPU-only scripts (bench/gpu_call_cost.py, bench/attention_gpu.py) need CUDA and are not run here;
+bench/evidence.py reads two whole documents and is covered by the reader's own tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from megalodoc.model import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+LIBTASN1 = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_bench(script: str, *args: object, timeout: float = 600) -> str:
+    """Run bench/`script` with `args` from the repository root; returns its stdout (it must exit 0)."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), *map(str, args)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"bench/{script} exited {result.returncode}:\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped model, which the CPU benchmarks read by default."""
+    return load_model()
+
+
+def test_long_context_streams_both_systems_and_writes_its_table_plot_and_report(tmp_path: Path):
+    out = tmp_path / "lc"
+    stdout = run_bench("long_context.py", "--max-tokens", 2048, "--time-budget", 60, "--baselines", "llama-width",
+                       "--stream-repeats", 1, "--repeats", 1, "--decode-tokens", 4, "--out", out)
+    result = read_json(out / "long_context.json")
+    assert f"wrote {out / 'long_context.json'}" in stdout
+    meta = result["meta"]
+    assert meta["device"] == "cpu" and meta["config"] == "shipped" and meta["threads"] == 1
+    stream = {row["system"]: row for row in result["stream"]}
+    assert [(row["system"], row["length"]) for row in result["stream"]] == [("megalodoc", 2048),
+                                                                           ("llama-width", 2048)]
+    for row in stream.values():
+        assert row["status"] == "ok" and row["tokens_done"] == 2048, row
+        assert row["tokens_per_s"] == pytest.approx(2048 / row["seconds"])
+        assert row["decode_tokens_per_s"] > 0 and row["peak_memory_bytes"] > 0
+    # the state is the model's constant-size state; the Llama's KV cache holds keys and values of every
+    # layer for every token read (fp32)
+    llama = meta["parameters"]["llama-width"]
+    assert stream["llama-width"]["state_bytes"] == 2048 * llama["layers"] * 2 * llama["hidden"] * 4
+    assert stream["megalodoc"]["state_bytes"] < stream["llama-width"]["state_bytes"] / 100
+    assert sorted((row["system"], row["backward"]) for row in result["one_shot"]) == [
+        ("llama-width", False), ("llama-width", True), ("megalodoc", False), ("megalodoc", True)]
+    for row in result["one_shot"]:
+        assert row["status"] == "ok" and row["length"] == 2048 and len(row["runs"]) == 1, row
+        assert row["tokens_per_s"] == pytest.approx(2048 / row["seconds"])
+    assert (out / "long_context.png").read_bytes().startswith(PNG_MAGIC)
+
+    report = run_bench("long_context_report.py", out / "long_context.json", "--png", tmp_path / "again.png",
+                       "--markdown")
+    assert "megalodoc" in report and "llama-width" in report and "2K" in report
+    assert (tmp_path / "again.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_train_step_times_trunk_and_whole_step_for_both_systems(tmp_path: Path, shipped):
+    run_bench("train_step_cpu.py", "--tokens", 256, "--repeats", 3, "--out", tmp_path)
+    result = read_json(tmp_path / "train_step_cpu.json")
+    assert result["meta"]["tokens"] == 256 and result["meta"]["vocab"] == shipped.config.vocab_size
+    assert set(result["systems"]) == {"megalodoc", "llama-width"}
+    for name, row in result["systems"].items():
+        assert len(row["trunk_runs_s"]) == len(row["step_runs_s"]) == 3, name
+        assert row["trunk_s"] > 0 and row["step_s"] > 0, name
+        assert row["head_and_loss_s"] == pytest.approx(row["step_s"] - row["trunk_s"]), name
+
+
+def test_roofline_counts_every_matrix_product_of_both_systems(tmp_path: Path):
+    run_bench("roofline_cpu.py", "--tokens", 1024, "--repeats", 1, "--square", 128, "--out", tmp_path)
+    result = read_json(tmp_path / "roofline_cpu.json")
+    assert result["peak_gflops"] >= result["square_product"]["gflops"] > 0
+    assert {row["system"] for row in result["systems"].values()} == {"megalodoc", "llama-width"}
+    for name, row in result["systems"].items():
+        # every recorded product (the Llama's fused attention counted as its two) is timed alone
+        timed = sum(product["count"] * product["flops"] for product in row["products"])
+        assert timed == row["matrix_flops"] + row["attention_flops"] > 0, name
+        assert all(p["gflops"] > 0 for p in row["products"]), name
+
+
+def test_model_cpu_measures_one_shot_and_streaming(tmp_path: Path):
+    out = tmp_path / "model_cpu.json"
+    run_bench("model_cpu.py", "--tokens", 256, "--repeats", 1, "--out", out)
+    rows = read_json(out)["rows"]
+    assert rows and all(row["tokens"] == 256 for row in rows)
+    for row in rows:
+        assert row["one_shot_logits_tok_s"] > 0 and row["stream_logits_tok_s"] > 0, row
+
+
+def test_fingerprint_of_the_shipped_model(tmp_path: Path, shipped):
+    out = tmp_path / "fingerprint.json"
+    run_bench("fingerprint.py", "--iters", 1, "--out", out)
+    result = read_json(out)
+    assert result["same_fingerprint_fp32_bf16"] is True and result["parameters"] == shipped.num_parameters()
+    assert all(row["median_ms"] > 0 for row in result["rows"])
+
+
+def test_storage_quick_run_on_sqlite(tmp_path: Path):
+    out = tmp_path / "storage.json"
+    run_bench("storage.py", "--quick", "--dir", tmp_path, "--out", out)
+    result = read_json(out)
+    assert result["dialect"] == "sqlite"
+    # --quick runs each goal's operation at a tenth of its size
+    assert {name.split(" ")[0] for name in result["results"]} == {name.split(" ")[0] for name in result["goals_ms"]}
+    assert all(row["n"] >= 1 and row["median_ms"] > 0 for row in result["results"].values())
+
+
+def test_kernels_cpu_smoke_compares_both_kernels_with_their_twins(tmp_path: Path):
+    run_bench("kernels.py", "--cpu-smoke", "--out", tmp_path)
+    result = read_json(tmp_path / "kernels.json")
+    assert result["mode"] == "cpu-smoke"
+    seen = {(row["op"], row["impl"], row["pass"]) for row in result["rows"]}
+    assert seen == {(op, impl, step) for op in ("cema", "timestep_norm") for impl in ("twin", "triton")
+                    for step in ("fwd", "fwd+bwd")}
+    assert all(row["rel_rms_vs_twin"] < 1e-5 for row in result["rows"])
+
+
+def test_snapshot_writes_alone(tmp_path: Path):
+    out = tmp_path / "writes.json"
+    run_bench("snapshots.py", "--writes-only", "--write-count", 5, "--out", out)
+    writes = read_json(out)["writes"]
+    assert {row["encoding"] for row in writes} == {"raw", "planes4"}
+    assert all(row["snapshots"] == 5 and row["add_snapshot_ms_p50"] > 0 for row in writes)
+
+
+def test_snapshot_spacing_on_a_short_ingest(tmp_path: Path):
+    out = tmp_path / "spacing.json"
+    document = tmp_path / "decoder.py"
+    document.write_text((Path(json.__file__).parent / "decoder.py").read_text())
+    run_bench("snapshots.py", "--input", document, "--max-tokens", 1500, "--every", 4, "--samples", 3, "--out", out)
+    result = read_json(out)
+    (run,) = result["runs"]
+    assert run["every"] == 4 and run["tokens"] % (4 * result["config"]["chunk_size"]) == 0
+    assert run["snapshots"] == run["tokens"] // (4 * result["config"]["chunk_size"])
+
+
+@pytest.mark.skipif(not LIBTASN1.is_file(), reason="needs the Debian package libtasn1-doc")
+def test_ingest_benchmark_reads_a_pdf_and_two_repositories(tmp_path: Path):
+    out = tmp_path / "ingest.json"
+    run_bench("ingest.py", "--max-tokens", 1500, "--no-serial", "--pdf", LIBTASN1, "--out", out)
+    runs = read_json(out)["runs"]
+    assert [run["kind"] for run in runs] == ["pdf", "repo", "repo"]
+    for run in runs:
+        assert run["tokens"] >= 1500 and run["status"] == "cancelled", run  # stopped at --max-tokens
+        # the parts of the ingest time (extraction, tokenization, model, snapshots) leave the rest to other work
+        assert all(share > 0 for share in run["shares"].values()) and sum(run["shares"].values()) <= 1, run
+        assert run["snapshot_share"] == run["shares"]["snapshots"]
+
+
+@pytest.mark.skipif(not LIBTASN1.is_file(), reason="needs the Debian package libtasn1-doc")
+def test_reader_ask_benchmark_answers_a_question(tmp_path: Path):
+    out = tmp_path / "reader.json"
+    run_bench("reader_ask.py", "--pages", 2, "--limit", 1, "--max-tokens", 8, "--out", out)
+    result = read_json(out)
+    assert result["document"]["tokens"] > 0 and result["max_tokens"] == 8
+    ask = result["ask"]
+    assert 0 < ask["evidence_s"]["p50"] <= ask["first_text_s"]["p50"] <= ask["total_s"]["p50"]
