@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("out", help="output folder")
     parser.add_argument("--config", default="mega200M")
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        parser.error(f"needs a CUDA device; none here (torch {torch.__version__})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

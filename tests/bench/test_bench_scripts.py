@@ -4,7 +4,8 @@ root, into a temporary folder); the checks read the JSON back: the systems, leng
 for are all there and ran, the figures are consistent with each other, the plots are PNG files. Timings
 themselves are not judged here (they are the benchmarks' business, not the tests').
 
-The GPU-only scripts (bench/gpu_call_cost.py, bench/attention_gpu.py) need CUDA and are not run here;
+The GPU-only scripts (bench/gpu_call_cost.py, bench/attention_gpu.py, and long_context.py's GPU command)
+need CUDA: here they are only checked to refuse at once, with a message, on a machine without it.
 bench/evidence.py reads two whole documents and is covered by the reader's own tests."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from megalodoc.model import load_model
 
@@ -175,3 +177,22 @@ def test_reader_ask_benchmark_answers_a_question(tmp_path: Path):
     assert result["document"]["tokens"] > 0 and result["max_tokens"] == 8
     ask = result["ask"]
     assert 0 < ask["evidence_s"]["p50"] <= ask["first_text_s"]["p50"] <= ask["total_s"]["p50"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", [
+    ["gpu_call_cost.py", "{out}"],
+    ["attention_gpu.py", "--out", "{out}"],
+    ["long_context.py", "--device", "cuda", "--dtype", "bf16", "--config", "mega200M", "--quick", "--cuda-graph",
+     "--call-tokens", "8192", "--stream-repeats", "1", "--out", "{out}"],
+    ["long_context.py", "--cuda-graph", "--out", "{out}"],
+], ids=["gpu_call_cost", "attention_gpu", "long_context-cuda", "long_context-cuda-graph-on-cpu"])
+def test_gpu_commands_refuse_at_once_without_cuda(tmp_path: Path, command: list[str]):
+    out = tmp_path / "out"
+    script, *args = command
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), *(a.format(out=out) for a in args)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "CUDA" in last or "--device cuda" in last, last
+    assert "Traceback" not in result.stderr and not out.exists()
