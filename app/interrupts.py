@@ -23,11 +23,19 @@ from contextlib import contextmanager
 from types import FrameType
 
 
+def _handles_interrupts() -> bool:
+    """Whether this thread receives SIGINT and the process has not been told to ignore it (a command
+    started in the background by a shell script inherits SIG_IGN: a Ctrl-C meant for the script must not
+    reach it)."""
+    return (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None))
+
+
 @contextmanager
 def exit_at_once_on_interrupt(message: str) -> Iterator[None]:
     """Within the block, SIGINT prints `message` to stderr and exits with status 130 immediately (only in
-    the main thread, the one signals reach; elsewhere the block runs unchanged)."""
-    if threading.current_thread() is not threading.main_thread():
+    the main thread, the one signals reach; elsewhere, or where SIGINT is ignored, the block runs unchanged)."""
+    if not _handles_interrupts():
         yield
         return
 
@@ -46,8 +54,8 @@ def exit_at_once_on_interrupt(message: str) -> Iterator[None]:
 def stop_on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
     """Within the block, SIGINT calls `stop` and then raises KeyboardInterrupt as Python's own handler
     does: an interrupt whose exception is dropped on its way (see above) still stops the work (only in
-    the main thread; elsewhere the block runs unchanged)."""
-    if threading.current_thread() is not threading.main_thread():
+    the main thread; elsewhere, or where SIGINT is ignored, the block runs unchanged)."""
+    if not _handles_interrupts():
         yield
         return
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -66,17 +65,19 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class CancelToken:
-    """Set it from any thread to stop an ingest after the model call in progress (at most CALL_CHUNKS chunks)."""
+    """Set it from any thread, or from a signal handler, to stop an ingest after the model call in progress
+    (at most CALL_CHUNKS chunks). A plain flag: storing it takes no lock, so a handler that runs while the
+    same thread is inside cancel() (a second Ctrl-C) cannot deadlock, as threading.Event's lock could."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancelled = False
 
     def cancel(self) -> None:
-        self._event.set()
+        self._cancelled = True
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
 
 def default_worker_id() -> str:

@@ -96,7 +96,11 @@ def _caps(args: argparse.Namespace):
                       args.max_pages or None, args.max_expansion or None)
 
 
-def _print_estimate(library, paths: list[str], snapshot_every: int, stream) -> None:
+_BEFORE_READING = "\ninterrupted before reading anything"
+_WHILE_READING = "\ninterrupted: the last snapshot is kept; run the same command again to resume"
+
+
+def _print_estimate(library, paths: list[str], snapshot_every: int, stream):
     from megalodoc.ingest.estimate import estimate_ingest, model_costs
 
     speed, state_bytes, chunk = model_costs(library.bundle)
@@ -128,38 +132,59 @@ def run_ingest(args: argparse.Namespace) -> int:
             print(f"megalodoc ingest: {exc}", file=sys.stderr)
             return 2
     cancel = CancelToken()
-    if args.estimate or not args.quiet:
-        try:
-            with stop_on_interrupt(cancel.cancel):
-                estimate = _print_estimate(library, args.paths, args.snapshot_every, sys.stdout if args.estimate
-                                           else sys.stderr)
-        except KeyboardInterrupt:
-            cancel.cancel()
-        if cancel.cancelled:  # also when the interrupt's KeyboardInterrupt was dropped on its way
-            library.close()
-            print("\ninterrupted before reading anything", file=sys.stderr)
-            return 130
-        if args.estimate:
-            for item in estimate.inputs:
-                print(f"  {item.line()}")
-            library.close()
-            return 0
-    progress = None if args.quiet else ProgressLine(sys.stderr)
-    interrupted = "\ninterrupted: the last snapshot is kept; run the same command again to resume"
     try:
+        # from here on Ctrl-C also cancels: an interrupt whose KeyboardInterrupt Python drops still stops
         with stop_on_interrupt(cancel.cancel):
-            outcomes = library.ingest_many(args.paths, on_progress=progress, cancel=cancel)
+            status = _estimate(args, library, cancel)
+            return status if status is not None else _read(args, library, cancel)
+    except KeyboardInterrupt:  # between the steps below (each handles its own)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        library.close()
+
+
+def _estimate(args: argparse.Namespace, library, cancel) -> int | None:
+    """Print the estimate unless --quiet; the exit status when the command ends here (--estimate, or
+    interrupted), else None."""
+    if not args.estimate and args.quiet:
+        return None
+    try:
+        estimate = _print_estimate(library, args.paths, args.snapshot_every,
+                                   sys.stdout if args.estimate else sys.stderr)
     except KeyboardInterrupt:
         cancel.cancel()
-        print(interrupted, file=sys.stderr)
+    if cancel.cancelled:  # also when the interrupt's KeyboardInterrupt was dropped on its way
+        print(_BEFORE_READING, file=sys.stderr)
+        return 130
+    if args.estimate:
+        for item in estimate.inputs:
+            print(f"  {item.line()}")
+        return 0
+    return None
+
+
+def _read(args: argparse.Namespace, library, cancel) -> int:
+    """Read every path with a progress line; print the summary; the exit status."""
+    progress = None if args.quiet else ProgressLine(sys.stderr)
+    try:
+        outcomes = library.ingest_many(args.paths, on_progress=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print(_WHILE_READING, file=sys.stderr)
         return 130
     finally:
         if progress is not None:
             progress.close()  # a bar cut short by an error stays on screen, ended
-        library.close()
-    if cancel.cancelled:  # interrupted, but the KeyboardInterrupt was dropped on its way: the reading stopped
-        print(interrupted, file=sys.stderr)
+    failed = _print_summary(outcomes)
+    if cancel.cancelled:  # interrupted, and the KeyboardInterrupt was dropped on its way: the reading stopped
+        print(_WHILE_READING, file=sys.stderr)
         return 130
+    return 1 if failed else 0
+
+
+def _print_summary(outcomes) -> int:
+    """Print what happened to each path; returns how many failed."""
     print("\nsummary:")
     for o in outcomes:
         tokens = f"{o.document.committed_position:,} tokens" if o.document else ""
@@ -171,7 +196,7 @@ def run_ingest(args: argparse.Namespace) -> int:
             print(f"      ... and {len(o.skipped) - 20} more skipped")
     failed = sum(not o.ok for o in outcomes)
     print(f"{len(outcomes) - failed} of {len(outcomes)} documents read")
-    return 1 if failed else 0
+    return failed
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -210,3 +210,66 @@ def test_an_interrupt_that_python_drops_inside_a_finalizer_still_stops_the_readi
         assert fired and outcome.status == "complete" and outcome.resumed_from == stopped_at
         assert outcome.document.committed_position == outcome.document.token_count > stopped_at
         assert library.store.check_integrity() == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped interrupt
+def test_the_command_stops_reading_and_says_so_when_python_drops_the_interrupt(setup, tmp_path, monkeypatch,
+                                                                              capsys):
+    from megalodoc.app.commands import ingest as ingest_command
+
+    fired: list[int] = []
+    real_call = ingest_command.ProgressLine.__call__
+
+    def call(self, report) -> None:  # the progress line, plus an interrupt dropped after the first snapshot
+        real_call(self, report)
+        if report.snapshots_written >= 1 and not fired:
+            fired.append(report.tokens_done)
+            SigintWhenCollected()
+
+    monkeypatch.setattr(ingest_command.ProgressLine, "__call__", call)
+    db = tmp_path / "store.db"
+    code = cli_main(["ingest", str(setup["book"]), "--db", str(db), "--model", str(setup["model"]),
+                     "--snapshot-every", "2"])
+    out, err = capsys.readouterr()
+    assert fired and code == 130, (code, err[-2000:])
+    assert err.rstrip().endswith("interrupted: the last snapshot is kept; run the same command again to resume")
+    assert "summary:" in out and "cancelled" in out  # what was read is still reported
+    with Library(db, setup["model"], snapshot_every=2) as library:
+        (document,) = library.documents()
+        assert document.status == "cancelled" and document.committed_position >= fired[0]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped interrupt
+def test_the_command_reads_nothing_when_python_drops_an_interrupt_during_the_estimate(setup, tmp_path,
+                                                                                     monkeypatch, capsys):
+    from megalodoc.app.commands import ingest as ingest_command
+
+    real_estimate = ingest_command._print_estimate
+
+    def estimate_then_interrupt(*args, **kwargs):
+        estimate = real_estimate(*args, **kwargs)
+        SigintWhenCollected()
+        return estimate
+
+    monkeypatch.setattr(ingest_command, "_print_estimate", estimate_then_interrupt)
+    db = tmp_path / "store.db"
+    code = cli_main(["ingest", str(setup["book"]), "--db", str(db), "--model", str(setup["model"])])
+    err = capsys.readouterr().err
+    assert code == 130 and err.rstrip().endswith("interrupted before reading anything"), err[-2000:]
+    with Library(db, setup["model"]) as library:
+        assert library.documents() == []
+
+
+def test_a_command_started_with_interrupts_ignored_keeps_ignoring_them(setup, tmp_path):
+    """As `megalodoc ingest ... &` in a shell script: SIGINT is ignored from the start, and a Ctrl-C meant
+    for the script neither stops nor cancels the ingest."""
+    db = tmp_path / "store.db"
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+             "from megalodoc.app.cli import main; sys.exit(main(sys.argv[1:]))")
+    command = [sys.executable, "-c", start, "ingest", str(setup["book"]), "--db", str(db),
+               "--model", str(setup["model"]), "--snapshot-every", "2"]
+    code, seconds, stderr = run_and_interrupt(command, tmp_path, 0.2, "estimate:")
+    assert seconds is not None, "the ingest ended before the signal"
+    assert code == 0 and "interrupted" not in stderr, (code, stderr[-2000:])
+    with Library(db, setup["model"], snapshot_every=2) as library:
+        assert [doc.status for doc in library.documents()] == ["complete"]
