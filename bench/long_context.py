@@ -437,9 +437,13 @@ def parse_args() -> argparse.Namespace:
                         help="GPU-sized run of about 4 minutes: budget 20 s per stream, deadline 200 s, "
                              "one-shot with 1 repeat")
     args = parser.parse_args()
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+    try:
+        device_type = torch.device(args.device).type
+    except RuntimeError as error:
+        parser.error(f"--device {args.device}: {error}")
+    if device_type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device here (torch {torch.__version__})")
-    if args.cuda_graph and torch.device(args.device).type != "cuda":
+    if args.cuda_graph and device_type != "cuda":
         parser.error("--cuda-graph needs --device cuda")
     if args.quick:
         args.time_budget = min(args.time_budget, 20.0)
