@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
 
 
@@ -32,39 +32,36 @@ def _handles_interrupts() -> bool:
 
 
 @contextmanager
-def exit_at_once_on_interrupt(message: str) -> Iterator[None]:
-    """Within the block, SIGINT prints `message` to stderr and exits with status 130 immediately (only in
-    the main thread, the one signals reach; elsewhere, or where SIGINT is ignored, the block runs unchanged)."""
+def _sigint_handler(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """`handler` answers SIGINT within the block, then the previous handler again; unchanged elsewhere."""
     if not _handles_interrupts():
         yield
         return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def exit_at_once_on_interrupt(message: str) -> AbstractContextManager[None]:
+    """Within the block, SIGINT prints `message` to stderr and exits with status 130 immediately (only in
+    the main thread, the one signals reach; elsewhere, or where SIGINT is ignored, the block runs unchanged)."""
 
     def leave(_signum: int, _frame: FrameType | None) -> None:
         os.write(2, f"\n{message}\n".encode())
         os._exit(130)
 
-    previous = signal.signal(signal.SIGINT, leave)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return _sigint_handler(leave)
 
 
-@contextmanager
-def stop_on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
+def stop_on_interrupt(stop: Callable[[], None]) -> AbstractContextManager[None]:
     """Within the block, SIGINT calls `stop` and then raises KeyboardInterrupt as Python's own handler
     does: an interrupt whose exception is dropped on its way (see above) still stops the work (only in
     the main thread; elsewhere, or where SIGINT is ignored, the block runs unchanged)."""
-    if not _handles_interrupts():
-        yield
-        return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         stop()
         signal.default_int_handler(signum, frame)
 
-    previous = signal.signal(signal.SIGINT, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return _sigint_handler(interrupt)

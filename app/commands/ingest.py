@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from megalodoc.app.progress_output import StreamProgress
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
+
+if TYPE_CHECKING:  # the command's own imports stay lazy: `megalodoc --help` loads no model code
+    from megalodoc.ingest.estimate import IngestEstimate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,7 +104,7 @@ _BEFORE_READING = "\ninterrupted before reading anything"
 _WHILE_READING = "\ninterrupted: the last snapshot is kept; run the same command again to resume"
 
 
-def _print_estimate(library, paths: list[str], snapshot_every: int, stream):
+def _print_estimate(library, paths: list[str], snapshot_every: int, stream) -> IngestEstimate:
     from megalodoc.ingest.estimate import estimate_ingest, model_costs
 
     speed, state_bytes, chunk = model_costs(library.bundle)

@@ -52,8 +52,8 @@ def plane_methods(stored: bytes) -> list[int]:
     return methods
 
 
-def test_skipping_planes_whose_first_bytes_do_not_shrink_stores_what_coding_every_plane_stores():
-    """The three low bytes of float32 words are near-random: their first 4 KiB do not shrink, so the
+def test_skipping_planes_whose_last_bytes_do_not_shrink_stores_what_coding_every_plane_stores():
+    """The three low bytes of float32 words are near-random: their last 4 KiB do not shrink, so the
     encoder stores them without coding the rest. That must cost nothing in size: the result is exactly
     what coding every plane and keeping the smaller form gives (sign and exponent plane coded)."""
     floats = float_state_bytes(32_768)
