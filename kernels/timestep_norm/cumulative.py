@@ -9,6 +9,7 @@ Only the (B, L, G) statistics need float64: the per-token moments of g features 
 of x itself run in x's working precision (fp32 for fp32/bf16 input), which keeps the full-size tensors
 out of float64. Autocast is switched off inside (kernels/autocast_off.py): these precisions are chosen.
 With gradients, kernels/timestep_norm/cumulative_backward.py differentiates these formulas by hand.
+Without them a single token (decoding) takes the pairwise update of kernels/timestep_norm/single_token.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from ..autocast_off import without_autocast
 from .cumulative_backward import TimestepNormFunction
 from .cumulative_forward import forward_statistics
+from .single_token import single_token_statistics
 from .stats import NormStats
 
 
@@ -50,6 +52,8 @@ def timestep_norm_cumulative(
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weight, bias, mean0, var0)):
         y, mean, var = TimestepNormFunction.apply(x, weight, bias, mean0, var0, count0, num_groups, eps)
         count = count0 + L
+    elif L == 1:  # decoding: one token merged into the carried statistics, ~half the operations
+        y, count, mean, var = single_token_statistics(x, weight, bias, num_groups, eps, count0, mean0, var0)
     else:
         out = forward_statistics(x, weight, bias, num_groups, eps, count0, mean0, var0)
         y, count, mean, var = out.y, out.count, out.mean, out.var
