@@ -9,8 +9,9 @@ Positions restart at 0 in every chunk; cached keys are stored already rotated.
 Under no_grad the unfinished chunk's keys and values live in a buffer of C tokens (C is fixed), and the
 state holds views of its first n tokens: appending a token writes it after them instead of concatenating
 a new copy of the cache per generated token, and the new tokens attend to that view (a single new token
-needs no mask). A state is never mutated: the buffer remembers how many tokens have been claimed, and a
-second continuation of the same state (a branch) gets a copy.
+needs no mask). A single new token without gradients (decoding) takes a shorter path: its rotation by
+a Python position and model/attention_one_query.py. A state is never mutated: the buffer remembers how
+many tokens have been claimed, and a second continuation of the same state (a branch) gets a copy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from megalodoc.model.attention_autograd import AttentionFunction, attention_forward
+from megalodoc.model.attention_one_query import one_query_attention
 from megalodoc.model.rotary import Rotary
 
 # chunk buffer -> number of its tokens some state already holds (writes go after them only)
@@ -93,6 +95,24 @@ def _plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     return attention_forward(q, k, v, blocked)[0]  # head by head on strided views: no transposed copies
 
 
+def _one_new_token(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cached_keys: torch.Tensor, cached_values: torch.Tensor,
+    C: int, rotary: Rotary,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """chunked_attention for L = 1 without gradients (decoding): the token sits at position n of its chunk
+    and attends to the n cached keys and itself. Same inputs and outputs."""
+    n = cached_keys.shape[1]
+    q, k = rotary.rotate_at(q, n, C), rotary.rotate_at(k, n, C)  # (B, 1, H, d_z)
+    if n + 1 < C:  # the chunk stays unfinished: the keys attended are the cache returned
+        keys, values = _append(cached_keys, k, C), _append(cached_values, v, C)  # (B, n+1, H, d)
+    else:
+        keys, values = torch.cat((cached_keys, k), dim=1), torch.cat((cached_values, v), dim=1)
+    o = one_query_attention(q, keys, values)  # (B, 1, H, d_v)
+    if n + 1 == C:  # the token finished its chunk: nothing is carried
+        return o, k[:, :0], v[:, :0]
+    return o, keys, values
+
+
 def chunked_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -110,6 +130,10 @@ def chunked_attention(
     B, L, H, _ = q.shape
     C = chunk_size
     n = cached_keys.shape[1]
+    if L == 1 and dropout == 0.0 and not (
+        torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, cached_keys, cached_values))
+    ):
+        return _one_new_token(q, k, v, cached_keys, cached_values, C, rotary)
     positions = (n + torch.arange(L, device=q.device)) % C  # (L,) position inside the chunk
     q, k = rotary(q, positions, C), rotary(k, positions, C)
     outputs = []

@@ -38,3 +38,12 @@ class Rotary(nn.Module):
         rotations = self._rotations(work, x.device, num_positions)[positions]  # (L, 1, d/2)
         pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())  # (B, L, H, d/2)
         return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
+
+    def rotate_at(self, x: torch.Tensor, position: int, num_positions: int) -> torch.Tensor:
+        """forward for tokens that all sit at one position in [0, num_positions) (a decoding step): the
+        table row is taken by a Python index instead of gathering with a positions tensor, the same
+        arithmetic otherwise."""
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32
+        rotation = self._rotations(work, x.device, num_positions)[position]  # (1, d/2)
+        pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())  # (B, L, H, d/2)
+        return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
