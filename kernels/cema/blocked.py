@@ -11,7 +11,8 @@ matrix per channel (Toeplitz taps stacked on the state read-out), the block sums
 depends on the coefficients and T only (kernels/cema/block_matrices.py): when no input needs a gradient
 they are kept per (q, T) and reused while q lives and is unchanged; with gradients,
 kernels/cema/blocks_autograd.py differentiates through them by a hand-written backward. Inputs of at most
-4 tokens (decoding) run the recurrence itself.
+4 tokens run the recurrence itself; a single token (decoding) runs one step of it on (B, D) views, the
+same arithmetic without the transposed copies and the stacking (~100 -> ~40 us at D=256, N=16).
 All arithmetic is fp32/complex64 (float64/complex128 when x is float64, for gradient checks), under
 autocast too (it is switched off inside, kernels/autocast_off.py); the result is cast back to x's dtype.
 """
@@ -102,6 +103,10 @@ def cema_blocked(
     xr = x.to(rdtype)  # (B, L, D)
     if L == 0:
         return x.new_zeros(B, 0, D), (h if output_final_state else None)
+    if L == 1:  # decoding: one step of the recurrence on (B, D) views, no transposed copies
+        h = q * h + p * xr.reshape(B, D, 1)  # (B, D, N)
+        y = torch.addcmul((gamma * h).real.sum(-1), xr.reshape(B, D), omega.to(rdtype))  # (B, D)
+        return y.view(B, 1, D).to(x.dtype), (h if output_final_state else None)
     xt = _transposed(xr)  # (B, D, L)
     if L <= _RECURRENCE_MAX_LEN:
         y, h = _recurrence(xt, p, q, gamma, h)

@@ -95,7 +95,7 @@ def assert_gradients_match_loop(B, L, D, N, seed, final_state_weight=1.0, what="
             assert_close(g, g_ref, 1e-9, f"d/d{name} {what}")
 
 
-@pytest.mark.parametrize("L", [3, 5, 80])
+@pytest.mark.parametrize("L", [1, 3, 5, 80])
 def test_gradients_match_loop_with_state_batch3(L):
     """Every gradient, including through q with a different initial state per batch row (the reference
     implementation's batched backward used row 0's state for all rows)."""
@@ -114,6 +114,22 @@ def test_fp32_gradients_match_loop():
     """The fp32/complex64 backward at the gradient path's own block size (2,100 tokens: blocks of 32 and a
     tail of 20), with state."""
     assert_gradients_match_loop(B=2, L=2100, D=6, N=4, seed=8, fp32=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+def test_a_single_token_is_the_recurrence_step_bit_for_bit(dtype):
+    """The decoding step (L = 1, on (B, D) views) computes exactly what the recurrence path computes."""
+    B, D, N = 3, 6, 4
+    p, q, gamma, omega = random_cema_coefficients(D, N, seed=9)
+    wide = dtype == torch.float64
+    rdtype, cdtype = (torch.float64, torch.complex128) if wide else (torch.float32, torch.complex64)
+    p, q, gamma, omega = p.to(rdtype), q.to(cdtype), gamma.to(cdtype), omega.to(rdtype)
+    x = torch.randn(B, 1, D).to(dtype)
+    h0 = torch.randn(B, D, N, dtype=cdtype)
+    y, h = cema_blocked(x, p, q, gamma, omega, initial_state=h0, output_final_state=True)
+    y_rec, h_rec = cema_blocked_module._recurrence(x.to(rdtype).transpose(1, 2), p, q, gamma, h0)
+    y_rec = torch.addcmul(y_rec.transpose(1, 2), x.to(rdtype), omega).to(dtype)
+    assert y.dtype == dtype and torch.equal(y, y_rec) and torch.equal(h, h_rec)
 
 
 def test_gradcheck_blocked_with_state():
