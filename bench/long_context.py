@@ -11,7 +11,8 @@ length, so that they share the machine's state):
    the end (lengths up to 8K are streamed --stream-repeats times, systems taking turns, and the median
    run is kept), peak
    memory (RSS on CPU, torch.cuda.max_memory_allocated on GPU), bytes of the state or of the KV cache;
-   at the decode lengths, tokens/s of greedy decoding from the state reached. Streams run under
+   at the decode lengths, tokens/s of greedy decoding from the state reached (after every repeated
+   stream, median kept). Streams run under
    torch.inference_mode, as ingest reads; decoding and the one-shot forward under torch.no_grad, as
    generation and the surprise curve run;
 2. one-shot (training-style, with logits): forward, and forward + backward of the cross-entropy, at
@@ -549,14 +550,18 @@ def main() -> None:
             for _ in range(args.stream_repeats - 1):
                 for system in order:
                     if rows[system.name][0]["status"] == "ok" and not run.over():
-                        rows[system.name].append(stream(system, ids_all[:, :L], chunk, device, args, run, decode=False))
+                        rows[system.name].append(
+                            stream(system, ids_all[:, :L], chunk, device, args, run, decode=L in DECODE_LENGTHS))
         for system in order:
             runs = [r for r in rows[system.name] if r["status"] == "ok"]
             row = rows[system.name][0]
             if len(runs) > 1:
                 median = sorted(runs, key=lambda r: r["tokens_per_s"])[len(runs) // 2]
-                decode = {k: v for k, v in row.items() if k.startswith("decode")}
-                row = {**median, **decode, "tokens_per_s_runs": [r["tokens_per_s"] for r in runs]}
+                row = {**median, "tokens_per_s_runs": [r["tokens_per_s"] for r in runs]}
+                decoded = [r["decode_tokens_per_s"] for r in runs if "decode_tokens_per_s" in r]
+                if decoded:  # decoding was timed after each run: its own median
+                    row["decode_tokens_per_s"] = statistics.median(decoded)
+                    row["decode_tokens_per_s_runs"] = decoded
             if row["status"] != "ok" and hasattr(system, "probe_ms") and not row["status"].endswith("deadline"):
                 probe_row(system, row, ids_all, chunk, device, args)
             stream_rows.append(row)

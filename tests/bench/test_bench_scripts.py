@@ -47,7 +47,7 @@ def shipped():
 def test_long_context_streams_both_systems_and_writes_its_table_plot_and_report(tmp_path: Path):
     out = tmp_path / "lc"
     stdout = run_bench("long_context.py", "--max-tokens", 2048, "--time-budget", 60, "--baselines", "llama-width",
-                       "--stream-repeats", 1, "--repeats", 1, "--decode-tokens", 4, "--out", out)
+                       "--stream-repeats", 2, "--repeats", 1, "--decode-tokens", 4, "--out", out)
     result = read_json(out / "long_context.json")
     assert f"wrote {out / 'long_context.json'}" in stdout
     meta = result["meta"]
@@ -58,6 +58,8 @@ def test_long_context_streams_both_systems_and_writes_its_table_plot_and_report(
     for row in stream.values():
         assert row["status"] == "ok" and row["tokens_done"] == 2048, row
         assert row["tokens_per_s"] > 0 and row["decode_tokens_per_s"] > 0 and row["peak_memory_bytes"] > 0
+        # both streams of each system were timed, and decoding after each of them
+        assert len(row["tokens_per_s_runs"]) == 2 and len(row["decode_tokens_per_s_runs"]) == 2, row
     # the state is the model's constant-size state; the Llama's KV cache holds keys and values of every
     # layer for every token read (fp32)
     llama = meta["parameters"]["llama-width"]
