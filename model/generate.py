@@ -151,28 +151,30 @@ class Generation:
     def _run(self) -> Generator[int, None, None]:
         device = self.model.embed.weight.device
         s = self.settings
-        with torch.no_grad():
+        with torch.no_grad():  # per model call, never across a yield: the consumer's code keeps its grad mode
             logits, self.state = self.model(self.prompt.to(device)[None], self.state,
                                             compute_logits=s.max_new_tokens > 0, last_logits_only=True)
-            while len(self.tokens) < s.max_new_tokens:
-                token = pick_token(logits[0, -1].cpu(), s, self._generator)
-                self.tokens.append(token)
-                try:
-                    yield token
-                except GeneratorExit:  # the consumer stopped early: the state still takes in this token
-                    # at interpreter exit nothing can read the state, and PyTorch aborts on a model call
-                    if not sys.is_finalizing():
-                        ids = torch.tensor([[token]], dtype=torch.int64, device=device)
+        while len(self.tokens) < s.max_new_tokens:
+            token = pick_token(logits[0, -1].cpu(), s, self._generator)
+            self.tokens.append(token)
+            try:
+                yield token
+            except GeneratorExit:  # the consumer stopped early: the state still takes in this token
+                # at interpreter exit nothing can read the state, and PyTorch aborts on a model call
+                if not sys.is_finalizing():
+                    ids = torch.tensor([[token]], dtype=torch.int64, device=device)
+                    with torch.no_grad():
                         _, self.state = self.model(ids, self.state, compute_logits=False)
-                    self.stopped_by = "closed"
-                    raise
-                last = token in s.stop_tokens or len(self.tokens) >= s.max_new_tokens
-                ids = torch.tensor([[token]], dtype=torch.int64, device=device)
+                self.stopped_by = "closed"
+                raise
+            last = token in s.stop_tokens or len(self.tokens) >= s.max_new_tokens
+            ids = torch.tensor([[token]], dtype=torch.int64, device=device)
+            with torch.no_grad():
                 logits, self.state = self.model(ids, self.state, compute_logits=not last)
-                if token in s.stop_tokens:
-                    self.stopped_by = "stop_token"
-                    return
-            self.stopped_by = "max_new_tokens"
+            if token in s.stop_tokens:
+                self.stopped_by = "stop_token"
+                return
+        self.stopped_by = "max_new_tokens"
 
     def close(self) -> None:
         """Stop early (e.g. a stop button): `final_state` then covers the tokens yielded so far. Dropping

@@ -29,6 +29,21 @@ def test_greedy_matches_full_forward_argmax(tiny):
     assert tokens == expected
 
 
+def test_the_consumer_keeps_gradients_between_tokens(tiny):
+    """The model runs without gradients, but only inside each call: code run between two tokens (here a
+    small training step) sees the caller's grad mode, and the generated tokens still carry no graph."""
+    weight = torch.ones(3, requires_grad=True)
+    grads = []
+    gen = Generation(tiny, [2, 17], settings=SamplingSettings(max_new_tokens=4, greedy=True))
+    for _ in gen:
+        assert torch.is_grad_enabled()
+        (weight * 2.0).sum().backward()
+        grads.append(weight.grad.clone())
+    assert [g.tolist() for g in grads] == [[2.0] * 3, [4.0] * 3, [6.0] * 3, [8.0] * 3]
+    assert not any(t.requires_grad for t in gen.final_state.to_flat().values())
+    assert torch.is_grad_enabled()
+
+
 def test_seed_reproducible_and_state_covers_everything(tiny):
     a = Generation(tiny, [2, 5], settings=SamplingSettings(max_new_tokens=12, seed=7, top_k=50, top_p=0.9))
     b = Generation(tiny, [2, 5], settings=SamplingSettings(max_new_tokens=12, seed=7, top_k=50, top_p=0.9))
