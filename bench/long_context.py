@@ -12,9 +12,8 @@ length, so that they share the machine's state):
    run is kept), peak
    memory (RSS on CPU, torch.cuda.max_memory_allocated on GPU), bytes of the state or of the KV cache;
    at the decode lengths, tokens/s of greedy decoding from the state reached (after every repeated
-   stream, median kept). Streams run under
-   torch.inference_mode, as ingest reads; decoding and the one-shot forward under torch.no_grad, as
-   generation and the surprise curve run;
+   stream, median kept). Streams and decoding run under torch.inference_mode, as ingest and generation
+   run; the one-shot forward under torch.no_grad, as the surprise curve runs;
 2. one-shot (training-style, with logits): forward, and forward + backward of the cross-entropy, at
    2K, 4K, 8K, 32K tokens;
 A baseline that exceeds the per-stream time budget or the memory cap stops there; that is recorded,
@@ -317,7 +316,7 @@ def measure_decode(system, ids: torch.Tensor, device: torch.device, n: int) -> d
     token = ids[:, -1:]
     out: dict = {}
     try:
-        with torch.no_grad():
+        with torch.inference_mode():  # as Generation runs its model calls
             for _ in range(4):  # warm-up (first calls allocate)
                 token = system.next_logits(token).argmax().view(1, 1)
             sync(device)
