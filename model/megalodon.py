@@ -129,6 +129,8 @@ class Megalodon(nn.Module):
             if not isinstance(state, ModelState):
                 raise TypeError(f"state must be a ModelState or None, got {type(state).__name__}")
             state.validate(self.config, batch_size=B, check_values=False)  # shapes only: no device sync
+            if torch.is_grad_enabled():  # a call with gradients cannot save inference tensors for its backward
+                state = state.with_normal_tensors()
         cfg = self.config
         x = self.embed(ids)  # (B, L, D)
         if cfg.scale_emb:

@@ -66,6 +66,24 @@ class ModelState:
         """Bytes held by the state's tensors."""
         return sum(t.numel() * t.element_size() for t in self.to_flat().values())
 
+    def with_normal_tensors(self) -> ModelState:
+        """This state, or a copy of it where any tensor made under torch.inference_mode (ingest and
+        generation make states there) is cloned into a normal tensor: autograd refuses to save inference
+        tensors for a backward, so a call with gradients needs the copy."""
+        tensors = [t for layer in self.layers for t in (layer.ema, layer.keys, layer.values, *layer.norm.as_tuple())]
+        if not any(t.is_inference() for t in tensors + list(self.final_norm.as_tuple())):
+            return self
+
+        def normal(t: torch.Tensor) -> torch.Tensor:
+            return t.clone() if t.is_inference() else t
+
+        def norm(n: NormState) -> NormState:
+            return NormState(normal(n.count), normal(n.mean), normal(n.var))
+
+        layers = tuple(LayerState(normal(layer.ema), norm(layer.norm), normal(layer.keys), normal(layer.values))
+                       for layer in self.layers)
+        return ModelState(layers, norm(self.final_norm), self.position)
+
     # ---- flat form ----
     def to_flat(self) -> dict[str, torch.Tensor]:
         """Named tensors, complex stored as (..., 2) real pairs; `from_flat` inverts it bit-exactly."""

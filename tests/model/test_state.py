@@ -91,3 +91,28 @@ def test_forward_checks_shapes_and_restore_checks_counts(tiny):
     bad.validate(tiny.config, check_values=False)  # shapes are right
     with pytest.raises(StateMismatchError, match="disagrees with position"):
         bad.validate(tiny.config)
+
+
+@pytest.mark.parametrize("length", [37, 64], ids=["mid-chunk", "chunk-boundary"])
+def test_a_state_made_under_inference_mode_continues_with_gradients(tiny, length):
+    """Ingest and generation make states under inference_mode; continuing one with gradients on (as a
+    fine-tuning step would) runs its backward and gives the logits of a no_grad continuation, and the
+    state handed in keeps its tensors."""
+    ids = torch.randint(0, 256, (2, length + 9))
+    with torch.inference_mode():
+        _, state = tiny(ids[:, :length])
+    before = {key: value.clone() for key, value in state.to_flat().items()}
+    assert state.final_norm.count.is_inference()
+    logits, after = tiny(ids[:, length:], state)
+    logits.sum().backward()
+    assert tiny.embed.weight.grad is not None and tiny.embed.weight.grad.abs().sum() > 0
+    tiny.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        expected, _ = tiny(ids[:, length:], state)
+    assert torch.equal(logits.detach(), expected)
+    assert not after.final_norm.count.is_inference() and after.position == length + 9
+    for key, value in state.to_flat().items():
+        assert torch.equal(value, before[key]), key
+    normal = state.with_normal_tensors()
+    assert not any(t.is_inference() for t in normal.to_flat().values())
+    assert normal.with_normal_tensors() is normal  # nothing to copy: the same state back
