@@ -40,7 +40,10 @@ def _append(cached: torch.Tensor, new: torch.Tensor, chunk_size: int) -> torch.T
         and cached.data_ptr() == buffer.data_ptr() and buffer.is_contiguous()
     )
     if not reusable:
-        buffer = new.new_empty(new.shape[0], chunk_size, *new.shape[2:])  # (B, C, H, d)
+        # a normal tensor even under inference_mode: a view of an inference tensor has no _base, so the
+        # next append would not find its buffer again and would copy the chunk's n tokens every time
+        with torch.inference_mode(False), torch.no_grad():
+            buffer = new.new_empty(new.shape[0], chunk_size, *new.shape[2:])  # (B, C, H, d)
         buffer[:, :n] = cached
     buffer[:, n : n + L] = new
     _CLAIMED[buffer] = n + L

@@ -236,20 +236,24 @@ def test_gradcheck_state_carrying_path_batch3():
     assert torch.autograd.gradcheck(loss_fn, inputs, fast_mode=True, atol=1e-6)
 
 
-def test_branches_from_one_mid_chunk_state_do_not_share_the_chunk_buffer(tiny):
-    """Token-by-token decoding appends into one chunk buffer; continuing the same state twice (a branch)
-    must give each branch its own keys: both equal a run from scratch, and the state is unchanged."""
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_branches_from_one_mid_chunk_state_do_not_share_the_chunk_buffer(tiny, mode):
+    """Token-by-token decoding appends into one chunk buffer (under inference_mode too, as Generation
+    runs); continuing the same state twice (a branch) must give each branch its own keys: both equal a run
+    from scratch, and the state is unchanged."""
     gen = torch.Generator().manual_seed(11)
     prefix, a, b = (torch.randint(0, 256, (1, n), generator=gen) for n in (5, 4, 4))
-    with torch.no_grad():
+    with mode():
         _, state = tiny(prefix)
         snapshot = {k: v.clone() for k, v in state.to_flat().items()}
         results = {}
         for name, branch in (("a", a), ("b", b), ("a again", a)):
-            s, outs = state, []
+            s, outs, buffers = state, [], set()
             for t in range(branch.shape[1]):
                 out, s = tiny(branch[:, t : t + 1], s)
                 outs.append(out)
+                buffers.add(s.layers[0].values.untyped_storage().data_ptr())
+            assert len(buffers) == 1, f"branch {name}: {len(buffers)} chunk buffers for {branch.shape[1]} tokens"
             results[name] = (torch.cat(outs, 1), s)
         for name, branch in (("a", a), ("b", b)):
             expect, expect_state = tiny(torch.cat((prefix, branch), 1))
