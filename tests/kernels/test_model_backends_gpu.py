@@ -1,6 +1,6 @@
 """The whole model on a GPU with the Triton kernels against the same model with the PyTorch twins:
-one-shot and streamed logits, the carried state, and the gradients of a training step. This is the
-check to pass before dispatch.TRITON_IS_CUDA_DEFAULT may become True."""
+one-shot, streamed and decoded (one token per call) logits, the carried state, and the gradients of a
+training step. This is the check to pass before dispatch.TRITON_IS_CUDA_DEFAULT may become True."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ pytestmark = [
 ]
 
 
+DECODE_FROM, DECODE_TO = 1260, 1300  # chunk 256: positions 236-255 of one chunk, then 0-19 of the next
+
+
 def _model() -> Megalodon:
     torch.manual_seed(0)
     cfg = MegalodonConfig.preset("megalodoc-6m", chunk_size=256)
@@ -31,13 +34,19 @@ def _run(model: Megalodon, ids: torch.Tensor, backend: str, monkeypatch) -> dict
         for start in range(0, ids.shape[1], 300):  # splits inside and across chunks
             out, s = model(ids[:, start : start + 300], s)
             streamed.append(out)
+        # decoding, one token per call under inference_mode as Generation runs, across the chunk end at 1,280
+        decoded, s = [], model(ids[:, :DECODE_FROM], compute_logits=False)[1]
+        with torch.inference_mode():
+            for t in range(DECODE_FROM, DECODE_TO):
+                out, s = model(ids[:, t : t + 1], s)
+                decoded.append(out)
     model.zero_grad(set_to_none=True)
     loss_logits, _ = model(ids[:, :1024])
     torch.nn.functional.cross_entropy(loss_logits[0, :-1], ids[0, 1:1024]).backward()
     grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()
              if "cema" in name or "timenorm" in name}
-    return {"logits": logits, "streamed": torch.cat(streamed, 1), "ema": state.layers[-1].ema,
-            "final_var": state.final_norm.var, **grads}
+    return {"logits": logits, "streamed": torch.cat(streamed, 1), "decoded": torch.cat(decoded, 1),
+            "ema": state.layers[-1].ema, "final_var": state.final_norm.var, **grads}
 
 
 def test_triton_backend_matches_twins_in_the_model(monkeypatch) -> None:
@@ -49,3 +58,6 @@ def test_triton_backend_matches_twins_in_the_model(monkeypatch) -> None:
         got = fast[name]
         assert rel_rms(got, want) <= TRITON_VS_TWIN_REL_RMS, f"{name}: rel RMS {rel_rms(got, want):.2e}"
     assert rel_rms(fast["streamed"], fast["logits"]) <= 1e-4, "triton: streamed != one-shot"
+    for name, run in (("triton", fast), ("twins", twin)):
+        one_shot = run["logits"][:, DECODE_FROM:DECODE_TO]
+        assert rel_rms(run["decoded"], one_shot) <= 1e-4, f"{name}: decoded token by token != one-shot"
