@@ -34,16 +34,16 @@ class Rotary(nn.Module):
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, num_positions: int) -> torch.Tensor:
         """x (B, L, H, d); positions (L,) integer positions inside the chunk, all in [0, num_positions)."""
-        work = torch.float64 if x.dtype == torch.float64 else torch.float32
-        rotations = self._rotations(work, x.device, num_positions)[positions]  # (L, 1, d/2)
-        pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())  # (B, L, H, d/2)
-        return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
+        return self._rotate(x, positions, num_positions)
 
     def rotate_at(self, x: torch.Tensor, position: int, num_positions: int) -> torch.Tensor:
         """forward for tokens that all sit at one position in [0, num_positions) (a decoding step): the
-        table row is taken by a Python index instead of gathering with a positions tensor, the same
-        arithmetic otherwise."""
+        table row is taken by a Python index instead of gathering with a positions tensor."""
+        return self._rotate(x, position, num_positions)
+
+    def _rotate(self, x: torch.Tensor, index: torch.Tensor | int, num_positions: int) -> torch.Tensor:
+        """x (B, L, H, d) times the table rows at `index`: (L, 1, d/2) for positions, (1, d/2) for one."""
         work = torch.float64 if x.dtype == torch.float64 else torch.float32
-        rotation = self._rotations(work, x.device, num_positions)[position]  # (1, d/2)
+        rotations = self._rotations(work, x.device, num_positions)[index]
         pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())  # (B, L, H, d/2)
-        return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
+        return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
