@@ -160,8 +160,9 @@ def _stream(ctx: AppContext, point: SessionPoint, answer: Any, kind: str, prompt
             yield ReaderView(evidence, history + [_answer_message(text, streaming=True)], point.session_id,
                              point.after_turn, "Generating…", citations, done=False)
     turn = answer.turn
+    number = _turn_number(ctx, point.session_id, turn.id)
     yield ReaderView(evidence, history + [_answer_message(answer.text)], point.session_id, turn.id,
-                     f"Session {point.session_id}, turn {turn.id} stored: resume or branch it any time.", citations)
+                     f"Session {point.session_id}, turn {number} stored: resume or branch it any time.", citations)
 
 
 def ask(ctx: AppContext, doc_id: int | str | None, question: str, position: int, whole_document: bool,
@@ -198,6 +199,11 @@ def session_choices(ctx: AppContext, doc_id: int | str | None) -> list[tuple[str
         choices.append((f"{title} · token {s.position:,} · {turns} turn{'s' if turns != 1 else ''} · "
                         f"{s.updated_at:%Y-%m-%d %H:%M}", s.id))
     return choices
+
+
+def _turn_number(ctx: AppContext, session_id: int, turn_id: int) -> int:
+    """The turn's number in its session, as turn_choices labels it (turn ids count over the whole library)."""
+    return [turn.id for turn in ctx.service.turns(session_id)].index(turn_id) + 1
 
 
 def turn_choices(ctx: AppContext, session_id: int | None) -> list[tuple[str, int]]:
@@ -242,7 +248,8 @@ def branch_session(ctx: AppContext, turn_id: int | str | None) -> tuple[ReaderVi
     if turn_id is None or turn_id == "":
         raise UiError("choose the turn to branch from")
     point = ctx.service.branch(int(turn_id))
-    view = _view_of(ctx, point, f"Branching session {point.session_id} after turn {turn_id}: the next question "
+    number = _turn_number(ctx, point.session_id, int(turn_id))
+    view = _view_of(ctx, point, f"Branching session {point.session_id} after turn {number}: the next question "
                                 "starts a new line.")
     return view, point.document.id, point.session.position
 

@@ -90,7 +90,7 @@ def pick(page, label: str, option: str) -> None:
 
 
 def ask(page, question: str, turn: int) -> None:
-    """Ask and wait until the answer is stored as turn `turn` (turn ids count up in a fresh library)."""
+    """Ask and wait until the answer is stored as turn `turn` of its session (numbered as the branch list)."""
     page.get_by_label("Question").fill(question)
     page.get_by_role("button", name="Ask", exact=True).click()
     page.get_by_text(f"turn {turn} stored: resume or branch it any time").wait_for(timeout=STEP_MS)

@@ -76,6 +76,13 @@ def test_branch_starts_a_new_line_after_an_earlier_turn(ctx, atlas):
     labels = [label for label, _ in h.turn_choices(ctx, one.session_id)]
     assert labels == ["1: What grows in gardens?", "2 (after 1): And rivers?", "3 (after 1): And bread?"]
     assert ctx.service.turns(one.session_id)[-1].parent_turn_id == one.after_turn != two.after_turn
+    assert "turn 1 stored" in one.status and "turn 3 stored" in side.status
+    assert view.status.startswith(f"Branching session {one.session_id} after turn 1:")
+    # a second session numbers its own turns from 1, as its branch list does (turn ids count library-wide)
+    *_, other = h.ask(ctx, atlas.id, "What grows in gardens?", at, False, SAMPLING, None, None)
+    assert other.session_id != one.session_id and other.after_turn > side.after_turn
+    assert f"Session {other.session_id}, turn 1 stored" in other.status
+    assert [label for label, _ in h.turn_choices(ctx, other.session_id)] == ["1: What grows in gardens?"]
 
 
 def test_continue_streams_text_from_the_reading_point_in_a_session(ctx, atlas):
