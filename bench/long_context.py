@@ -63,6 +63,7 @@ from llama_baseline import (  # noqa: E402
     non_embedding_parameters,
 )
 from long_context_report import print_tables, write_plot  # noqa: E402
+from repeated_runs import median_run  # noqa: E402
 
 K = 1024
 STREAM_LENGTHS = [2 * K, 4 * K, 8 * K, 32 * K, 128 * K, 512 * K, 1024 * K]
@@ -555,12 +556,7 @@ def main() -> None:
             runs = [r for r in rows[system.name] if r["status"] == "ok"]
             row = rows[system.name][0]
             if len(runs) > 1:
-                median = sorted(runs, key=lambda r: r["tokens_per_s"])[len(runs) // 2]
-                row = {**median, "tokens_per_s_runs": [r["tokens_per_s"] for r in runs]}
-                decoded = [r["decode_tokens_per_s"] for r in runs if "decode_tokens_per_s" in r]
-                if decoded:  # decoding was timed after each run: its own median
-                    row["decode_tokens_per_s"] = statistics.median(decoded)
-                    row["decode_tokens_per_s_runs"] = decoded
+                row = median_run(runs)
             if row["status"] != "ok" and hasattr(system, "probe_ms") and not row["status"].endswith("deadline"):
                 probe_row(system, row, ids_all, chunk, device, args)
             stream_rows.append(row)

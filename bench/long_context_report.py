@@ -46,7 +46,8 @@ def stream_table(result: dict) -> list[list[str]]:
             _k(r["length"]), r["system"], _num(r.get("tokens_per_s")), _num(ratio, "{:.2f}x"),
             _num(r.get("ms_per_chunk_start"), "{:.1f}"), end_text, _num(end_ratio, "{:.2f}x"),
             _mib(r.get("peak_memory_bytes")), _mib(r.get("state_bytes")),
-            _num(r.get("decode_tokens_per_s"), "{:.1f}"), r["status"],
+            _num(r.get("decode_tokens_per_s"), "{:.1f}"),
+            r["status"] + (f"; decode: {r['decode_status']}" if r.get("decode_status") else ""),
         ])
     return rows
 
