@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from megalodoc.model.attention import chunked_attention
-from megalodoc.model.attention_one_query import one_query_attention
+from megalodoc.model.attention_one_query import one_query_attention, product_and_sum_fits
 from megalodoc.model.rotary import Rotary
 
 from tolerances import assert_close, rel_rms
@@ -22,7 +22,8 @@ def sdpa_one_query(q, keys, values):
     return out.transpose(1, 2)  # (B, 1, H, d_v) float64
 
 
-# (keys, value width): product-and-sum up to PRODUCT_AND_SUM_MAX = 65,536 keys x values, head by head beyond
+# (keys, value width): product-and-sum up to PRODUCT_AND_SUM_MAX = 65,536 keys x values per row and head,
+# head by head beyond
 @pytest.mark.parametrize(("n", "dv"), [(1, DV), (2, DV), (7, DV), (128, DV), (64, 1024), (65, 1024), (300, 256)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
 def test_one_query_attention_equals_sdpa(n, dv, dtype):
@@ -36,6 +37,17 @@ def test_one_query_attention_equals_sdpa(n, dv, dtype):
         assert rel_rms(got, want) < 2e-2, f"n={n} bf16 rel-RMS {rel_rms(got, want):.2e}"
     else:
         assert_close(got, want, 1e-12 if dtype == torch.float64 else 1e-5, f"n={n} {dtype}")
+
+
+# (batch, keys, value width), H = 2: the limit in all (2 ** 19 elements) picks head by head for a large batch
+@pytest.mark.parametrize(("B", "n", "dv", "fits"), [(8, 128, 256, True), (9, 128, 256, False),
+                                                    (64, 16, 256, True), (65, 16, 256, False)])
+def test_a_large_batch_takes_the_head_by_head_products_with_the_same_result(B, n, dv, fits):
+    torch.manual_seed(B)
+    q = torch.randn(B, 1, H, DZ, dtype=torch.float64)
+    keys, values = torch.randn(B, n, H, DZ, dtype=torch.float64), torch.randn(B, n, H, dv, dtype=torch.float64)
+    assert product_and_sum_fits(values) == fits
+    assert_close(one_query_attention(q, keys, values), sdpa_one_query(q, keys, values), 1e-12, f"B={B}")
 
 
 def decode(q, k, v, cached, rotary, grad: bool):
