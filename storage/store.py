@@ -32,6 +32,12 @@ from megalodoc.storage.sessions import SessionsMixin
 from megalodoc.storage.snapshots import SnapshotsMixin
 from megalodoc.storage.target_check import SqliteTarget, inspect_sqlite_target, refusal
 from megalodoc.storage.unit import UnitOfWork
+from megalodoc.storage.wal_checkpointer import (
+    CHECKPOINT_INTERVAL_S,
+    NO_AUTOCHECKPOINT,
+    WalCheckpointer,
+    check_interval,
+)
 
 
 class Store(
@@ -40,12 +46,16 @@ class Store(
 ):
     """Documents, snapshots, locations, chunk text and sessions in one database. Build with `open_store`."""
 
-    def __init__(self, engine: Engine, url: str, state_encoding: str = DEFAULT_ENCODING) -> None:
+    def __init__(
+        self, engine: Engine, url: str, state_encoding: str = DEFAULT_ENCODING,
+        checkpointer: WalCheckpointer | None = None,
+    ) -> None:
         self._engine = engine
         self.state_encoding = check_encoding(state_encoding)  # how new state blobs are stored (lossless)
         self.url = display_url(url)
         self.dialect = engine.dialect.name
-        self._uow = UnitOfWork(engine, f"database {self.url}")
+        self.checkpointer = checkpointer  # a SQLite file's background WAL checkpoints, else None
+        self._uow = UnitOfWork(engine, f"database {self.url}", None if checkpointer is None else checkpointer.wrote)
 
     @property
     def engine(self) -> Engine:
@@ -53,7 +63,10 @@ class Store(
         return self._engine
 
     def close(self) -> None:
-        """Close every pooled connection. The store must not be used afterwards."""
+        """Stop the background checkpoints and close every pooled connection (the last connection to a
+        SQLite file checkpoints it and removes its WAL). The store must not be used afterwards."""
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -74,14 +87,18 @@ def open_store(
     create: bool = True,
     sqlite_pragmas: Mapping[str, PragmaValue] | None = None,
     state_encoding: str = DEFAULT_ENCODING,
+    checkpoint_interval: float = CHECKPOINT_INTERVAL_S,
 ) -> Store:
     """Open the store at `url` (default: $MEGALODOC_DB, else ./megalodoc.db; a plain path means SQLite).
     Checks the schema: a brand-new empty database gets the current schema (when `create`); one behind
     raises `SchemaBehindError` saying to run `megalodoc db upgrade`; one from a newer megalodoc raises
     `SchemaNewerError`. `sqlite_pragmas` adds pragmas set on every SQLite connection. `state_encoding`
     says how new state blobs are kept at rest ("planes4", lossless and about 14% smaller for model
-    states, or "raw"); any stored encoding is read back."""
+    states, or "raw"); any stored encoding is read back. A SQLite file's WAL is checkpointed by a
+    background thread at most every `checkpoint_interval` seconds after writes, not inside commits
+    (`wal_checkpointer.py`)."""
     check_encoding(state_encoding)
+    check_interval(checkpoint_interval)
     resolved = resolve_url(url)
     path = sqlite_file(resolved)
     if not create and path is not None and not path.exists():
@@ -90,6 +107,8 @@ def open_store(
         target = _inspect(path, for_writing=True)  # refuses before the engine switches the file to WAL
         if target.state == "behind":
             raise schema_error(SchemaStatus("behind", target.revision, head_revision(), display_url(resolved)))
+    if path is not None:
+        sqlite_pragmas = {**NO_AUTOCHECKPOINT, **(sqlite_pragmas or {})}
     engine = create_store_engine(resolved, sqlite_pragmas)
     try:
         require_current(engine, resolved, create_if_empty=create)
@@ -99,7 +118,9 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, resolved, state_encoding)
+    checkpointer = None if path is None else WalCheckpointer(engine, f"database {display_url(resolved)}",
+                                                             checkpoint_interval)
+    return Store(engine, resolved, state_encoding, checkpointer)
 
 
 def _inspect(path: Path, *, for_writing: bool, refuse: bool = True) -> SqliteTarget:

@@ -54,8 +54,9 @@ def is_full(exc: BaseException) -> bool:
 class UnitOfWork:
     """Runs functions of a `Session` as read-only or write transactions."""
 
-    def __init__(self, engine: Engine, where: str) -> None:
+    def __init__(self, engine: Engine, where: str, after_write: Callable[[], None] | None = None) -> None:
         self._where = where
+        self._after_write = after_write  # called after each committed write (the WAL checkpointer's cue)
         self._write = sessionmaker(engine, expire_on_commit=False)
         self._read = sessionmaker(engine.execution_options(**{READ_OPTION: True}), expire_on_commit=False)
 
@@ -65,7 +66,10 @@ class UnitOfWork:
 
     def write(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one write transaction: all of it is committed, or none of it."""
-        return self._run(self._write, work)
+        result = self._run(self._write, work)
+        if self._after_write is not None:
+            self._after_write()
+        return result
 
     def _run(self, maker: sessionmaker, work: Callable[[Session], T]) -> T:
         delay = 0.05

@@ -1,0 +1,120 @@
+"""A SQLite store's WAL checkpoints run on a background thread, not inside the commits that fill the WAL
+(storage/wal_checkpointer.py): real SQLite files, real threads."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from storage_testkit import MODEL, new_document, state_bytes
+
+from megalodoc.storage import open_store
+
+BLOB = 150_000  # random bytes: stored as they are, about 37 pages each
+COUNT = 45  # about 6.8 MB in all: past the 1,000 pages (4 MB) at which a commit would checkpoint by itself
+
+
+def fill(store, count: int = COUNT) -> dict[int, str]:
+    """count snapshots of random state; their sha256 by position."""
+    document = new_document(store)
+    digests = {}
+    for n in range(count):
+        data = state_bytes(n, BLOB)
+        store.add_snapshot(document.id, 64 * (n + 1), data, MODEL, 1)
+        digests[64 * (n + 1)] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "megalodoc-wal-checkpoint"]
+
+
+def test_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path):
+    db = tmp_path / "store.db"
+    wal = tmp_path / "store.db-wal"
+    store = open_store(str(db), checkpoint_interval=3600)  # the thread waits an hour before its first
+    connection = store.engine.raw_connection()
+    try:
+        assert connection.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    finally:
+        connection.close()
+    before = size(db)
+    fill(store)
+    # no commit copied the WAL into the database file, though it passed SQLite's 1,000-page default
+    assert size(wal) > COUNT * BLOB > 4 * 2**20
+    assert size(db) - before < 2**20
+    busy, frames, copied = store.checkpointer.checkpoint()
+    assert (busy, copied) == (0, frames) and frames * 4096 >= COUNT * BLOB
+    assert size(db) > COUNT * BLOB
+    store.close()
+    assert not wal.exists()  # the last connection to close checkpointed and removed the WAL
+
+
+def test_the_thread_checkpoints_soon_after_writes_and_nothing_is_lost(tmp_path: Path):
+    db = tmp_path / "store.db"
+    with open_store(str(db), checkpoint_interval=0.05) as store:
+        assert store.checkpointer.checkpoints == 0 and store.checkpointer._thread is None  # not before a write
+        digests = fill(store)
+        deadline = time.monotonic() + 30
+        while size(db) <= COUNT * BLOB and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert size(db) > COUNT * BLOB, "the background thread did not checkpoint within 30 s"
+        assert store.checkpointer.checkpoints >= 1
+    with open_store(str(db)) as again:  # every blob reads back whole (each read checks its sha256)
+        snapshots = again.list_snapshots(again.list_documents()[0].id)
+        assert {s.position for s in snapshots} == set(digests)
+        for snapshot in snapshots:
+            assert hashlib.sha256(again.load_snapshot_bytes(snapshot.id)).hexdigest() == digests[snapshot.position]
+
+
+def test_close_stops_the_thread_and_a_dropped_store_does_not_keep_it(tmp_path: Path):
+    store = open_store(str(tmp_path / "a.db"), checkpoint_interval=0.01)
+    fill(store, 2)
+    thread = store.checkpointer._thread
+    assert thread.is_alive()
+    store.close()
+    assert not thread.is_alive()
+    store.checkpointer.wrote()  # after close: no new thread
+    assert store.checkpointer._thread is thread and thread not in checkpoint_threads()
+
+    dropped = open_store(str(tmp_path / "b.db"), checkpoint_interval=3600)
+    fill(dropped, 2)
+    thread = dropped.checkpointer._thread
+    del dropped
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_a_failed_checkpoint_is_logged_and_the_next_write_tries_again(tmp_path: Path, caplog):
+    store = open_store(str(tmp_path / "store.db"), checkpoint_interval=3600)
+    fill(store, 2)
+    store.engine.dispose()
+    (tmp_path / "store.db").rename(tmp_path / "moved")  # the file is gone from under a new connection
+    (tmp_path / "store.db").mkdir()
+    with caplog.at_level("WARNING", logger="megalodoc.storage.wal_checkpointer"):
+        assert store.checkpointer.checkpoint() is None
+    assert f"database {store.url}: WAL checkpoint failed" in caplog.text
+    store.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_store_has_no_wal_and_no_checkpointer(url: str):
+    before = set(checkpoint_threads())
+    with open_store(url) as store:
+        assert store.checkpointer is None
+        fill(store, 2)
+        assert set(checkpoint_threads()) <= before
+
+
+def test_a_bad_interval_is_refused(tmp_path: Path):
+    with pytest.raises(ValueError, match="checkpoint interval must be >= 0 seconds, got -1"):
+        open_store(str(tmp_path / "store.db"), checkpoint_interval=-1)
