@@ -7,6 +7,7 @@ turns a document read with a narrow spacing into what a wider one would have sto
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, exists, func, select
@@ -17,6 +18,7 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import StorageError
 from megalodoc.storage.models import SessionRow, SnapshotRow, StateBlob
 from megalodoc.storage.unit import UnitOfWork
+from megalodoc.storage.wal_checkpointer import WalCheckpointer
 
 _TAIL_ID_BYTES = 4  # tail ids are stored as int32
 
@@ -36,6 +38,7 @@ class CompactionMixin:
     _uow: UnitOfWork
     _engine: Engine
     url: str
+    checkpointer: WalCheckpointer | None
 
     def thin_snapshots(self, document_id: int, spacing: int) -> ThinningReport:
         """Keep the document snapshots at least `spacing` tokens apart (by the position of their state,
@@ -92,16 +95,19 @@ class CompactionMixin:
         engine = self._engine
         if engine.dialect.name != "sqlite":
             return False
-        connection = engine.raw_connection()  # the driver runs in autocommit mode: VACUUM needs no transaction
-        try:
-            cursor = connection.cursor()
+        # the store's background checkpoint would make the TRUNCATE below return busy and leave the WAL
+        paused = contextlib.nullcontext() if self.checkpointer is None else self.checkpointer.paused()
+        with paused:
+            connection = engine.raw_connection()  # the driver runs in autocommit mode: VACUUM needs no transaction
             try:
-                cursor.execute("VACUUM")
-                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cursor = connection.cursor()
+                try:
+                    cursor.execute("VACUUM")
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    cursor.close()
+            except engine.dialect.dbapi.Error as exc:
+                raise StorageError(f"VACUUM of database {self.url} failed: {exc}") from exc
             finally:
-                cursor.close()
-        except engine.dialect.dbapi.Error as exc:
-            raise StorageError(f"VACUUM of database {self.url} failed: {exc}") from exc
-        finally:
-            connection.close()
+                connection.close()
         return True

@@ -33,8 +33,8 @@ from megalodoc.storage.snapshots import SnapshotsMixin
 from megalodoc.storage.target_check import SqliteTarget, inspect_sqlite_target, refusal
 from megalodoc.storage.unit import UnitOfWork
 from megalodoc.storage.wal_checkpointer import (
+    BACKSTOP_AUTOCHECKPOINT,
     CHECKPOINT_INTERVAL_S,
-    NO_AUTOCHECKPOINT,
     WalCheckpointer,
     check_interval,
 )
@@ -108,7 +108,7 @@ def open_store(
         if target.state == "behind":
             raise schema_error(SchemaStatus("behind", target.revision, head_revision(), display_url(resolved)))
     if path is not None:
-        sqlite_pragmas = {**NO_AUTOCHECKPOINT, **(sqlite_pragmas or {})}
+        sqlite_pragmas = {**BACKSTOP_AUTOCHECKPOINT, **(sqlite_pragmas or {})}
     engine = create_store_engine(resolved, sqlite_pragmas)
     try:
         require_current(engine, resolved, create_if_empty=create)

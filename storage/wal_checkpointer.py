@@ -3,15 +3,22 @@
 In WAL mode a commit appends its pages to the `-wal` file; a checkpoint copies them into the database
 file and syncs both (synchronous=NORMAL). SQLite's default runs the checkpoint inside whichever commit
 takes the WAL past 1,000 pages, so about every 28th snapshot of an ingest (about 140 KB each) paid for
-copying and syncing some 4 MB: `bench/snapshots.py --writes-only` measured a mean write of 4.83-5.14 ms
-with that default and 3.59-3.61 ms with this thread (README, "Snapshots: spacing, size and cost").
+copying and syncing some 4 MB. With this thread a snapshot of an ingest took 9-31% less time (README,
+"Snapshots: spacing, size and cost").
 
-A file-backed store's connections therefore set wal_autocheckpoint = 0, and this thread checkpoints
-instead: after a write, at most once per `interval` seconds while writes keep coming, on a pooled
-connection of its own. A PASSIVE checkpoint waits for no lock and blocks no reader or writer; it copies
-what no reader still needs and leaves the rest for the next one, as SQLite's own automatic checkpoint
-does. Durability is unchanged (a commit is in the WAL either way, and opening the database after a crash
-replays the WAL), and the last connection to close still checkpoints and removes the WAL.
+A file-backed store's connections therefore raise wal_autocheckpoint to a backstop (BACKSTOP_PAGES), and
+this thread checkpoints instead: after a write, at most once per `interval` seconds while writes keep
+coming, on a pooled connection of its own. A PASSIVE checkpoint waits for no lock and blocks no reader or
+writer; it copies what no reader still needs and leaves the rest for the next one, as SQLite's own
+automatic checkpoint does. Durability is unchanged (a commit is in the WAL either way, and opening the
+database after a crash replays the WAL), and the last connection to close still checkpoints and removes
+the WAL.
+
+Why a backstop: SQLite starts the WAL over only when a write begins while the WAL is wholly copied. A
+commit that lands while this thread copies leaves it partly copied, so under back-to-back writes the WAL
+would never start over and would grow without limit (to 31-99 MiB over 96 MB of back-to-back snapshot
+writes, measured). Past BACKSTOP_PAGES the committing connection checkpoints as before, and the WAL
+stayed at 16.8-17.5 MiB over the same writes (tests/storage/test_wal_checkpointer.py).
 
 The thread starts at the first write and holds the checkpointer only weakly: a store that is dropped
 without `close` does not stay alive for it.
@@ -19,11 +26,13 @@ without `close` does not stay alive for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -34,8 +43,11 @@ logger = logging.getLogger(__name__)
 # Seconds between background checkpoints while writes keep coming: an ingest commits a snapshot every
 # 0.1-0.2 s on a CPU, so each checkpoint copies several snapshots, and the WAL stays a few MB.
 CHECKPOINT_INTERVAL_S = 1.0
-# What a store's SQLite connections set so that no commit checkpoints by itself.
-NO_AUTOCHECKPOINT = {"wal_autocheckpoint": 0}
+MAX_INTERVAL_S = 86_400.0
+# WAL pages (4 KiB) past which a commit still checkpoints by itself (SQLite's default: 1,000): 16 MiB.
+BACKSTOP_PAGES = 4096
+# What a store's SQLite connections set.
+BACKSTOP_AUTOCHECKPOINT = {"wal_autocheckpoint": BACKSTOP_PAGES}
 
 
 class _Signals:
@@ -44,7 +56,7 @@ class _Signals:
     def __init__(self) -> None:
         self.wake = threading.Event()  # set by every write
         self.stop = threading.Event()  # set by close, or when the checkpointer is collected
-        self.last = 0.0  # time.monotonic() of the last checkpoint's end
+        self.last = time.monotonic()  # of the last checkpoint's end (at first: the store's opening)
 
     def halt(self) -> None:
         self.stop.set()
@@ -52,8 +64,8 @@ class _Signals:
 
 
 def check_interval(interval: float) -> float:
-    if not interval >= 0:
-        raise ValueError(f"the checkpoint interval must be >= 0 seconds, got {interval}")
+    if not 0 <= interval <= MAX_INTERVAL_S:  # also refuses NaN
+        raise ValueError(f"the checkpoint interval must be 0 to {MAX_INTERVAL_S:,.0f} seconds, got {interval}")
     return interval
 
 
@@ -65,7 +77,8 @@ class WalCheckpointer:
         self._where = where
         self._interval = check_interval(interval)
         self._signals = _Signals()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards starting and closing the thread
+        self._busy = threading.Lock()  # held while a checkpoint runs, or while paused
         self._thread: threading.Thread | None = None
         self._closed = False
         self.checkpoints = 0  # completed checkpoints (each PASSIVE: it may have copied only part of the WAL)
@@ -78,21 +91,36 @@ class WalCheckpointer:
                 if self._closed:
                     return
                 if self._thread is None:
-                    self._thread = threading.Thread(
+                    thread = threading.Thread(
                         target=_run, args=(weakref.ref(self), self._signals, self._interval),
                         name="megalodoc-wal-checkpoint", daemon=True)
-                    self._thread.start()
+                    try:
+                        thread.start()
+                    except RuntimeError as exc:  # no thread to be had (a limit, interpreter shutdown): the
+                        # write is committed all the same, and the backstop still bounds the WAL
+                        logger.warning("%s: no WAL checkpoint thread, tried again at the next write: %s",
+                                       self._where, exc)
+                        return
+                    self._thread = thread
         self._signals.wake.set()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No checkpoint of this checkpointer runs inside (one in progress is waited for): for work that
+        checkpoints the file itself, which SQLite refuses as busy while another checkpoint runs."""
+        with self._busy:
+            yield
 
     def checkpoint(self) -> tuple[int, int, int] | None:
         """One PASSIVE checkpoint now, in the calling thread: (busy, frames in the WAL, frames checkpointed),
         or None when it failed (logged as a warning; the next one tries again)."""
         try:
-            connection = self._engine.raw_connection()
-            try:
-                busy, log, done = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            finally:
-                connection.close()
+            with self._busy:
+                connection = self._engine.raw_connection()
+                try:
+                    busy, log, done = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                finally:
+                    connection.close()
         except (sqlite3.Error, DBAPIError, PoolTimeoutError, OSError) as exc:
             logger.warning("%s: WAL checkpoint failed, retried after the next write: %s", self._where, exc)
             return None

@@ -13,9 +13,10 @@ import pytest
 from storage_testkit import MODEL, new_document, state_bytes
 
 from megalodoc.storage import open_store
+from megalodoc.storage.wal_checkpointer import BACKSTOP_PAGES
 
 BLOB = 150_000  # random bytes: stored as they are, about 37 pages each
-COUNT = 45  # about 6.8 MB in all: past the 1,000 pages (4 MB) at which a commit would checkpoint by itself
+COUNT = 45  # about 1,700 pages (6.8 MB): past SQLite's default of 1,000 pages, short of the backstop
 
 
 def fill(store, count: int = COUNT) -> dict[int, str]:
@@ -43,13 +44,13 @@ def test_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path):
     store = open_store(str(db), checkpoint_interval=3600)  # the thread waits an hour before its first
     connection = store.engine.raw_connection()
     try:
-        assert connection.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert connection.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
     finally:
         connection.close()
     before = size(db)
     fill(store)
     # no commit copied the WAL into the database file, though it passed SQLite's 1,000-page default
-    assert size(wal) > COUNT * BLOB > 4 * 2**20
+    assert BACKSTOP_PAGES * 4096 > size(wal) > COUNT * BLOB > 4 * 2**20
     assert size(db) - before < 2**20
     busy, frames, copied = store.checkpointer.checkpoint()
     assert (busy, copied) == (0, frames) and frames * 4096 >= COUNT * BLOB
@@ -73,6 +74,48 @@ def test_the_thread_checkpoints_soon_after_writes_and_nothing_is_lost(tmp_path: 
         assert {s.position for s in snapshots} == set(digests)
         for snapshot in snapshots:
             assert hashlib.sha256(again.load_snapshot_bytes(snapshot.id)).hexdigest() == digests[snapshot.position]
+
+
+def test_back_to_back_writes_keep_the_wal_bounded(tmp_path: Path):
+    """Commits that land while the thread copies keep the WAL from starting over; the backstop bounds it."""
+    wal = tmp_path / "store.db-wal"
+    with open_store(str(tmp_path / "store.db"), checkpoint_interval=0) as store:  # checkpoints all the time
+        document = new_document(store)
+        largest = 0
+        for n in range(640):  # about 96 MB, six times the backstop
+            store.add_snapshot(document.id, 64 * (n + 1), state_bytes(n, BLOB), MODEL, 1)
+            largest = max(largest, size(wal))
+        assert store.checkpointer.checkpoints > 0
+    # measured: 16.8-17.5 MiB with the backstop, 31-99 MiB without it (a commit that finds the thread
+    # checkpointing skips its own checkpoint, so the WAL passes the backstop by a little)
+    assert largest < 1.5 * BACKSTOP_PAGES * 4096, f"WAL reached {largest / 2**20:.1f} MiB"
+
+
+def test_vacuum_waits_for_a_checkpoint_in_progress_and_empties_the_wal(tmp_path: Path):
+    """SQLite answers a TRUNCATE checkpoint with busy, leaving the WAL, while another checkpoint runs."""
+    wal = tmp_path / "store.db-wal"
+    with open_store(str(tmp_path / "store.db"), checkpoint_interval=3600) as store:
+        fill(store, 10)
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (store.vacuum(), done.set()))
+        with store.checkpointer.paused():  # as the thread holds it while it checkpoints
+            worker.start()
+            assert not done.wait(0.3)
+        assert done.wait(60)
+        worker.join()
+        assert size(wal) == 0
+
+
+def test_paused_holds_off_a_checkpoint_until_it_ends(tmp_path: Path):
+    with open_store(str(tmp_path / "store.db"), checkpoint_interval=3600) as store:
+        fill(store, 2)
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (store.checkpointer.checkpoint(), done.set()))
+        with store.checkpointer.paused():
+            worker.start()
+            assert not done.wait(0.3)
+        assert done.wait(30)
+        worker.join()
 
 
 def test_close_stops_the_thread_and_a_dropped_store_does_not_keep_it(tmp_path: Path):
@@ -115,6 +158,8 @@ def test_an_in_memory_store_has_no_wal_and_no_checkpointer(url: str):
         assert set(checkpoint_threads()) <= before
 
 
-def test_a_bad_interval_is_refused(tmp_path: Path):
-    with pytest.raises(ValueError, match="checkpoint interval must be >= 0 seconds, got -1"):
-        open_store(str(tmp_path / "store.db"), checkpoint_interval=-1)
+@pytest.mark.parametrize("interval", [-1, float("inf"), float("nan"), 1e12])
+def test_a_bad_interval_is_refused_before_the_file_is_touched(tmp_path: Path, interval: float):
+    with pytest.raises(ValueError, match=f"checkpoint interval must be 0 to 86,400 seconds, got {interval}"):
+        open_store(str(tmp_path / "store.db"), checkpoint_interval=interval)
+    assert not list(tmp_path.iterdir())
