@@ -8,6 +8,7 @@ turns a document read with a narrow spacing into what a wider one would have sto
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, exists, func, select
@@ -19,6 +20,8 @@ from megalodoc.storage.errors import StorageError
 from megalodoc.storage.models import SessionRow, SnapshotRow, StateBlob
 from megalodoc.storage.unit import UnitOfWork
 from megalodoc.storage.wal_checkpointer import WalCheckpointer
+
+logger = logging.getLogger(__name__)
 
 _TAIL_ID_BYTES = 4  # tail ids are stored as int32
 
@@ -90,8 +93,10 @@ class CompactionMixin:
 
     def vacuum(self) -> bool:
         """SQLite: rebuild the file so that the space freed by deletions goes back to the file system (and
-        empty the WAL). Returns False, doing nothing, on other databases (PostgreSQL reuses freed space
-        after its autovacuum; `VACUUM FULL` there is an administrator's decision)."""
+        empty the WAL, unless another connection is checkpointing or writing meanwhile: that is logged as
+        a warning, and a later checkpoint copies the WAL). Returns False, doing nothing, on other databases
+        (PostgreSQL reuses freed space after its autovacuum; `VACUUM FULL` there is an administrator's
+        decision)."""
         engine = self._engine
         if engine.dialect.name != "sqlite":
             return False
@@ -103,11 +108,15 @@ class CompactionMixin:
                 cursor = connection.cursor()
                 try:
                     cursor.execute("VACUUM")
-                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    busy, log, done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 finally:
                     cursor.close()
             except engine.dialect.dbapi.Error as exc:
                 raise StorageError(f"VACUUM of database {self.url} failed: {exc}") from exc
             finally:
                 connection.close()
+        if busy:  # another connection's checkpoint or writer: the rebuilt file is whole, the WAL stays
+            logger.warning("database %s: vacuumed, but the WAL (%d frames, %d copied) could not be emptied: "
+                           "another connection was checkpointing or writing; a later checkpoint copies it",
+                           self.url, log, done)
         return True

@@ -16,9 +16,12 @@ the WAL.
 
 Why a backstop: SQLite starts the WAL over only when a write begins while the WAL is wholly copied. A
 commit that lands while this thread copies leaves it partly copied, so under back-to-back writes the WAL
-would never start over and would grow without limit (to 31-99 MiB over 96 MB of back-to-back snapshot
-writes, measured). Past BACKSTOP_PAGES the committing connection checkpoints as before, and the WAL
-stayed at 16.8-17.5 MiB over the same writes (tests/storage/test_wal_checkpointer.py).
+would never start over and would grow without limit (measured, 144 MB of back-to-back snapshot writes
+with checkpoints every 0.05 s: 173 MiB). Past BACKSTOP_PAGES the committing connection checkpoints as
+before, and the WAL peaked at 16.9-20.8 MiB over the same writes (tests/storage/test_wal_checkpointer.py).
+The interval is at least MIN_INTERVAL_S: a thread that checkpoints without pause holds SQLite's
+checkpoint lock nearly all the time, the commits' own checkpoints are turned away as busy, and the WAL
+went past the backstop by up to 27 MiB in such runs.
 
 The thread starts at the first write and holds the checkpointer only weakly: a store that is dropped
 without `close` does not stay alive for it.
@@ -38,11 +41,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from megalodoc.storage.errors import StorageError
+
 logger = logging.getLogger(__name__)
 
 # Seconds between background checkpoints while writes keep coming: an ingest commits a snapshot every
 # 0.1-0.2 s on a CPU, so each checkpoint copies several snapshots, and the WAL stays a few MB.
 CHECKPOINT_INTERVAL_S = 1.0
+MIN_INTERVAL_S = 0.05
 MAX_INTERVAL_S = 86_400.0
 # WAL pages (4 KiB) past which a commit still checkpoints by itself (SQLite's default: 1,000): 16 MiB.
 BACKSTOP_PAGES = 4096
@@ -64,8 +70,9 @@ class _Signals:
 
 
 def check_interval(interval: float) -> float:
-    if not 0 <= interval <= MAX_INTERVAL_S:  # also refuses NaN
-        raise ValueError(f"the checkpoint interval must be 0 to {MAX_INTERVAL_S:,.0f} seconds, got {interval}")
+    if not MIN_INTERVAL_S <= interval <= MAX_INTERVAL_S:  # also refuses NaN
+        raise ValueError(f"the checkpoint interval must be {MIN_INTERVAL_S} to {MAX_INTERVAL_S:,.0f} seconds, "
+                         f"got {interval}")
     return interval
 
 
@@ -107,7 +114,8 @@ class WalCheckpointer:
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """No checkpoint of this checkpointer runs inside (one in progress is waited for): for work that
-        checkpoints the file itself, which SQLite refuses as busy while another checkpoint runs."""
+        checkpoints the file itself, which SQLite refuses as busy while another checkpoint runs. Do not
+        close the store inside: close waits for the thread, which may be waiting here."""
         with self._busy:
             yield
 
@@ -121,10 +129,10 @@ class WalCheckpointer:
                     busy, log, done = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 finally:
                     connection.close()
-        except (sqlite3.Error, DBAPIError, PoolTimeoutError, OSError) as exc:
+                self.checkpoints += 1
+        except (sqlite3.Error, DBAPIError, PoolTimeoutError, StorageError, OSError) as exc:
             logger.warning("%s: WAL checkpoint failed, retried after the next write: %s", self._where, exc)
             return None
-        self.checkpoints += 1
         logger.debug("%s: WAL checkpoint, %d of %d frames copied", self._where, done, log)
         return int(busy), int(log), int(done)
 
