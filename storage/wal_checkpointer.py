@@ -147,10 +147,10 @@ class WalCheckpointer:
 
 
 def _run(owner_ref: weakref.ref[WalCheckpointer], signals: _Signals, interval: float) -> None:
-    while True:
+    # The stop is checked before every wait: halt() sets it before its wake-up, which the clear() below
+    # can swallow when halt() comes between the interval's end and the clear.
+    while not signals.stop.is_set():
         signals.wake.wait()
-        if signals.stop.is_set():
-            return
         # let the writes of one interval gather into one checkpoint
         if signals.stop.wait(max(0.0, signals.last + interval - time.monotonic())):
             return

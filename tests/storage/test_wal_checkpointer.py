@@ -156,6 +156,23 @@ def test_close_stops_the_thread_and_a_dropped_store_does_not_keep_it(tmp_path: P
     assert not thread.is_alive()
 
 
+def test_close_while_the_thread_ends_its_wait_does_not_hang(tmp_path: Path):
+    """close() sets the stop and wakes the thread; a thread that had just finished waiting out its interval
+    cleared that wake-up and waited for the next write forever, and close() waited for it."""
+    for n in range(50):  # the code before hung at the first store, and in 81 of 100 when counted
+        store = open_store(str(tmp_path / f"s{n}.db"), checkpoint_interval=0.05)
+        store.add_snapshot(new_document(store).id, 64, state_bytes(n, 1000), MODEL, 1)
+        # the thread's first wait ends 0.05 s after the checkpointer was made; close just after that,
+        # with the interpreter busy (as after an ingest), so the thread waits for the interpreter lock
+        until = store.checkpointer._signals.last + 0.05 + 0.0001 * (n % 50)
+        while time.monotonic() < until:
+            pass
+        closing = threading.Thread(target=store.close, daemon=True)
+        closing.start()
+        closing.join(timeout=5)
+        assert not closing.is_alive(), f"close() hung (store {n} of 50)"
+
+
 def test_a_failed_checkpoint_is_logged_and_the_next_write_tries_again(tmp_path: Path, caplog):
     db = tmp_path / "store.db"
     store = open_store(str(db), checkpoint_interval=0.05)
