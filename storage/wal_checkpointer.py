@@ -98,17 +98,19 @@ class WalCheckpointer:
                 if self._closed:
                     return
                 if self._thread is None:
-                    thread = threading.Thread(
+                    # recorded before it starts: an interrupt (Ctrl-C) inside start() must not leave a
+                    # running thread that the next write would double and close() would not wait for
+                    self._thread = threading.Thread(
                         target=_run, args=(weakref.ref(self), self._signals, self._interval),
                         name="megalodoc-wal-checkpoint", daemon=True)
                     try:
-                        thread.start()
+                        self._thread.start()
                     except RuntimeError as exc:  # no thread to be had (a limit, interpreter shutdown): the
                         # write is committed all the same, and the backstop still bounds the WAL
+                        self._thread = None
                         logger.warning("%s: no WAL checkpoint thread, tried again at the next write: %s",
                                        self._where, exc)
                         return
-                    self._thread = thread
         self._signals.wake.set()
 
     @contextlib.contextmanager
@@ -121,7 +123,9 @@ class WalCheckpointer:
 
     def checkpoint(self) -> tuple[int, int, int] | None:
         """One PASSIVE checkpoint now, in the calling thread: (busy, frames in the WAL, frames checkpointed),
-        or None when it failed (logged as a warning; the next one tries again)."""
+        or None when it failed (logged as a warning; the next one tries again) or the store is closed."""
+        if self._closed:
+            return None
         try:
             with self._busy:
                 connection = self._engine.raw_connection()
@@ -142,7 +146,8 @@ class WalCheckpointer:
             self._closed = True
             thread = self._thread
         self._signals.halt()
-        if thread is not None and thread is not threading.current_thread():
+        # (a thread interrupted before it started is not alive, and would exit at once if it started now)
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             thread.join()
 
 
