@@ -48,14 +48,16 @@ class Store(
 
     def __init__(
         self, engine: Engine, url: str, state_encoding: str = DEFAULT_ENCODING,
-        checkpointer: WalCheckpointer | None = None,
+        checkpoint_interval: float | None = None,
     ) -> None:
+        """checkpoint_interval: for a SQLite file, the background WAL checkpoints' interval; else None."""
         self._engine = engine
         self.state_encoding = check_encoding(state_encoding)  # how new state blobs are stored (lossless)
         self.url = display_url(url)
         self.dialect = engine.dialect.name
-        self.checkpointer = checkpointer  # a SQLite file's background WAL checkpoints, else None
-        self._uow = UnitOfWork(engine, f"database {self.url}", None if checkpointer is None else checkpointer.wrote)
+        where = f"database {self.url}"
+        self.checkpointer = None if checkpoint_interval is None else WalCheckpointer(engine, where, checkpoint_interval)
+        self._uow = UnitOfWork(engine, where, None if self.checkpointer is None else self.checkpointer.wrote)
 
     @property
     def engine(self) -> Engine:
@@ -95,8 +97,8 @@ def open_store(
     `SchemaNewerError`. `sqlite_pragmas` adds pragmas set on every SQLite connection. `state_encoding`
     says how new state blobs are kept at rest ("planes4", lossless and about 14% smaller for model
     states, or "raw"); any stored encoding is read back. A SQLite file's WAL is checkpointed by a
-    background thread at most every `checkpoint_interval` seconds after writes, not inside commits
-    (`wal_checkpointer.py`)."""
+    background thread at most every `checkpoint_interval` seconds after writes, not inside commits (up to
+    a 16 MiB backstop, `wal_checkpointer.py`)."""
     check_encoding(state_encoding)
     check_interval(checkpoint_interval)
     resolved = resolve_url(url)
@@ -118,9 +120,7 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    checkpointer = None if path is None else WalCheckpointer(engine, f"database {display_url(resolved)}",
-                                                             checkpoint_interval)
-    return Store(engine, resolved, state_encoding, checkpointer)
+    return Store(engine, resolved, state_encoding, None if path is None else checkpoint_interval)
 
 
 def _inspect(path: Path, *, for_writing: bool, refuse: bool = True) -> SqliteTarget:
