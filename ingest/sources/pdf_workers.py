@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import time
 import traceback
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,6 +35,9 @@ from .pdf_extract import PageText, describe_error, extract_page, open_pdf
 
 STOP_SECONDS = 5.0
 """How long close() waits for a stopped worker to exit before killing it."""
+
+EXIT_CODE_POLL_SECONDS = 0.01
+"""Pause between reads of an exited worker's exit code while another thread is still recording it."""
 
 # The PDF each worker process opened (set by the pool's initializer), or why it could not open it.
 _worker_reader: PdfReader | Exception | None = None
@@ -66,6 +70,22 @@ def _extract_pages(start: int, stop: int) -> list[PageText]:
     except Exception as error:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         raise ExtractionError(_worker_path, f"pages {start + 1}-{stop}: {detail}") from error
+
+
+def exit_code(process: BaseProcess, seconds: float) -> int | None:
+    """The exit code of ``process`` once it has exited, waiting at most ``seconds``; None if it still runs.
+
+    When the pool breaks, its manager thread joins the workers at the same time as the consumer does.
+    Both threads then wait on the same child: the one that loses gets "no such child" and multiprocessing
+    reports the exit code as None until the winner has stored it. So None is read again until the code
+    appears or the time is up."""
+    deadline = time.monotonic() + seconds
+    process.join(seconds)
+    code = process.exitcode
+    while code is None and time.monotonic() < deadline:
+        time.sleep(EXIT_CODE_POLL_SECONDS)
+        code = process.exitcode
+    return code
 
 
 def _refuse_while_importing_main(path: Path) -> None:
@@ -148,9 +168,7 @@ class PageStream:
             self._pending.append((start, stop, self._pool.submit(_extract_pages, start, stop)))
 
     def _exit_report(self) -> str:
-        for process in self._processes:
-            process.join(STOP_SECONDS)
-        codes = [process.exitcode for process in self._processes]
+        codes = [exit_code(process, STOP_SECONDS) for process in self._processes]
         report = f"worker exit codes: {', '.join(map(str, codes))}"
         # Python failed in a worker (not a signal), or the pool broke before any task came back: by the time
         # the pool is seen broken it may already have terminated the failed worker's siblings, so exit codes
