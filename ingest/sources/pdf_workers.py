@@ -25,6 +25,7 @@ import traceback
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -35,9 +36,6 @@ from .pdf_extract import PageText, describe_error, extract_page, open_pdf
 
 STOP_SECONDS = 5.0
 """How long close() waits for a stopped worker to exit before killing it."""
-
-EXIT_CODE_POLL_SECONDS = 0.01
-"""Pause between reads of an exited worker's exit code while another thread is still recording it."""
 
 # The PDF each worker process opened (set by the pool's initializer), or why it could not open it.
 _worker_reader: PdfReader | Exception | None = None
@@ -70,22 +68,6 @@ def _extract_pages(start: int, stop: int) -> list[PageText]:
     except Exception as error:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         raise ExtractionError(_worker_path, f"pages {start + 1}-{stop}: {detail}") from error
-
-
-def exit_code(process: BaseProcess, seconds: float) -> int | None:
-    """The exit code of ``process`` once it has exited, waiting at most ``seconds``; None if it still runs.
-
-    When the pool breaks, its manager thread joins the workers at the same time as the consumer does.
-    Both threads then wait on the same child: the one that loses gets "no such child" and multiprocessing
-    reports the exit code as None until the winner has stored it. So None is read again until the code
-    appears or the time is up."""
-    deadline = time.monotonic() + seconds
-    process.join(seconds)
-    code = process.exitcode
-    while code is None and time.monotonic() < deadline:
-        time.sleep(EXIT_CODE_POLL_SECONDS)
-        code = process.exitcode
-    return code
 
 
 def _refuse_while_importing_main(path: Path) -> None:
@@ -168,7 +150,7 @@ class PageStream:
             self._pending.append((start, stop, self._pool.submit(_extract_pages, start, stop)))
 
     def _exit_report(self) -> str:
-        codes = [exit_code(process, STOP_SECONDS) for process in self._processes]
+        codes = [process.exitcode for process in self._processes]  # all reaped by close()
         report = f"worker exit codes: {', '.join(map(str, codes))}"
         # Python failed in a worker (not a signal), or the pool broke before any task came back: by the time
         # the pool is seen broken it may already have terminated the failed worker's siblings, so exit codes
@@ -186,16 +168,20 @@ class PageStream:
         if not self._pending and not self._tasks:  # every page handed out: the workers exit on their own
             self._pool.shutdown(wait=True)
             return
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # Only the pool's manager thread waits for (reaps) the workers, and shutdown(wait=True) joins it, so
+        # every exit code is stored once this returns. A second waiter here would race it: the loser's
+        # waitpid fails and multiprocessing reads the exit code as None. So the workers are watched through
+        # their sentinels, which reap nothing.
         for process in self._processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self._processes:
-            process.join(STOP_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        self._pool.shutdown(wait=True)
+            process.terminate()
+        running = {process.sentinel: process for process in self._processes}
+        deadline = time.monotonic() + STOP_SECONDS
+        while running and (left := deadline - time.monotonic()) > 0:
+            for sentinel in wait(list(running), left):
+                del running[sentinel]
+        for process in running.values():
+            process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __del__(self) -> None:
         try:
