@@ -105,7 +105,7 @@ def _one_new_token(
     """chunked_attention for L = 1 without gradients (decoding): the token sits at position n of its chunk
     and attends to the n cached keys and itself. Same inputs and outputs."""
     n = cached_keys.shape[1]
-    q, k = rotary.rotate_at(q, n, C), rotary.rotate_at(k, n, C)  # (B, 1, H, d_z)
+    q, k = rotary(q, n, C), rotary(k, n, C)  # (B, 1, H, d_z)
     if n + 1 < C:  # the chunk stays unfinished: the keys attended are the cache returned
         keys, values = _append(cached_keys, k, C), _append(cached_values, v, C)  # (B, n+1, H, d)
     else:

@@ -32,18 +32,11 @@ class Rotary(nn.Module):
         self._tables[key] = (self.freqs._version, rotations)
         return rotations
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, num_positions: int) -> torch.Tensor:
-        """x (B, L, H, d); positions (L,) integer positions inside the chunk, all in [0, num_positions)."""
-        return self._rotate(x, positions, num_positions)
-
-    def rotate_at(self, x: torch.Tensor, position: int, num_positions: int) -> torch.Tensor:
-        """forward for tokens that all sit at one position in [0, num_positions) (a decoding step): the
-        table row is taken by a Python index instead of gathering with a positions tensor."""
-        return self._rotate(x, position, num_positions)
-
-    def _rotate(self, x: torch.Tensor, index: torch.Tensor | int, num_positions: int) -> torch.Tensor:
-        """x (B, L, H, d) times the table rows at `index`: (L, 1, d/2) for positions, (1, d/2) for one."""
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | int, num_positions: int) -> torch.Tensor:
+        """x (B, L, H, d); positions (L,) integer positions inside the chunk, all in [0, num_positions), or one
+        Python int when every token sits at that position (a decoding step: the table row is taken by an
+        index instead of gathering with a positions tensor)."""
         work = torch.float64 if x.dtype == torch.float64 else torch.float32
-        rotations = self._rotations(work, x.device, num_positions)[index]
+        rotations = self._rotations(work, x.device, num_positions)[positions]  # (L, 1, d/2), or (1, d/2)
         pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())  # (B, L, H, d/2)
         return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)

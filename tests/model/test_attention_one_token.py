@@ -124,9 +124,9 @@ def test_two_branches_from_one_cache_do_not_see_each_other():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
-def test_rotate_at_equals_rotating_by_a_positions_tensor(dtype):
+def test_rotating_at_an_int_position_equals_rotating_by_a_positions_tensor(dtype):
     torch.manual_seed(5)
     rotary = Rotary(DZ, 10000.0)
     x = torch.randn(2, 1, H, DZ).to(dtype)
     for position in (0, 3, C - 1):
-        assert torch.equal(rotary.rotate_at(x, position, C), rotary(x, torch.tensor([position]), C))
+        assert torch.equal(rotary(x, position, C), rotary(x, torch.tensor([position]), C))
