@@ -16,6 +16,7 @@ from megalodoc.app.reader import MACHINE_LABEL, Citation, SessionPoint
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.plot import document_plot
+from megalodoc.storage import TurnRecord
 
 PASSAGE_CHARS = 700  # a quoted passage longer than this is cut (the export keeps it whole)
 STREAM_EVERY = 0.1  # seconds between page updates while text streams in
@@ -201,22 +202,28 @@ def session_choices(ctx: AppContext, doc_id: int | str | None) -> list[tuple[str
     return choices
 
 
+def _turn_numbers(turns: Sequence[TurnRecord]) -> dict[int, int]:
+    """Turn id -> its number in the session, 1 for the oldest, over all branches (turn ids count over the
+    whole library)."""
+    return {turn.id: number for number, turn in enumerate(turns, 1)}
+
+
 def _turn_number(ctx: AppContext, session_id: int, turn_id: int) -> int:
-    """The turn's number in its session, as turn_choices labels it (turn ids count over the whole library)."""
-    return [turn.id for turn in ctx.service.turns(session_id)].index(turn_id) + 1
+    """The turn's number in its session, as turn_choices labels it."""
+    return _turn_numbers(ctx.service.turns(session_id))[turn_id]
 
 
 def turn_choices(ctx: AppContext, session_id: int | None) -> list[tuple[str, int]]:
     """Every turn of the session (all branches), oldest first, as (label, id): the points to branch from."""
     if session_id is None:
         return []
+    turns = ctx.service.turns(int(session_id))
+    numbers = _turn_numbers(turns)
     choices = []
-    numbers: dict[int, int] = {}
-    for number, turn in enumerate(ctx.service.turns(int(session_id)), 1):
-        numbers[turn.id] = number
+    for turn in turns:
         prompt = turn.prompt or "(continue)"
         after = "" if turn.parent_turn_id is None else f" (after {numbers.get(turn.parent_turn_id, '?')})"
-        choices.append((f"{number}{after}: {prompt[:60]}", turn.id))
+        choices.append((f"{numbers[turn.id]}{after}: {prompt[:60]}", turn.id))
     return choices
 
 

@@ -148,7 +148,8 @@ def test_upload_ask_resume_and_branch_in_a_real_browser(served, document, tmp_pa
         # branch after the first turn: the later turns leave the conversation, a new line starts there
         pick(page, "Turn to branch from", "1: ")
         page.get_by_role("button", name="Branch from this turn").click()
-        expect(page.get_by_text("Branching session 1 after turn")).to_be_visible()
+        branching = "Branching session 1 after turn 1: the next question starts a new line."
+        expect(page.get_by_text(branching)).to_be_visible()
         expect(page.get_by_text("Which options does it take?")).to_have_count(0)
         ask(page, "What is ASN.1?", 4)
         pick(page, "Turn to branch from", "4 (after 1)")
