@@ -102,19 +102,14 @@ class CompactionMixin:
             return False
         # the store's background checkpoint would make the TRUNCATE below return busy and leave the WAL
         paused = contextlib.nullcontext() if self.checkpointer is None else self.checkpointer.paused()
-        with paused:
-            connection = engine.raw_connection()  # the driver runs in autocommit mode: VACUUM needs no transaction
+        # the driver runs in autocommit mode: VACUUM needs no transaction
+        with paused, contextlib.closing(engine.raw_connection()) as connection:
             try:
-                cursor = connection.cursor()
-                try:
+                with contextlib.closing(connection.cursor()) as cursor:
                     cursor.execute("VACUUM")
                     busy, log, done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                finally:
-                    cursor.close()
             except engine.dialect.dbapi.Error as exc:
                 raise StorageError(f"VACUUM of database {self.url} failed: {exc}") from exc
-            finally:
-                connection.close()
         if busy:  # another connection's checkpoint or writer: the rebuilt file is whole, the WAL stays
             logger.warning("database %s: vacuumed, but the WAL (%d frames, %d copied) could not be emptied: "
                            "another connection was checkpointing or writing; a later checkpoint copies it",

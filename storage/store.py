@@ -109,8 +109,7 @@ def open_store(
         target = _inspect(path, for_writing=True)  # refuses before the engine switches the file to WAL
         if target.state == "behind":
             raise schema_error(SchemaStatus("behind", target.revision, head_revision(), display_url(resolved)))
-    if path is not None:
-        sqlite_pragmas = {**BACKSTOP_AUTOCHECKPOINT, **(sqlite_pragmas or {})}
+        sqlite_pragmas = {**BACKSTOP_AUTOCHECKPOINT, **(sqlite_pragmas or {})}  # with the checkpointer below
     engine = create_store_engine(resolved, sqlite_pragmas)
     try:
         require_current(engine, resolved, create_if_empty=create)

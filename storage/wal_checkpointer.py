@@ -127,12 +127,9 @@ class WalCheckpointer:
         if self._closed:
             return None
         try:
-            with self._busy:
-                connection = self._engine.raw_connection()
-                try:
-                    busy, log, done = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                finally:
-                    connection.close()
+            with (self._busy, contextlib.closing(self._engine.raw_connection()) as connection,
+                  contextlib.closing(connection.cursor()) as cursor):
+                busy, log, done = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 self.checkpoints += 1
         except (sqlite3.Error, DBAPIError, PoolTimeoutError, StorageError, OSError) as exc:
             logger.warning("%s: WAL checkpoint failed, retried after the next write: %s", self._where, exc)

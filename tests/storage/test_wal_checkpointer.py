@@ -164,7 +164,7 @@ def test_close_while_the_thread_ends_its_wait_does_not_hang(tmp_path: Path):
         store.add_snapshot(new_document(store).id, 64, state_bytes(n, 1000), MODEL, 1)
         # the thread's first wait ends 0.05 s after the checkpointer was made; close just after that,
         # with the interpreter busy (as after an ingest), so the thread waits for the interpreter lock
-        until = store.checkpointer._signals.last + 0.05 + 0.0001 * (n % 50)
+        until = store.checkpointer._signals.last + 0.05 + 0.0001 * n
         while time.monotonic() < until:
             pass
         closing = threading.Thread(target=store.close, daemon=True)
