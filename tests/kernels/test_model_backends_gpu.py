@@ -34,9 +34,10 @@ def _run(model: Megalodon, ids: torch.Tensor, backend: str, monkeypatch) -> dict
         for start in range(0, ids.shape[1], 300):  # splits inside and across chunks
             out, s = model(ids[:, start : start + 300], s)
             streamed.append(out)
-        # decoding, one token per call under inference_mode as Generation runs, across the chunk end at 1,280
-        decoded, s = [], model(ids[:, :DECODE_FROM], compute_logits=False)[1]
+        # decoding as Generation runs: the prompt's state and then one token per call, all under
+        # inference_mode, across the chunk end at 1,280
         with torch.inference_mode():
+            decoded, s = [], model(ids[:, :DECODE_FROM], compute_logits=False)[1]
             for t in range(DECODE_FROM, DECODE_TO):
                 out, s = model(ids[:, t : t + 1], s)
                 decoded.append(out)
