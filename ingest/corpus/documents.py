@@ -5,6 +5,10 @@ corpus text is exactly the text stream `megalodoc ingest` stores for it. Text th
 format (R data sets, SWORD modules, a compressed file) is first written as a plain text file under the
 build's staging folder and read back the same way. Manuals made of many pages or files join their
 documents' texts in reading order, one blank line apart.
+
+The caps on runaway inputs (`IngestCaps`) guard `megalodoc ingest` against what a user hands it; the
+corpus is a fixed recipe of known works, some larger than the default caps (a commentary of 11.8 MB), so
+it reads with the caps off. Caps decide whether an input is read, never how: the text is the same.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ from collections.abc import Iterable
 from html.parser import HTMLParser
 from pathlib import Path
 
-from ..sources import EmptySourceError, open_source
+from ..sources import EmptySourceError, IngestCaps, SourceOptions, open_source
 
 log = logging.getLogger(__name__)
 
 
 def read_document(path: Path) -> str:
-    """The text stream `megalodoc ingest` makes of `path` (a file or a repository folder)."""
-    with open_source(path) as source:
+    """The text stream `megalodoc ingest` makes of `path` (a file or a repository folder), with no cap on
+    its size."""
+    with open_source(path, SourceOptions(caps=IngestCaps.unlimited())) as source:
         for notice in source.skipped:
             log.info("%s: skipped %s", path, notice)
         for notice in source.warnings:

@@ -14,6 +14,7 @@ from megalodoc.ingest.corpus.documents import join_documents, manual_pages, read
 from megalodoc.ingest.corpus.rdata import read_lazyload, unserialize
 from megalodoc.ingest.corpus.sword import osis_to_text, sword_module_text
 from megalodoc.ingest.corpus.works import code_work_id, strip_gutenberg
+from megalodoc.ingest.sources import CapExceededError, IngestCaps, open_source
 
 # ---- R serialization (XDR, version 3), written the way R writes it: symbols once, then references ----
 
@@ -191,6 +192,19 @@ def test_html_manual_follows_the_next_chain_then_appends_unreached_pages(tmp_pat
     assert text == join_documents(read_document(tmp_path / name)
                                   for name in ("index.html", "zeta.html", "alpha.html", "orphan.html"))
     assert "Prev" not in text and "Repeated contents" not in text
+
+
+def test_a_work_larger_than_the_ingest_caps_is_read_whole(tmp_path: Path) -> None:
+    # The recipe holds a commentary of 11.8 MB; a user's `megalodoc ingest` of it stops at the byte cap.
+    book = tmp_path / "commentary.txt"
+    line = "Verse {n}. A line of commentary that is read like any other text.\n"
+    size = IngestCaps().max_bytes + 1
+    text = "".join(line.format(n=n) for n in range(size // len(line) + 2))
+    book.write_text(text)
+    assert book.stat().st_size > IngestCaps().max_bytes
+    with pytest.raises(CapExceededError, match="--max-bytes"):
+        open_source(book)
+    assert read_document(book) == text
 
 
 def test_join_documents_leaves_one_blank_line_between_documents() -> None:
