@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sentencepiece as spm
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from megalodoc.ingest.pipeline import IngestError
-from megalodoc.ingest.sources import SourceError, open_source
+from megalodoc.ingest.sources import IngestCaps, SourceError, SourceOptions, open_source
 from megalodoc.ingest.token_stream import TokenizedPiece, tokenize_source
 from megalodoc.model import Megalodon, ModelBundle, load_bundle
 from megalodoc.model.bundle import IN_MEMORY
@@ -334,16 +334,17 @@ def _capped_ids(pieces: Iterator[TokenizedPiece], max_tokens: int | None, count:
 
 def evaluate_document(bundle: ModelBundle, path: str | os.PathLike, byte_lengths: torch.Tensor, *,
                       max_tokens: int | None = None, chunks_per_call: int | None = None,
-                      on_progress: ProgressFn | None = None) -> DocumentEvaluation:
+                      on_progress: ProgressFn | None = None, caps: IngestCaps | None = None) -> DocumentEvaluation:
     """Evaluate one path with a loaded model bundle (model + tokenizer), read and tokenized as ingest reads it
-    (streamed: memory holds one group of chunks, not the document). Raises EvaluationError naming the file."""
+    (streamed: memory holds one group of chunks, not the document), under `caps` (None: `evaluation_caps()`).
+    Raises EvaluationError naming the file."""
     started = time.perf_counter()
     C = bundle.chunk_size
     totals, buckets = LossTotals(), [LossTotals()] * len(BUCKET_LABELS)
     offsets = [LossTotals()] * len(chunk_offset_edges(C))
     count = _ReadCount()
     try:
-        with open_source(Path(path)) as source:
+        with open_source(Path(path), SourceOptions(caps=evaluation_caps() if caps is None else caps)) as source:
             name, kind = source.name, source.kind
             report = None if on_progress is None else (lambda done: on_progress(name, done, None))
             stream = tokenize_source(source, bundle.require_tokenizer())
@@ -366,13 +367,21 @@ def evaluate_document(bundle: ModelBundle, path: str | os.PathLike, byte_lengths
                               tuple(offsets), time.perf_counter() - started, notes)
 
 
+def evaluation_caps() -> IngestCaps:
+    """Ingest's default caps on one input without the token cap: `max_tokens` evaluates a document's first
+    tokens instead of refusing a longer one."""
+    return replace(IngestCaps(), max_tokens=None)
+
+
 def evaluate_paths(paths: Iterable[str | os.PathLike],
                    model: ModelBundle | str | os.PathLike | Megalodon | None = None, *,
                    max_tokens: int | None = None, device: str | torch.device | None = None,
-                   chunks_per_call: int | None = None, on_progress: ProgressFn | None = None) -> EvaluationReport:
+                   chunks_per_call: int | None = None, on_progress: ProgressFn | None = None,
+                   caps: IngestCaps | None = None) -> EvaluationReport:
     """Evaluate every path with `model` (a bundle, a folder, a Hub id, or None for the default model)
-    and the tokenizer shipped with it. A path that cannot be read is recorded in `errors` (its message
-    names the file) and the others are still evaluated. A model without a tokenizer raises IngestError;
+    and the tokenizer shipped with it, reading each under `caps` (None: `evaluation_caps()`). A path that
+    cannot be read, or is over a cap, is recorded in `errors` (its message names the file) and the others
+    are still evaluated. A model without a tokenizer raises IngestError;
     an unusable model folder raises CheckpointError."""
     if max_tokens is not None and max_tokens < 2:
         raise ValueError(f"max_tokens={max_tokens} must be at least 2 (one token predicts the next)")
@@ -393,7 +402,8 @@ def evaluate_paths(paths: Iterable[str | os.PathLike],
     for path in paths:
         try:
             documents.append(evaluate_document(bundle, path, byte_lengths, max_tokens=max_tokens,
-                                               chunks_per_call=chunks_per_call, on_progress=on_progress))
+                                               chunks_per_call=chunks_per_call, on_progress=on_progress,
+                                               caps=caps))
         except EvaluationError as exc:
             errors.append((str(path), str(exc)))
     info = {"path": None if bundle.source == IN_MEMORY else bundle.source, "fingerprint": bundle.fingerprint,

@@ -1,6 +1,9 @@
 """`megalodoc eval PATH...`: bits per byte with the state carried across chunks vs reset at every chunk.
 
     megalodoc eval book.pdf repo/ notes.txt [--model PATH] [--json OUT.json] [--plot OUT.png] [--max-tokens N]
+
+Inputs are read under ingest's caps (--max-bytes, --max-files, --max-pages, --max-expansion, --no-caps),
+except the token cap: --max-tokens N evaluates a document's first N tokens.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from megalodoc.app.cap_options import add_cap_arguments, caps_from_args
 from megalodoc.app.progress_output import StreamProgress
 
 
@@ -24,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, metavar="N", help="evaluate at most the first N tokens of each document")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_cap_arguments(p, token_cap=False)
     p.set_defaults(handler=run_eval)
 
 
@@ -55,7 +60,8 @@ def run_eval(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         report = evaluate_paths(args.paths, args.model, max_tokens=args.max_tokens, device=device,
-                                on_progress=None if args.quiet else _Progress())
+                                on_progress=None if args.quiet else _Progress(),
+                                caps=caps_from_args(args, token_cap=False))
     except (IngestError, CheckpointError, TokenizerError) as exc:
         print(f"megalodoc eval: {exc}", file=sys.stderr)
         return 2

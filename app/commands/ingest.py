@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from megalodoc.app.cap_options import add_cap_arguments, caps_from_args
 from megalodoc.app.progress_output import StreamProgress
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 
@@ -25,20 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--quiet", action="store_true", help="no progress line, only the summary")
     ingest.add_argument("--estimate", action="store_true",
                         help="only print the estimate of tokens, time and disk for the paths, read nothing")
-    caps = ingest.add_argument_group("caps on one input (0 = no cap; see README)")
-    defaults = _default_caps()
-    caps.add_argument("--max-bytes", type=_size, metavar="SIZE", default=defaults.max_bytes,
-                      help=f"text bytes of a document or of a repository's files (default {defaults.max_bytes:,}; "
-                           "K, M, G suffixes)")
-    caps.add_argument("--max-tokens", type=_count, metavar="N", default=defaults.max_tokens,
-                      help=f"tokens of one document (default {defaults.max_tokens:,})")
-    caps.add_argument("--max-files", type=_count, metavar="N", default=defaults.max_files,
-                      help=f"files read from one repository (default {defaults.max_files:,})")
-    caps.add_argument("--max-pages", type=_count, metavar="N", default=defaults.max_pages,
-                      help=f"pages of one PDF (default {defaults.max_pages:,})")
-    caps.add_argument("--max-expansion", type=float, metavar="RATIO", default=defaults.max_expansion,
-                      help=f"an archive's expanded size over its size (default {defaults.max_expansion:g})")
-    caps.add_argument("--no-caps", action="store_true", help="switch every cap off")
+    add_cap_arguments(ingest, token_cap=True)
     ingest.set_defaults(handler=run_ingest)
     listing = subparsers.add_parser("list", help="list the documents in the library")
     listing.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
@@ -61,43 +49,6 @@ class ProgressLine:
 
     def close(self) -> None:
         self.output.close()
-
-
-def _default_caps():
-    from megalodoc.ingest.sources.caps import IngestCaps  # light: no model, no torch
-
-    return IngestCaps()
-
-
-def _size(text: str) -> int:
-    """Bytes: "8M" (8 MiB), "4K" (4096), "1.5G", "123"."""
-    return _scaled(text, {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30})
-
-
-def _count(text: str) -> int:
-    """A count: "4M" (4,000,000), "20K", "123"."""
-    return _scaled(text, {"K": 1000, "M": 1_000_000, "G": 1_000_000_000})
-
-
-def _scaled(text: str, scales: dict[str, int]) -> int:
-    value = text.strip().upper().removesuffix("IB").removesuffix("B")
-    scale = scales.get(value[-1:], 1)
-    try:
-        number = float(value[:-1] if value[-1:] in scales else value) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size or count: {text!r} (e.g. 8M, 20000, 0 for no cap)") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or positive: {text!r}")
-    return int(number)
-
-
-def _caps(args: argparse.Namespace):
-    from megalodoc.ingest.sources.caps import IngestCaps
-
-    if args.no_caps:
-        return IngestCaps.unlimited()
-    return IngestCaps(args.max_bytes or None, args.max_tokens or None, args.max_files or None,
-                      args.max_pages or None, args.max_expansion or None)
 
 
 _BEFORE_READING = "\ninterrupted before reading anything"
@@ -131,7 +82,8 @@ def run_ingest(args: argparse.Namespace) -> int:
 
             torch.set_num_threads(args.threads)  # once, for this process: the library never changes it
         try:
-            library = Library(args.db, args.model, snapshot_every=args.snapshot_every, caps=_caps(args))
+            library = Library(args.db, args.model, snapshot_every=args.snapshot_every,
+                              caps=caps_from_args(args, token_cap=True))
         except (IngestError, CheckpointError, StorageError, ValueError) as exc:
             print(f"megalodoc ingest: {exc}", file=sys.stderr)
             return 2

@@ -29,6 +29,7 @@ from megalodoc.ingest.evaluate import (
     token_byte_lengths,
 )
 from megalodoc.ingest.pipeline import IngestError
+from megalodoc.ingest.sources import IngestCaps
 from megalodoc.model import Megalodon, MegalodonConfig, load_model, save_model
 
 from tolerances import STREAM_VS_ONESHOT_LOGITS, assert_close
@@ -257,6 +258,28 @@ def test_cli_writes_json_and_plot_and_reports_a_missing_path(model_dir, document
     data = json.loads(out.read_text())
     assert len(data["documents"]) == 1 and data["errors"][0]["path"] == str(missing)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_reads_under_the_ingest_caps_and_its_options_change_them(model_dir, document, capsys):
+    size = document.stat().st_size
+    assert size > 1024
+    args = ["eval", str(document), "--model", str(model_dir), "--max-tokens", "300", "--quiet", "--device", "cpu"]
+    assert cli_main([*args, "--max-bytes", "1K"]) == 1
+    err = capsys.readouterr().err
+    assert f"{document}: the file holds {size:,} bytes, over the cap of 1,024 (--max-bytes)" in err
+    assert cli_main([*args, "--max-bytes", "1K", "--no-caps"]) == 0
+    assert cli_main([*args, "--max-bytes", "0"]) == 0
+    assert "textwrap.txt" in capsys.readouterr().out
+
+
+def test_evaluation_reads_with_no_token_cap_unless_given_one(model_dir, document):
+    # max_tokens truncates; a token cap (from the caps) refuses what is longer
+    (doc,) = evaluate_paths([document], model_dir).documents
+    assert doc.tokens_read > 200 and not doc.truncated
+    report = evaluate_paths([document], model_dir, caps=IngestCaps(max_tokens=200))
+    assert not report.documents
+    ((path, message),) = report.errors
+    assert path == str(document) and "token cap (200 tokens, --max-tokens)" in message
 
 
 def test_cli_missing_path_only(model_dir, tmp_path, capsys):
