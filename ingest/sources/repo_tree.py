@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 import stat
 import tarfile
@@ -308,8 +309,7 @@ class TarTree(_IndexedTree):
     def prepare(self, paths: list[str]) -> list[Notice]:
         """Copy ``paths`` into a temporary folder in one pass in archive order."""
         if self._copies is None:
-            self._copies = Path(tempfile.mkdtemp(prefix="megalodoc-repo-"))
-            self._cleanup = weakref.finalize(self, remove_tree, self._copies)
+            self._make_copies_folder()
         problems: list[Notice] = []
         wanted = sorted(paths, key=lambda path: self._member(path).offset_data)
         for path in wanted:
@@ -321,11 +321,34 @@ class TarTree(_IndexedTree):
                 problems.append(Notice(self.show(path), f"unreadable ({_os_reason(error)})"))
         return problems
 
+    def _make_copies_folder(self) -> None:
+        """Create the private folder of copies with its removal registered before it exists, so that an
+        interrupt (Ctrl-C) between any two statements leaves no folder, or one that `close` or the
+        collector removes (``tempfile.mkdtemp`` returns its folder only after creating it: a gap)."""
+        while True:
+            copies = Path(tempfile.gettempdir()) / f"megalodoc-repo-{secrets.token_hex(8)}"
+            self._cleanup = weakref.finalize(self, remove_tree, copies)
+            try:
+                copies.mkdir(mode=0o700)
+            except FileExistsError:  # not ours, so never removed; with 64 random bits it does not repeat
+                self._cleanup.detach()
+                continue
+            self._copies = copies
+            return
+
     def close(self) -> None:
-        self._tar.close()
-        self._handle.close()
-        if self._cleanup is not None:
-            self._cleanup()
+        """Close the archive and remove the copies. Removal runs here rather than through the finalizer's
+        call, which unregisters itself before it removes anything: an interrupt in between would leave the
+        folder to no one. Interrupted before removing, the finalizer still removes them later (when the
+        tree is collected, or at exit)."""
+        try:
+            self._tar.close()
+            self._handle.close()
+        finally:
+            registered = self._cleanup.peek() if self._cleanup is not None else None  # (tree, func, args, kwargs)
+            if registered is not None:
+                remove_tree(registered[2][0])
+                self._cleanup.detach()
 
 
 def remove_tree(path: Path) -> None:

@@ -4,6 +4,7 @@ again completes the documents."""
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import queue
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,7 +24,8 @@ from megalodoc.app.cli import main as cli_main
 from megalodoc.app.interrupts import stop_on_interrupt
 from megalodoc.ingest.library import Library
 from megalodoc.ingest.pipeline import CancelToken
-from megalodoc.ingest.sources.repo_tree import remove_tree
+from megalodoc.ingest.sources import repo_tree
+from megalodoc.ingest.sources.repo_tree import TarTree, remove_tree
 from megalodoc.storage import open_store
 
 ACK_SECONDS = 2.0
@@ -174,6 +177,59 @@ def test_removing_extracted_copies_finishes_despite_an_interrupt(tmp_path: Path,
     with pytest.raises(KeyboardInterrupt):
         remove_tree(folder)
     assert not folder.exists() and len(calls) == 2
+
+
+class InterruptAtLine:
+    """A trace function that raises KeyboardInterrupt before the `at`-th line run in repo_tree.py (counting
+    from 1), as a Ctrl-C delivered between two statements of the tar tree does."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.seen, self.raised = at, 0, False
+
+    def __call__(self, frame, event, _arg):
+        if frame.f_code.co_filename != repo_tree.__file__:
+            return None  # no line events for other files' frames
+        if event == "line":
+            self.seen += 1
+            if self.seen == self.at:
+                self.raised = True
+                raise KeyboardInterrupt
+        return self
+
+
+def test_an_interrupt_before_any_line_of_extraction_or_cleanup_leaves_no_copies(tmp_path: Path, monkeypatch):
+    # What the reader does with a tar input: open it, copy the files out (prepare), close it. An interrupt
+    # may land before any line of that (tempfile.mkdtemp once left a gap before the removal was
+    # registered); the copies must be gone once the tree is closed, or collected if it was never made.
+    archive = archive_with_many_files(tmp_path / "small.tar.gz", 3)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    paths = ["main.py", "blobs/b0/0.bin", "blobs/b0/2.bin"]
+    at, with_copies = 0, 0
+    while True:
+        at += 1
+        trace = InterruptAtLine(at)
+        tree = None
+        try:
+            sys.settrace(trace)
+            try:
+                tree = TarTree(archive)
+                tree.prepare(paths)
+                tree.close()
+            finally:
+                sys.settrace(None)
+        except KeyboardInterrupt:
+            with_copies += bool(list(scratch.iterdir()))
+        if tree is not None:
+            tree.close()  # what the reader's `with` and error paths do after an interrupt ...
+        del tree
+        if list(scratch.iterdir()):
+            gc.collect()  # ... or, where it never got the tree, the collector (slow: only when needed)
+        assert list(scratch.iterdir()) == [], f"copies left after an interrupt before line event {at}"
+        if not trace.raised:
+            break
+    assert with_copies > 10  # interrupts landed while the copies existed, not only before
 
 
 class SigintWhenCollected:
