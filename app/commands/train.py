@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 
 def _handler(args: argparse.Namespace) -> int:
+    """Train; an unusable input (config, tokenizer, corpus, token file, checkpoint, settings) is one line
+    naming it on stderr and exit status 2."""
+    from megalodoc.model.train.errors import TrainingInputError
+
+    try:
+        return _train(args)
+    except TrainingInputError as exc:
+        print(f"megalodoc train: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
     from megalodoc.model.train.distributed import barrier, setup, teardown
     from megalodoc.model.train.token_data import corpus_token_file, open_token_file
     from megalodoc.model.train.tokenizer_train import load_processor

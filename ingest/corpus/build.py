@@ -19,6 +19,7 @@ from pathlib import Path
 from megalodoc.model.train.corpus import SLICES
 
 from . import works as cw
+from .errors import CorpusFolderError
 from .fetch import FetchedPackage, fetch_debs, fetch_sdist
 
 RECIPE = "megalodoc-corpus-2"
@@ -67,14 +68,22 @@ def all_works(debs: dict[str, FetchedPackage], sdist: FetchedPackage, stage: Pat
     yield from cw.code(debs, stage)
 
 
-def _prepare_outdir(outdir: Path) -> None:
-    """Empty a previous build (its token caches stay: they name the corpus they were made from);
-    refuse a folder holding anything else."""
+def _check_outdir(outdir: Path) -> None:
+    """Refuse an output that is not a folder, or a folder holding anything but a previous build."""
     if outdir.exists():
+        if not outdir.is_dir():
+            raise CorpusFolderError(f"{outdir}: not a folder; the corpus is written to a new or empty folder")
         ours = ("train", "heldout", "manifest.json", "tokens")
         foreign = sorted(p.name for p in outdir.iterdir() if p.name not in ours)
         if foreign:
-            raise ValueError(f"{outdir}: not a corpus folder (contains {foreign[:5]}); choose an empty folder")
+            raise CorpusFolderError(f"{outdir}: not a corpus folder (contains {foreign[:5]}); choose an empty folder")
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    """Empty a previous build (its token caches stay: they name the corpus they were made from);
+    refuse a folder holding anything else."""
+    _check_outdir(outdir)
+    if outdir.exists():
         for sub in ("train", "heldout"):
             shutil.rmtree(outdir / sub, ignore_errors=True)
         (outdir / "manifest.json").unlink(missing_ok=True)
@@ -134,6 +143,7 @@ def write_corpus(works: Iterable[cw.Work], packages: dict[str, FetchedPackage], 
 def build_corpus(outdir: Path, workdir: Path) -> dict:
     """Fetch (or reuse) the sources under `workdir` and write the corpus to `outdir`; returns the manifest."""
     outdir, workdir = outdir.resolve(), workdir.resolve()
+    _check_outdir(outdir)  # before the downloads, which take minutes
     debs, sdist = fetch_all(workdir)
     packages = {**debs, sdist.name: sdist}
     return write_corpus(all_works(debs, sdist, workdir / "stage"), packages, outdir)

@@ -14,6 +14,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import FetchError
+
 
 @dataclass(frozen=True)
 class FetchedPackage:
@@ -38,7 +40,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         hint = " (run `apt-get update` once first)" if cmd[0] == "apt-get" else ""
-        raise RuntimeError(f"`{' '.join(cmd)}` failed{hint}:\n{result.stderr.strip()}")
+        raise FetchError(f"`{' '.join(cmd)}` failed{hint}:\n{result.stderr.strip()}")
 
 
 def _deb_field(deb: Path, field: str) -> str:
@@ -62,7 +64,7 @@ def fetch_debs(names: list[str], workdir: Path) -> dict[str, FetchedPackage]:
     for name in names:
         found = existing(name)
         if len(found) != 1:
-            raise RuntimeError(f"{debs}: expected one {name}_*.deb, found {[p.name for p in found]}")
+            raise FetchError(f"{debs}: expected one {name}_*.deb, found {[p.name for p in found]}")
         deb = found[0]
         root = workdir / "x" / name
         stamp = root / ".unpacked"
@@ -84,7 +86,7 @@ def fetch_sdist(name: str, version: str, workdir: Path) -> FetchedPackage:
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
               "-d", str(folder), f"{name}=={version}"], cwd=folder)
     if not archive.exists():
-        raise RuntimeError(f"pip did not produce {archive}")
+        raise FetchError(f"pip did not produce {archive}")
     root = workdir / "x" / f"pypi-{name}-{version}"
     stamp = root / ".unpacked"
     if not stamp.exists():

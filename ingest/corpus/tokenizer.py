@@ -15,6 +15,7 @@ from megalodoc.model.train.corpus import SLICES, read_work_text, split_files
 from megalodoc.model.train.tokenizer_train import VOCAB_SIZE, train_sentencepiece
 
 from ..sources.splitting import LONG_LINE_FACTOR, split_blocks
+from .errors import CorpusFolderError
 
 CHUNK_CHARS = 4000
 """Target characters per training piece (a piece holding one long line may be up to
@@ -48,7 +49,7 @@ def train_corpus_tokenizer(corpus_dir: Path, out_path: Path, vocab_size: int = V
     files = {s: split_files(corpus_dir, "train", [s]) for s in SLICES}
     chunks = sample_chunks({s: f for s, f in files.items() if f}, bytes_per_slice)
     if not chunks:
-        raise ValueError(f"{corpus_dir}: the train split is empty")
+        raise CorpusFolderError(f"{corpus_dir}: the train split is empty")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_bytes(train_sentencepiece(chunks, LONG_LINE_FACTOR * CHUNK_CHARS, vocab_size, threads))
     return out_path

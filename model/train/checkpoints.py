@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from megalodoc.model.train.errors import TrainingInputError
+
 _NAME = re.compile(r"^step-(\d{7})\.pt$")
 
 
@@ -62,8 +64,8 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     try:
         data = torch.load(path, map_location=map_location, weights_only=False)
     except (OSError, RuntimeError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable training checkpoint ({e})") from e
+        raise TrainingInputError(f"{path}: not a readable training checkpoint ({e})") from e
     for key in ("step", "model", "optimizer", "scheduler", "train_config", "model_config"):
         if key not in data:
-            raise ValueError(f"{path}: training checkpoint lacks {key!r}")
+            raise TrainingInputError(f"{path}: training checkpoint lacks {key!r}")
     return data

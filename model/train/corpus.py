@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from megalodoc.model.train.errors import MissingTrainingInput
+
 SLICES = ("books", "tech", "code")
 
 
@@ -18,7 +20,8 @@ def read_manifest(corpus_dir: Path) -> dict:
     """The manifest of a built corpus, with a clear error when the folder is not one."""
     path = corpus_dir / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{corpus_dir}: no manifest.json; build it with `megalodoc corpus build {corpus_dir}`")
+        raise MissingTrainingInput(f"{corpus_dir}: no manifest.json; build it with "
+                                   f"`megalodoc corpus build {corpus_dir}`")
     return json.loads(path.read_text())
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from megalodoc.model.train.corpus import read_manifest, read_work_text, split_files
+from megalodoc.model.train.errors import MissingTrainingInput, TrainingInputError
 from megalodoc.model.train.tokenizer_train import load_processor
 
 TOKEN_DTYPE = np.uint16  # every vocabulary we train has fewer than 65 536 pieces
@@ -50,10 +51,10 @@ def write_token_file(texts: list[str] | list[Path], tokenizer_path: Path, out_pa
     """Tokenize documents (strings or paths of corpus files) into `out_path` (+ `.json` sidecar)."""
     sp = load_processor(tokenizer_path)
     if sp.get_piece_size() > np.iinfo(TOKEN_DTYPE).max + 1:
-        raise ValueError(f"{tokenizer_path}: {sp.get_piece_size()} pieces do not fit uint16 token files")
+        raise TrainingInputError(f"{tokenizer_path}: {sp.get_piece_size()} pieces do not fit uint16 token files")
     bos, eos = sp.bos_id(), sp.eos_id()
     if bos < 0 or eos < 0:
-        raise ValueError(f"{tokenizer_path}: the tokenizer needs bos and eos ids to separate documents")
+        raise TrainingInputError(f"{tokenizer_path}: the tokenizer needs bos and eos ids to separate documents")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # A per-process temporary name: ranks that build the same cache at once each rename a complete file.
     tmp = out_path.with_name(f"{out_path.name}.{os.getpid()}.tmp")
@@ -82,11 +83,12 @@ def open_token_file(path: Path) -> TokenFile:
     path = Path(path)
     sidecar = path.with_suffix(".json")
     if not path.is_file() or not sidecar.is_file():
-        raise FileNotFoundError(f"{path}: no token file (or its .json sidecar)")
+        raise MissingTrainingInput(f"{path}: no token file (or its .json sidecar)")
     meta = json.loads(sidecar.read_text())
     tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
     if len(tokens) != meta["tokens"]:
-        raise ValueError(f"{path}: {len(tokens)} tokens on disk, the sidecar says {meta['tokens']} (truncated?)")
+        raise TrainingInputError(f"{path}: {len(tokens)} tokens on disk, the sidecar says {meta['tokens']} "
+                                 "(truncated?)")
     return TokenFile(path, tokens, meta)
 
 
@@ -102,7 +104,7 @@ def corpus_token_file(corpus_dir: Path, tokenizer_path: Path, split: str = "trai
             return cached
     files = split_files(corpus_dir, split)
     if not files:
-        raise ValueError(f"{corpus_dir}: the {split} split has no files")
+        raise TrainingInputError(f"{corpus_dir}: the {split} split has no files")
     return write_token_file(files, tokenizer_path, path, {"corpus_sha256": corpus_sha, "split": split}, threads)
 
 
@@ -125,7 +127,7 @@ class WindowSampler:
 
     def __post_init__(self) -> None:
         if self.num_tokens < 2 * (self.window + 1):
-            raise ValueError(f"{self.num_tokens} tokens are too few for windows of {self.window} tokens")
+            raise TrainingInputError(f"{self.num_tokens} tokens are too few for windows of {self.window} tokens")
 
     def _epoch(self, epoch: int) -> tuple[int, np.ndarray]:
         return _epoch_order(self.num_tokens, self.window, self.seed, epoch)

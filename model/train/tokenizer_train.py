@@ -22,6 +22,7 @@ import sentencepiece as spm
 
 from megalodoc.model.tokenizer import LOSSLESS_TRAINER_SETTINGS
 from megalodoc.model.train.corpus import read_work_text
+from megalodoc.model.train.errors import MissingTrainingInput, TrainingInputError
 
 # 8192 pieces: for a 5-15M parameter model the (tied) embedding costs V*D = 8192*256 = 2.1M parameters,
 # a fifth to a third of the model. Measured on the held-out works (bytes/token books, tech, code):
@@ -71,12 +72,12 @@ def train_sentencepiece(chunks: Iterable[str], max_chars: int, vocab_size: int =
 def load_processor(model_path: Path) -> spm.SentencePieceProcessor:
     """A sentencepiece processor for a .model file, with a clear error for a missing or bad file."""
     if not Path(model_path).is_file():
-        raise FileNotFoundError(f"{model_path}: no such tokenizer model")
+        raise MissingTrainingInput(f"{model_path}: no such tokenizer model")
     sp = spm.SentencePieceProcessor()
     try:
         sp.load(str(model_path))
     except Exception as e:  # sentencepiece raises OSError or RuntimeError depending on the version
-        raise ValueError(f"{model_path}: not a sentencepiece model ({e})") from e
+        raise TrainingInputError(f"{model_path}: not a sentencepiece model ({e})") from e
     return sp
 
 

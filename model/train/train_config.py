@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from megalodoc.model import PRESETS, MegalodonConfig
+from megalodoc.model.train.errors import TrainingInputError
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class TrainConfig:
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
             problems.append(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio} in [0, 1]")
         if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+            raise TrainingInputError("invalid TrainConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,11 +73,11 @@ class TrainConfig:
     def per_rank_batches(self, world_size: int) -> tuple[int, int]:
         """(sequences per rank per step, micro-batches per rank per step)."""
         if self.batch_size % world_size:
-            raise ValueError(f"batch_size={self.batch_size} is not divisible by {world_size} processes")
+            raise TrainingInputError(f"batch_size={self.batch_size} is not divisible by {world_size} processes")
         local = self.batch_size // world_size
         micro = self.micro_batch_size or local
         if local % micro:
-            raise ValueError(f"per-process batch {local} is not divisible by micro_batch_size={micro}")
+            raise TrainingInputError(f"per-process batch {local} is not divisible by micro_batch_size={micro}")
         return local, local // micro
 
 
@@ -120,11 +121,11 @@ def resolve_model_config(spec: str) -> MegalodonConfig:
     path = Path(spec)
     if not path.is_file():
         names = ", ".join(sorted(PRESETS))
-        raise ValueError(f"--config {spec!r} is neither a preset ({names}) nor a JSON file")
+        raise TrainingInputError(f"--config {spec!r} is neither a preset ({names}) nor a JSON file")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        raise TrainingInputError(f"{path}: not valid JSON ({e})") from e
     if isinstance(data.get("config"), dict):  # a model folder's config.json
         data = data["config"]
     base = data.pop("preset", None)

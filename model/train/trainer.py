@@ -27,6 +27,7 @@ from megalodoc.model import Megalodon, MegalodonConfig, save_model
 from megalodoc.model.init import spread_cema_memory
 from megalodoc.model.train import checkpoints as ckpt
 from megalodoc.model.train.distributed import DistInfo, barrier, mean_across_ranks, setup, sum_across_ranks, teardown
+from megalodoc.model.train.errors import TrainingInputError
 from megalodoc.model.train.token_data import TokenFile, WindowSampler, gather_windows
 from megalodoc.model.train.train_config import TrainConfig, lr_lambda, make_optimizer
 
@@ -62,20 +63,21 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 def _check_resume(data: dict, cfg: MegalodonConfig, tcfg: TrainConfig, path: Path) -> None:
     if data["model_config"] != cfg.to_dict():
-        raise ValueError(f"{path}: the checkpoint's model config differs from --config; resume with the same one")
+        raise TrainingInputError(f"{path}: the checkpoint's model config differs from --config; resume with the "
+                                 "same one")
     defaults = TrainConfig().to_dict()  # fields added after a checkpoint was written take their defaults
     saved = {k: v for k, v in {**defaults, **data["train_config"]}.items() if k not in TrainConfig.RESUMABLE_CHANGES}
     now = {k: v for k, v in tcfg.to_dict().items() if k not in TrainConfig.RESUMABLE_CHANGES}
     if saved != now:
         diff = sorted(k for k in now if saved.get(k) != now[k])
-        raise ValueError(f"{path}: training settings differ from the checkpoint's ({', '.join(diff)})")
+        raise TrainingInputError(f"{path}: training settings differ from the checkpoint's ({', '.join(diff)})")
 
 
 @torch.no_grad()
 def evaluate(model: Megalodon, data: TokenFile, window: int, sequences: int, micro: int, info: DistInfo) -> float:
     """Mean next-token loss on `sequences` windows spread evenly over `data` (split over the ranks)."""
     if len(data) < window + 2:
-        raise ValueError(f"{data.path}: {len(data)} tokens are too few for validation windows of {window}")
+        raise TrainingInputError(f"{data.path}: {len(data)} tokens are too few for validation windows of {window}")
     was_training = model.training
     model.eval()
     starts = np.linspace(0, len(data) - window - 1, sequences).astype(np.int64)[info.rank :: info.world_size]
@@ -132,11 +134,15 @@ def train(
 def _train(cfg, tcfg, data, out_dir, info, tokenizer_path, val_data, resume, stop_at, log) -> TrainResult:
     vocab = int(data.meta.get("vocab_size", 0))
     if vocab > cfg.vocab_size:
-        raise ValueError(f"{data.path}: tokens from a {vocab}-piece vocabulary, model vocab_size is {cfg.vocab_size}")
+        raise TrainingInputError(f"{data.path}: tokens from a {vocab}-piece vocabulary, model vocab_size is "
+                                 f"{cfg.vocab_size}")
     window = tcfg.seq_chunks * cfg.chunk_size
     local, n_micro = tcfg.per_rank_batches(info.world_size)
     micro = local // n_micro
-    sampler = WindowSampler(len(data), window, tcfg.seed)
+    try:
+        sampler = WindowSampler(len(data), window, tcfg.seed)
+    except TrainingInputError as e:
+        raise TrainingInputError(f"{data.path}: {e}") from e
 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
     model = Megalodon(cfg)
@@ -153,7 +159,7 @@ def _train(cfg, tcfg, data, out_dir, info, tokenizer_path, val_data, resume, sto
     start = 0
     existing = ckpt.list_checkpoints(out_dir)
     if existing and not resume:
-        raise ValueError(f"{out_dir} already holds training checkpoints; pass --resume or choose another --out")
+        raise TrainingInputError(f"{out_dir} already holds training checkpoints; pass --resume or choose another --out")
     if existing:
         state = ckpt.load_checkpoint(existing[-1], map_location=info.device)
         _check_resume(state, cfg, tcfg, existing[-1])

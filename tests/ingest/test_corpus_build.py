@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from megalodoc.app.cli import main as cli_main
+from megalodoc.app.commands.corpus import default_workdir
 from megalodoc.ingest.corpus.build import EXCLUDED, HELDOUT, build_corpus, split_of, write_corpus
 from megalodoc.ingest.corpus.works import Work
 from megalodoc.model.train.corpus import split_files
@@ -62,6 +64,46 @@ def test_refuses_a_folder_that_is_not_a_corpus(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a corpus folder"):
         write_corpus(_WORKS, {}, tmp_path, **_RULES)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_build_refuses_an_output_that_is_not_a_corpus_folder_before_downloading(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/notes.txt").write_text("mine")
+    (tmp_path / "file.txt").write_text("mine too")
+    work = tmp_path / "work"
+    for out, cause in ((tmp_path / "out", "not a corpus folder (contains ['notes.txt'])"),
+                       (tmp_path / "file.txt", "not a folder")):
+        assert cli_main(["corpus", "build", str(out), "--workdir", str(work)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"megalodoc corpus build: {out}: {cause}" + err.split(cause, 1)[1]
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert not work.exists()  # nothing fetched
+    assert (tmp_path / "out/notes.txt").read_text() == "mine" and (tmp_path / "file.txt").read_text() == "mine too"
+
+
+def test_tokenizer_and_stats_report_a_folder_that_is_not_a_corpus(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tok.model"
+    assert cli_main(["corpus", "tokenizer", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"megalodoc corpus tokenizer: {tmp_path}: no manifest.json; build it with "
+                   f"`megalodoc corpus build {tmp_path}`\n")
+    assert not out.exists()
+    write_corpus(_WORKS, {}, tmp_path / "c", **_RULES)
+    (tmp_path / "bad.model").write_text("not a model")
+    assert cli_main(["corpus", "stats", str(tmp_path / "c"), "--tokenizer", str(tmp_path / "bad.model")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"megalodoc corpus stats: {tmp_path / 'bad.model'}: not a sentencepiece model")
+    assert "Traceback" not in err
+
+
+def test_the_default_work_folder_sits_beside_the_output(tmp_path: Path, monkeypatch) -> None:
+    assert default_workdir(tmp_path / "corpus") == tmp_path / "corpus-work"
+    monkeypatch.chdir(tmp_path / "..")
+    assert default_workdir(Path(tmp_path.name)) == tmp_path.parent / f"{tmp_path.name}-work"
+    monkeypatch.chdir(tmp_path)
+    assert default_workdir(Path(".")) == tmp_path.parent / f"{tmp_path.name}-work"  # not ./-work
+    assert default_workdir(Path("/")) == Path("/corpus-work")
 
 
 def test_a_held_out_work_the_recipe_no_longer_makes_is_an_error(tmp_path: Path) -> None:

@@ -225,3 +225,24 @@ def test_cli_trains_from_a_corpus_folder(corpus: dict, tmp_path: Path, capsys: p
     assert "step 2/2 loss" in out and "validation loss" in out
     config = json.loads((tmp_path / "run/model/config.json").read_text())["config"]
     assert config["vocab_size"] == VOCAB and config["chunk_size"] == 16
+
+
+def test_cli_reports_an_unusable_input_in_one_line(corpus: dict, tmp_path: Path, capsys) -> None:
+    good = {"--config": "tiny", "--data": str(corpus["dir"]), "--tokenizer": str(corpus["tokenizer"]),
+            "--out": str(tmp_path / "run"), "--steps": "1", "--warmup-steps": "0"}
+    (tmp_path / "bad.model").write_text("not a model")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        ({"--config": "nope"}, "--config 'nope' is neither a preset"),
+        ({"--tokenizer": str(tmp_path / "gone.model")}, f"{tmp_path / 'gone.model'}: no such tokenizer model"),
+        ({"--tokenizer": str(tmp_path / "bad.model")}, f"{tmp_path / 'bad.model'}: not a sentencepiece model"),
+        ({"--data": str(tmp_path / "empty")}, f"{tmp_path / 'empty'}: no manifest.json"),
+        ({"--batch-size": "0"}, "invalid TrainConfig: "),
+        ({"--seq-chunks": "4096"}, f"{corpus['train'].path}: "),  # windows longer than the corpus
+    ]
+    for change, start in cases:
+        args = {**good, **change}
+        assert cli_main(["train", *(x for kv in args.items() for x in kv)]) == 2, change
+        err = capsys.readouterr().err
+        assert err.startswith(f"megalodoc train: {start}") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
