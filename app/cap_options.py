@@ -7,6 +7,7 @@ tokens of a document instead of refusing a longer one, so it reads with no token
 from __future__ import annotations
 
 import argparse
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the commands' own imports stay lazy: `megalodoc --help` loads no model code
@@ -29,7 +30,7 @@ def add_cap_arguments(parser: argparse.ArgumentParser, *, token_cap: bool) -> No
                       help=f"files read from one repository (default {defaults.max_files:,})")
     caps.add_argument("--max-pages", type=_count, metavar="N", default=defaults.max_pages,
                       help=f"pages of one PDF (default {defaults.max_pages:,})")
-    caps.add_argument("--max-expansion", type=float, metavar="RATIO", default=defaults.max_expansion,
+    caps.add_argument("--max-expansion", type=_ratio, metavar="RATIO", default=defaults.max_expansion,
                       help=f"an archive's expanded size over its size (default {defaults.max_expansion:g})")
     caps.add_argument("--no-caps", action="store_true", help="switch every cap off")
 
@@ -63,6 +64,17 @@ def _scaled(text: str, scales: dict[str, int]) -> int:
         number = float(value[:-1] if value[-1:] in scales else value) * scale
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size or count: {text!r} (e.g. 8M, 20000, 0 for no cap)") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or positive: {text!r}")
+    if not 0 <= number < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or a positive number: {text!r}")
     return int(number)
+
+
+def _ratio(text: str) -> float:
+    """A ratio: "100", "2.5"; 0 for no cap."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a ratio: {text!r} (e.g. 100, 0 for no cap)") from None
+    if not 0 <= number < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or a positive number: {text!r}")
+    return number

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +71,10 @@ class MegalodonConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 problems.append(f"{name}={value!r} must be in [0, 1)")
-        if self.norm_eps <= 0:
-            problems.append(f"norm_eps={self.norm_eps!r} must be > 0")
-        if self.rope_base <= 1:
-            problems.append(f"rope_base={self.rope_base!r} must be > 1")
+        if not 0 < self.norm_eps < math.inf:  # also refuses NaN (a config.json may hold NaN)
+            problems.append(f"norm_eps={self.norm_eps!r} must be > 0 and finite")
+        if not 1 < self.rope_base < math.inf:
+            problems.append(f"rope_base={self.rope_base!r} must be > 1 and finite")
         if self.init_mode not in ("he", "bert", "gaussian", "xavier", "none"):
             problems.append(f"init_mode={self.init_mode!r} is not one of he, bert, gaussian, xavier, none")
         for name in ("pad_id", "unk_id", "bos_id", "eos_id"):

@@ -45,8 +45,8 @@ class SamplingSettings:
         problems = []
         if self.max_new_tokens < 0:
             problems.append(f"max_new_tokens={self.max_new_tokens} must be >= 0")
-        if self.temperature < 0:
-            problems.append(f"temperature={self.temperature} must be >= 0")
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN
+            problems.append(f"temperature={self.temperature} must be >= 0 and finite")
         if self.top_k < 0:
             problems.append(f"top_k={self.top_k} must be >= 0")
         if not 0.0 < self.top_p <= 1.0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -22,12 +23,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
-    parser.add_argument("--max-upload-mb", type=float, default=None, metavar="N",
+    parser.add_argument("--max-upload-mb", type=_upload_mib, default=None, metavar="N",
                         help="largest file a person may upload, in MiB (default 200)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
                         help=f"folder for uploaded files and exports (default ./{DEFAULT_DATA_DIR})")
     parser.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     parser.set_defaults(handler=run)
+
+
+def _upload_mib(text: str) -> float:
+    """--max-upload-mb: a positive, finite number of MiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a positive number of MiB: {text!r}")
+    return value
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:

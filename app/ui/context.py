@@ -29,8 +29,8 @@ class AppContext:
 
     @classmethod
     def create(cls, service: Any, data_dir: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> AppContext:
-        if max_upload_mb <= 0:
-            raise ValueError(f"max_upload_mb={max_upload_mb} must be > 0")
+        if not 0 < max_upload_mb < float("inf"):  # also refuses NaN
+            raise ValueError(f"max_upload_mb={max_upload_mb} must be > 0 and finite")
         folder = Path(data_dir).resolve()
         (folder / "uploads").mkdir(parents=True, exist_ok=True)
         return cls(service, IngestJobs(service.ingest), folder, int(max_upload_mb * 2**20))

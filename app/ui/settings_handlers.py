@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,15 @@ def sampling_settings(max_new_tokens: float, temperature: float, top_k: float, t
     problems = []
     if max_new_tokens is None or not 1 <= max_new_tokens <= 4096:
         problems.append(f"answer length {max_new_tokens} must lie between 1 and 4096 tokens")
-    if temperature is None or temperature < 0:
-        problems.append(f"temperature {temperature} must be >= 0")
-    if top_k is None or top_k < 0:
-        problems.append(f"top-k {top_k} must be >= 0")
+    # written so that NaN, for which every comparison is false, fails each check
+    if temperature is None or not 0 <= temperature < math.inf:
+        problems.append(f"temperature {temperature} must be >= 0 and finite")
+    if top_k is None or not 0 <= top_k < math.inf:
+        problems.append(f"top-k {top_k} must be >= 0 and finite")
     if top_p is None or not 0 < top_p <= 1:
         problems.append(f"top-p {top_p} must lie in (0, 1]")
+    if seed is not None and not -math.inf < seed < math.inf:
+        problems.append(f"seed {seed} must be a whole number (or below 0 for a new one per answer)")
     if problems:
         raise UiError("sampling settings: " + "; ".join(problems))
     return {"max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "top_k": int(top_k),

@@ -53,8 +53,8 @@ class IngestCaps:
     def __post_init__(self) -> None:
         for name in ("max_bytes", "max_tokens", "max_files", "max_pages", "max_expansion"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"IngestCaps.{name} must be positive or None (no cap), got {value!r}")
+            if value is not None and not 0 < value < float("inf"):  # also refuses NaN
+                raise ValueError(f"IngestCaps.{name} must be positive and finite, or None (no cap), got {value!r}")
 
     @classmethod
     def unlimited(cls) -> IngestCaps:

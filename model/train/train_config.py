@@ -60,10 +60,17 @@ class TrainConfig:
             problems.append(f"micro_batch_size={self.micro_batch_size} must be >= 1")
         if not 0 <= self.warmup_steps <= self.steps:
             problems.append(f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps}]")
-        if self.cema_max_half_life and self.cema_max_half_life < 8:
+        # each condition is false for NaN, which every comparison is false for
+        if not (self.cema_max_half_life == 0 or 8 <= self.cema_max_half_life < math.inf):
             problems.append(f"cema_max_half_life={self.cema_max_half_life} must be 0 (paper init) or >= 8 tokens")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+        if not (0 < self.lr < math.inf and 0 <= self.min_lr_ratio <= 1):
             problems.append(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio} in [0, 1]")
+        if not 0 <= self.weight_decay < math.inf:
+            problems.append(f"weight_decay={self.weight_decay} must be >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and 0 < self.eps < math.inf):
+            problems.append(f"beta1={self.beta1} and beta2={self.beta2} must be in [0, 1), eps={self.eps} > 0")
+        if not 0 < self.grad_clip < math.inf:
+            problems.append(f"grad_clip={self.grad_clip} must be > 0")
         if problems:
             raise TrainingInputError("invalid TrainConfig: " + "; ".join(problems))
 

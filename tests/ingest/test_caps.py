@@ -169,3 +169,23 @@ def test_cli_estimate_reads_nothing_and_cap_flags_apply(tmp_path: Path, model_di
     assert cli_main(["list", "--db", str(db)]) == 0 and "no documents" in capsys.readouterr().out
     assert cli_main([*args, "--max-pages", "0", "--max-bytes", "1K"]) == 0  # 0 = no cap; bytes do not cap PDFs
     assert "complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value", [("--max-bytes", "inf"), ("--max-bytes", "nan"), ("--max-tokens", "1e400"),
+                                         ("--max-expansion", "nan"), ("--max-expansion", "inf"),
+                                         ("--max-expansion", "-1"), ("--max-files", "-3")])
+def test_cli_refuses_a_cap_that_is_not_a_finite_number(tmp_path: Path, flag: str, value: str, capsys):
+    # `inf` raised OverflowError through int(); `--max-expansion nan` switched the cap off without a word
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["ingest", str(tmp_path / "x.txt"), "--db", str(tmp_path / "x.db"), flag, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: must be 0 (no cap) or a positive number: {value!r}" in err
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_caps_must_be_positive_and_finite() -> None:
+    for value in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="IngestCaps.max_expansion must be positive and finite, or None"):
+            IngestCaps(max_expansion=value)
+    assert IngestCaps(max_expansion=None).max_expansion is None

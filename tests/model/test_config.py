@@ -37,6 +37,11 @@ def test_validation_names_bad_values():
         MegalodonConfig(chunk_size=0)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         MegalodonConfig.preset("huge")
+    # a config.json may hold NaN or Infinity (Python's json reads both): each failed no check before
+    with pytest.raises(ValueError, match=r"norm_eps=nan must be > 0 and finite; rope_base=inf must be > 1"):
+        MegalodonConfig(norm_eps=float("nan"), rope_base=float("inf"))
+    with pytest.raises(ValueError, match=r"dropout=nan must be in \[0, 1\)"):
+        MegalodonConfig.from_dict({**MegalodonConfig.preset("tiny").to_dict(), "dropout": float("nan")})
 
 
 def test_dict_round_trip_and_fingerprint():

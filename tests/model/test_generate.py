@@ -90,6 +90,11 @@ def test_bad_settings_are_named(tiny):
         SamplingSettings(top_p=0)
     with pytest.raises(ValueError, match="temperature=-1"):
         SamplingSettings(temperature=-1)
+    for value in (float("nan"), float("inf")):  # NaN passed `temperature < 0` and failed in sampling
+        with pytest.raises(ValueError, match=f"temperature={value} must be >= 0 and finite"):
+            SamplingSettings(temperature=value)
+    with pytest.raises(ValueError, match="top_p=nan"):
+        SamplingSettings(top_p=float("nan"))
     with pytest.raises(ValueError, match="prompt is empty"):
         Generation(tiny, [])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sysconfig
 from pathlib import Path
 
@@ -246,3 +247,14 @@ def test_cli_reports_an_unusable_input_in_one_line(corpus: dict, tmp_path: Path,
         err = capsys.readouterr().err
         assert err.startswith(f"megalodoc train: {start}") and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", float("nan"), "lr=nan must be > 0"), ("lr", float("inf"), "lr=inf must be > 0"),
+    ("weight_decay", -0.1, "weight_decay=-0.1 must be >= 0"), ("grad_clip", float("inf"), "grad_clip=inf"),
+    ("grad_clip", 0.0, "grad_clip=0.0 must be > 0"), ("beta2", 1.0, "beta2=1.0 must be in [0, 1)"),
+    ("cema_max_half_life", float("nan"), "cema_max_half_life=nan must be 0"),
+])
+def test_train_settings_that_are_not_finite_or_in_range_are_refused(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(**{field: value})

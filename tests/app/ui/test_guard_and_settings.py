@@ -8,6 +8,7 @@ import logging
 import gradio as gr
 import pytest
 
+from megalodoc.app.cli import main as cli_main
 from megalodoc.app.commands.serve import parse_auth
 from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.guard import guarded
@@ -56,8 +57,23 @@ def test_sampling_settings_are_checked_and_a_negative_seed_means_random():
     assert sampling_settings(32, 0.7, 40, 0.9, False, 7) == {
         "max_new_tokens": 32, "temperature": 0.7, "top_k": 40, "top_p": 0.9, "greedy": False, "seed": 7}
     assert sampling_settings(32, 0.0, 0, 1.0, True, -1)["seed"] is None
-    with pytest.raises(UiError, match=r"answer length 0 .*; temperature -1 must be >= 0; top-p 0 must lie in"):
+    with pytest.raises(UiError, match=r"answer length 0 .*; temperature -1 must be >= 0 and finite; "
+                                      r"top-p 0 must lie in"):
         sampling_settings(0, -1, 0, 0, False, None)
+    nan, inf = float("nan"), float("inf")  # NaN passed the checks; inf failed later in int()
+    with pytest.raises(UiError, match=r"temperature nan must be .*; top-k inf must be >= 0 and finite; "
+                                      r"top-p nan must lie in \(0, 1\]; seed nan must be a whole number"):
+        sampling_settings(32, nan, inf, nan, False, nan)
+    with pytest.raises(UiError, match="seed -inf must be a whole number"):
+        sampling_settings(32, 0.7, 40, 0.9, False, -inf)
+
+
+def test_serve_refuses_an_upload_limit_that_is_not_a_positive_number(capsys):
+    for value in ("0", "-5", "nan", "inf", "ten"):
+        with pytest.raises(SystemExit) as exit_:
+            cli_main(["serve", "--max-upload-mb", value, "--db", "/nonexistent/never-opened.db"])
+        assert exit_.value.code == 2
+        assert "argument --max-upload-mb: " in capsys.readouterr().err
 
 
 def test_serve_auth_option():
