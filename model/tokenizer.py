@@ -40,6 +40,23 @@ class TokenizerError(ValueError):
     """A tokenizer model file that is missing or cannot be loaded; the message names the path."""
 
 
+class UnencodableTextError(ValueError):
+    """Text that has no UTF-8 form: it holds lone surrogates, which is what Python makes of bytes that are
+    not UTF-8 in command-line arguments and file names (and what JSON may carry as escapes)."""
+
+
+def check_encodable(text: str, what: str = "the text") -> None:
+    """Raise UnencodableTextError, naming `what` and the first bad character, when `text` has no UTF-8 form."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise UnencodableTextError(f"{what} is not valid Unicode at character {error.start + 1} "
+                                   f"({text[error.start]!r}, perhaps a byte that is not UTF-8): write it in UTF-8"
+                                   ) from None
+
+
 class Tokenizer:
     """A loaded sentencepiece model with its fingerprint and special ids."""
 
@@ -115,7 +132,9 @@ class Tokenizer:
     # encoding -------------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` (no BOS/EOS added)."""
+        """Token ids of ``text`` (no BOS/EOS added). Raises UnencodableTextError for text with no UTF-8
+        form (sentencepiece only failed to convert it, without saying why)."""
+        check_encodable(text)
         return self._sp.EncodeAsIds(text)
 
     def decode(self, ids: Iterable[int]) -> str:

@@ -30,10 +30,10 @@ def run(args: argparse.Namespace) -> int:
         settings = SamplingSettings(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
                                     top_p=args.top_p, greedy=args.greedy, seed=args.seed,
                                     stop_tokens=(config.eos_id,))
+        prompt = [config.bos_id, *tokenizer.encode(args.prompt)]  # UnencodableTextError is a ValueError
     except (CheckpointError, TokenizerError, ValueError) as exc:
         print(f"megalodoc generate: {exc}", file=sys.stderr)
         return 2
-    prompt = [config.bos_id, *tokenizer.encode(args.prompt)]
     sys.stdout.write(args.prompt)
     decoder = IncrementalDecoder(tokenizer)  # byte-fallback pieces are joined into whole characters
     for token in Generation(bundle, prompt, settings=settings):

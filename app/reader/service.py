@@ -42,6 +42,7 @@ from megalodoc.ingest.library import Library
 from megalodoc.ingest.pipeline import CancelToken, ProgressCallback
 from megalodoc.model import Generation, IncompatibleStateError, Megalodon, ModelBundle, SamplingSettings
 from megalodoc.model.bundle import IN_MEMORY
+from megalodoc.model.tokenizer import check_encodable
 from megalodoc.storage import DocumentInUseError as StoreDocumentInUseError
 from megalodoc.storage import DocumentRecord, DocumentStatus, NotFoundError, SessionRecord, StorageError, TurnRecord
 
@@ -419,6 +420,7 @@ def _name(document: DocumentRecord) -> str:
 def _check_question(document: DocumentRecord, question: str) -> str:
     if not isinstance(question, str) or not question.strip():
         raise EmptyQuestionError(f"{_name(document)}: the question is empty")
+    check_encodable(question, f"{_name(document)}: the question")  # before the search and the model
     return question.strip()
 
 

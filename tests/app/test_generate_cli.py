@@ -28,3 +28,12 @@ def test_generate_streams_text_and_is_reproducible_with_a_seed(model_dir, capsys
 def test_generate_reports_a_missing_model(tmp_path, capsys):
     assert cli_main(["generate", "hi", "--model", str(tmp_path / "none")]) == 2
     assert "no such model folder" in capsys.readouterr().err
+
+
+def test_generate_refuses_a_prompt_that_is_not_utf8(model_dir, capsys):
+    prompt = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")  # a Latin-1 byte, as argv gives it
+    assert cli_main(["generate", prompt, "--model", str(model_dir), "--max-tokens", "2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("megalodoc generate: the text is not valid Unicode at character 4 ('\\udce9', perhaps "
+                            "a byte that is not UTF-8): write it in UTF-8\n")
+    assert captured.out == ""

@@ -54,6 +54,12 @@ def test_cli_reports_expected_errors(tmp_path, tiny_model_dir, pdf, capsys):
     assert "atlas.pdf (id 1): the question is empty" in capsys.readouterr().err
     assert cli_main(["continue", "atlas.pdf", "--at", "p. 40", *common]) == 2
     assert "atlas.pdf (id 1): no page 40" in capsys.readouterr().err
+    question = b"what is \xff?".decode("utf-8", "surrogateescape")  # a byte that is not UTF-8, as argv gives it
+    assert cli_main(["ask", "atlas.pdf", question, *common]) == 2
+    err = capsys.readouterr().err
+    assert "megalodoc ask: atlas.pdf (id 1): the question is not valid Unicode at character 9" in err
+    with ReaderService(db, tiny_model_dir) as service:
+        assert service.sessions(1) == []  # nothing was stored for it
 
 
 def test_surprise_command(tmp_path, tiny_model_dir, pdf, capsys):

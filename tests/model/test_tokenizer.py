@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from megalodoc.model.tokenizer import Tokenizer, TokenizerError, train_tokenizer
+from megalodoc.model.tokenizer import Tokenizer, TokenizerError, UnencodableTextError, train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 VOCAB = 1000
@@ -139,3 +139,12 @@ def test_incremental_decoder_never_yields_half_a_character():
     assert all("\ufffd" not in p for p in pieces if "kept" not in p and p != "\ufffd")
     assert pieces.count("") >= 4  # held back while a character was incomplete
     assert "".join(stream_text(shipped, ids)) == text
+
+
+def test_text_with_no_utf8_form_is_refused_by_name(tokenizer: Tokenizer):
+    # Python reads a command-line byte that is not UTF-8 as a lone surrogate; sentencepiece failed on it
+    # with "Unable to cast Python instance of type <class 'str'>"
+    question = b"what is \xff here".decode("utf-8", "surrogateescape")
+    with pytest.raises(UnencodableTextError, match=r"not valid Unicode at character 9 \('\\udcff'"):
+        tokenizer.encode(question)
+    assert tokenizer.decode(tokenizer.encode("what is \u00ff here")) == "what is \u00ff here"
