@@ -233,7 +233,18 @@ def to_json(what: str, value: Any) -> str:
 def require_text(what: str, value: Any, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")  # what the database stores; lone surrogates have no such form
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{what} is not valid Unicode at character {error.start + 1} "
+                             f"({value[error.start]!r}, perhaps a byte that is not UTF-8)") from None
     return value
+
+
+def optional_text(what: str, value: Any) -> str | None:
+    """None, or a string (empty allowed) checked as `require_text` checks it."""
+    return None if value is None else require_text(what, value, allow_empty=True)
 
 
 def require_int(what: str, value: Any, minimum: int = 0) -> int:

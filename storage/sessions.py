@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from megalodoc.storage.convert import (
+    optional_text,
     require_int,
     session_record,
     to_json,
@@ -62,6 +63,7 @@ class SessionsMixin:
         """Start a session at `position` of the document, optionally naming the document snapshot it
         resumes from (which must lie at or before `position`)."""
         require_int("position", position)
+        optional_text("title", title)
 
         def work(session: Session) -> SessionRecord:
             document = load_document(session, document_id)
@@ -105,6 +107,7 @@ class SessionsMixin:
 
     def rename_session(self, session_id: int, title: str | None) -> SessionRecord:
         """Set (or clear) the session's title."""
+        optional_text("title", title)
 
         def work(session: Session) -> SessionRecord:
             row = _load_session(session, session_id)

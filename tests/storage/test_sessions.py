@@ -69,6 +69,14 @@ def test_sessions_listing_renaming_and_checks(store: Store) -> None:
     assert [s.id for s in store.list_sessions()] == [s1.id, s2.id]  # most recently active first
     assert [s.id for s in store.list_sessions(document_id=b)] == [s2.id]
     assert store.rename_session(s2.id, "renamed").title == "renamed"
+    assert store.rename_session(s2.id, "Über, chapter 2").title == "Über, chapter 2"
+    # a title from command-line bytes that are not UTF-8 (lone surrogates): the database driver refused it
+    # with "'utf-8' codec can't encode character"; now the title is named and nothing changes
+    title = b"ch \xff".decode("utf-8", "surrogateescape")
+    for attempt in (lambda: store.rename_session(s2.id, title), lambda: store.create_session(b, 128, title=title)):
+        with pytest.raises(ValueError, match=r"title is not valid Unicode at character 4 \('\\udcff'"):
+            attempt()
+    assert store.get_session(s2.id).title == "Über, chapter 2" and len(store.list_sessions(document_id=b)) == 1
     with pytest.raises(ValueError, match="beyond what document"):
         store.create_session(a, 10_000_000)
     later = store.latest_snapshot_at(a, 128)
