@@ -89,7 +89,11 @@ def _export(args: argparse.Namespace) -> int:
     def work(service) -> int:
         markdown = service.export_session(args.session)
         if args.output:
-            Path(args.output).write_text(markdown, encoding="utf-8")
+            try:
+                Path(args.output).write_text(markdown, encoding="utf-8")
+            except OSError as exc:  # a folder, a missing folder, no permission, a full disk
+                print(f"megalodoc sessions export: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+                return 2
             print(f"session {args.session} written to {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(markdown)

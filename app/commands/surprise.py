@@ -12,10 +12,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("surprise", help="per-chunk bits per byte along a document (where text is odd)")
     parser.add_argument("document", metavar="DOC", help="document id or name (see `megalodoc list`)")
     parser.add_argument("--recompute", action="store_true", help="compute again even when stored")
-    parser.add_argument("--top", type=int, default=10, metavar="N", help="also list the N most surprising chunks")
+    parser.add_argument("--top", type=_count, default=10, metavar="N",
+                        help="also list the N most surprising chunks (0: none)")
     parser.add_argument("--json", action="store_true", help="print every chunk as JSON")
     reader_cli.add_service_options(parser)
     parser.set_defaults(handler=run)
+
+
+def _count(text: str) -> int:
+    """--top: a whole number >= 0 (a negative one sliced the list from its end)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         values = sorted(p.bits_per_byte for p in points)
         median = values[len(values) // 2]
         print(f"{len(points)} chunks; bits per byte: median {median:.3f}, min {values[0]:.3f}, max {values[-1]:.3f}")
-        print("most surprising (tokens, bits per byte, location):")
+        if args.top:
+            print("most surprising (tokens, bits per byte, location):")
         for p in sorted(points, key=lambda p: -p.bits_per_byte)[: args.top]:
             print(f"  {p.start:>9,}-{p.end:<9,} {p.bits_per_byte:7.3f}  {p.location}")
         return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from megalodoc.app.cli import main as cli_main
 from megalodoc.app.reader import ReaderService
 
@@ -37,6 +39,10 @@ def test_ask_json_continue_and_sessions(tmp_path, tiny_model_dir, pdf, capsys):
     target = tmp_path / "trip.md"
     assert cli_main(["sessions", "export", "1", "-o", str(target), *common]) == 0
     assert target.read_text().startswith("# the trip")
+    capsys.readouterr()
+    for bad, cause in ((tmp_path, "Is a directory"), (tmp_path / "no" / "trip.md", "No such file or directory")):
+        assert cli_main(["sessions", "export", "1", "-o", str(bad), *common]) == 2  # it was a traceback
+        assert capsys.readouterr().err == f"megalodoc sessions export: cannot write {bad}: {cause}\n"
     assert cli_main(["sessions", "delete", "1", *common]) == 0
     capsys.readouterr()
     assert cli_main(["sessions", "show", "1", *common]) == 2
@@ -74,3 +80,8 @@ def test_surprise_command(tmp_path, tiny_model_dir, pdf, capsys):
     assert cli_main(["surprise", str(doc.id), "--top", "2", *common]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{len(rows)} chunks; bits per byte: median") and len(out.splitlines()) == 4
+    assert cli_main(["surprise", str(doc.id), "--top", "0", *common]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # the summary only
+    with pytest.raises(SystemExit):  # a negative N listed all chunks but the last
+        cli_main(["surprise", str(doc.id), "--top", "-1", *common])
+    assert "argument --top: must be 0 or more: '-1'" in capsys.readouterr().err
