@@ -189,3 +189,13 @@ def test_caps_must_be_positive_and_finite() -> None:
         with pytest.raises(ValueError, match="IngestCaps.max_expansion must be positive and finite, or None"):
             IngestCaps(max_expansion=value)
     assert IngestCaps(max_expansion=None).max_expansion is None
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "four"])
+def test_cli_refuses_a_snapshot_spacing_below_one_before_making_the_store(tmp_path: Path, value: str, capsys):
+    # 0 or less failed with a traceback in the estimate, after the store file had been created
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["ingest", str(tmp_path / "x.txt"), "--db", str(tmp_path / "x.db"), "--snapshot-every", value])
+    assert exit_.value.code == 2
+    assert "argument --snapshot-every: " in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()

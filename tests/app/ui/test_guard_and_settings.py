@@ -68,6 +68,14 @@ def test_sampling_settings_are_checked_and_a_negative_seed_means_random():
         sampling_settings(32, 0.7, 40, 0.9, False, -inf)
 
 
+def test_serve_refuses_a_port_outside_1_to_65535(capsys):
+    for value in ("-1", "0", "65536", "http"):  # bind() raised OverflowError after the model had loaded
+        with pytest.raises(SystemExit) as exit_:
+            cli_main(["serve", "--port", value, "--db", "/nonexistent/never-opened.db"])
+        assert exit_.value.code == 2
+        assert "argument --port: " in capsys.readouterr().err
+
+
 def test_serve_refuses_an_upload_limit_that_is_not_a_positive_number(capsys):
     for value in ("0", "-5", "nan", "inf", "ten"):
         with pytest.raises(SystemExit) as exit_:
