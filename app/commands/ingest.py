@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from megalodoc.app.arg_types import whole_number
 from megalodoc.app.cap_options import add_cap_arguments, caps_from_args
 from megalodoc.app.progress_output import StreamProgress
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files, folders, .zip or .tar.gz archives")
     ingest.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
     ingest.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
-    ingest.add_argument("--snapshot-every", type=_positive, default=DEFAULT_SNAPSHOT_EVERY, metavar="K",
+    ingest.add_argument("--snapshot-every", type=whole_number(1), default=DEFAULT_SNAPSHOT_EVERY, metavar="K",
                         help=f"snapshot every K chunks, rounded up to whole model calls of 4 chunks "
                              f"(default {DEFAULT_SNAPSHOT_EVERY}; see bench/snapshots.py)")
     ingest.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
@@ -31,17 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = subparsers.add_parser("list", help="list the documents in the library")
     listing.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $MEGALODOC_DB or ./megalodoc.db)")
     listing.set_defaults(handler=run_list)
-
-
-def _positive(text: str) -> int:
-    """--snapshot-every: a whole number >= 1 (0 or less failed in the estimate, after the store was made)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
-    return value
 
 
 class ProgressLine:

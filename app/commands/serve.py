@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from megalodoc.app.arg_types import whole_number
+
 # Nothing leaves the machine: no analytics, no Hub lookups. Set before gradio or huggingface_hub load.
 OFFLINE_ENVIRONMENT = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                        "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
@@ -21,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model folder or Hub repo id (default: the shipped model)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--port", type=whole_number(1, 65535), default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--auth", metavar="USER:PASS", help="require this user name and password")
     parser.add_argument("--max-upload-mb", type=_upload_mib, default=None, metavar="N",
                         help="largest file a person may upload, in MiB (default 200)")
@@ -29,17 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"folder for uploaded files and exports (default ./{DEFAULT_DATA_DIR})")
     parser.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     parser.set_defaults(handler=run)
-
-
-def _port(text: str) -> int:
-    """--port: 1 to 65535 (outside it, the socket's bind failed after the model had loaded)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 1 to 65535: {text!r}")
-    return value
 
 
 def _upload_mib(text: str) -> float:

@@ -6,28 +6,18 @@ import argparse
 import json
 
 from megalodoc.app import reader_cli
+from megalodoc.app.arg_types import whole_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("surprise", help="per-chunk bits per byte along a document (where text is odd)")
     parser.add_argument("document", metavar="DOC", help="document id or name (see `megalodoc list`)")
     parser.add_argument("--recompute", action="store_true", help="compute again even when stored")
-    parser.add_argument("--top", type=_count, default=10, metavar="N",
+    parser.add_argument("--top", type=whole_number(0), default=10, metavar="N",
                         help="also list the N most surprising chunks (0: none)")
     parser.add_argument("--json", action="store_true", help="print every chunk as JSON")
     reader_cli.add_service_options(parser)
     parser.set_defaults(handler=run)
-
-
-def _count(text: str) -> int:
-    """--top: a whole number >= 0 (a negative one sliced the list from its end)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
