@@ -81,7 +81,13 @@ class ReaderService(Library):
         """The stored document for a record (re-read, so a deleted one is noticed), an id, or a name (an
         id given as a string works too). DocumentNotFoundError / AmbiguousDocumentError otherwise."""
         if isinstance(doc, DocumentRecord):
-            doc = doc.id
+            found = self.store.get_document_or_none(doc.id)
+            if found is None or not _same_document(found, doc):
+                raise DocumentNotFoundError(
+                    f"{_name(doc)} is not in this store: it was deleted (its id may now name another document) "
+                    "or the record comes from another store"
+                )
+            return found
         if isinstance(doc, str) and doc.strip().isdigit():
             doc = int(doc.strip())
         if isinstance(doc, int) and not isinstance(doc, bool):
@@ -200,6 +206,7 @@ class ReaderService(Library):
             return document, position, lambda: self._document_cursor(document, position)
         if at is not None:
             raise ValueError("a session has its own reading point: pass at=None inside a session")
+        self.session(session)  # still this store's session, not a deleted one whose id was reused
         document = self._readable(session.document if doc is None else doc)
         if document.id != session.document.id:
             raise ValueError(f"session {session.session_id} reads document {session.document.id}, not {document.id}")
@@ -317,9 +324,16 @@ class ReaderService(Library):
         """The stored session (SessionNotFoundError when there is none)."""
         session_id = _session_id(session)
         try:
-            return self.store.get_session(session_id)
+            found = self.store.get_session(session_id)
         except NotFoundError as exc:
             raise SessionNotFoundError(f"no session with id {session_id} (it may have been deleted)") from exc
+        given = session.session if isinstance(session, SessionPoint) else session
+        if isinstance(given, SessionRecord) and not _same_session(found, given):
+            raise SessionNotFoundError(
+                f"session {session_id} is not in this store: it was deleted (its id may now name another session) "
+                "or the record comes from another store"
+            )
+        return found
 
     def turns(self, session: SessionRecord | SessionPoint | int) -> list[TurnRecord]:
         """Every turn of the session (all branches), oldest first."""
@@ -353,17 +367,19 @@ class ReaderService(Library):
 
     def rename_session(self, session: SessionRecord | SessionPoint | int, title: str | None) -> SessionRecord:
         """Set (or clear, with None) the session's title."""
+        session_id = self.session(session).id  # a record must still be this store's session
         try:
-            return self.store.rename_session(_session_id(session), title)
+            return self.store.rename_session(session_id, title)
         except NotFoundError as exc:
-            raise SessionNotFoundError(f"no session with id {_session_id(session)}") from exc
+            raise SessionNotFoundError(f"no session with id {session_id}") from exc
 
     def delete_session(self, session: SessionRecord | SessionPoint | int) -> None:
         """Delete the session and its turns (and their stored states)."""
+        session_id = self.session(session).id  # a record must still be this store's session
         try:
-            self.store.delete_session(_session_id(session))
+            self.store.delete_session(session_id)
         except NotFoundError as exc:
-            raise SessionNotFoundError(f"no session with id {_session_id(session)}") from exc
+            raise SessionNotFoundError(f"no session with id {session_id}") from exc
 
     def export_session(self, session: SessionRecord | SessionPoint | int) -> str:
         """The session as Markdown: every turn (all branches) with its answer and its citations."""
@@ -375,9 +391,15 @@ class ReaderService(Library):
     def _turn(self, turn: TurnRecord | int) -> TurnRecord:
         turn_id = turn.id if isinstance(turn, TurnRecord) else turn
         try:
-            return self.store.get_turn(turn_id)
+            found = self.store.get_turn(turn_id)
         except NotFoundError as exc:
             raise SessionNotFoundError(f"no turn with id {turn_id} (its session may have been deleted)") from exc
+        if isinstance(turn, TurnRecord) and (found.session_id, found.created_at) != (turn.session_id, turn.created_at):
+            raise SessionNotFoundError(
+                f"turn {turn_id} is not in this store: its session was deleted (its id may now name another turn) "
+                "or the record comes from another store"
+            )
+        return found
 
     def _point_after(self, record: SessionRecord, turn_id: int) -> SessionPoint:
         history = tuple(self.store.turn_path(turn_id))
@@ -386,7 +408,10 @@ class ReaderService(Library):
     def _point_cursor(self, point: SessionPoint, document: DocumentRecord) -> Cursor:
         if point.after_turn is None:
             return self._document_cursor(document, point.session.position)
-        turn = self._turn(point.after_turn)
+        last = point.history[-1] if point.history and point.history[-1].id == point.after_turn else point.after_turn
+        turn = self._turn(last)
+        if turn.session_id != point.session_id:
+            raise SessionNotFoundError(f"turn {turn.id} belongs to session {turn.session_id}, not {point.session_id}")
         if turn.snapshot_id is None:
             raise StoredStateError(f"turn {turn.id} of session {turn.session_id} has no stored state")
         what = f"state of turn {turn.id} (session {turn.session_id}, {_name(document)})"
@@ -415,6 +440,19 @@ _NO_STOP = PromptFormat(stop=())
 
 def _name(document: DocumentRecord) -> str:
     return f"{document.name} (id {document.id})"
+
+
+def _same_document(stored: DocumentRecord, given: DocumentRecord) -> bool:
+    """Whether a record read now is the document `given` was read from: ids are reused after a delete
+    (SQLite) and repeat across stores, so the content, model and creation time must match too."""
+    return (stored.content_hash, stored.model_fingerprint, stored.created_at) == (
+        given.content_hash, given.model_fingerprint, given.created_at)
+
+
+def _same_session(stored: SessionRecord, given: SessionRecord) -> bool:
+    """Whether a session read now is the one `given` was read from (see _same_document)."""
+    return (stored.document_id, stored.position, stored.created_at) == (
+        given.document_id, given.position, given.created_at)
 
 
 def _check_question(document: DocumentRecord, question: str) -> str:
