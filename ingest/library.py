@@ -22,7 +22,14 @@ from megalodoc.ingest.pipeline import (
 )
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import IngestCaps, SourceOptions
-from megalodoc.model import Megalodon, ModelBundle, ModelState, load_bundle, state_from_bytes
+from megalodoc.model import (
+    IncompatibleStateError,
+    Megalodon,
+    ModelBundle,
+    ModelState,
+    load_bundle,
+    state_from_bytes,
+)
 from megalodoc.model.boundary import run_aligned
 from megalodoc.storage import DocumentRecord, IngestStatus, SnapshotInfo, Store, open_store
 
@@ -100,7 +107,14 @@ class Library:
 def restore_state(store: Store, bundle: ModelBundle, document: DocumentRecord, position: int) -> ModelState:
     """The state after `position` tokens of a stored document: the latest snapshot at or before it (a
     call-boundary state), then the stored token ids from that boundary re-read in calls on the call grid.
-    The stored snapshot is never modified. Raises IncompatibleStateError naming the snapshot."""
+    The stored snapshot is never modified. Raises IncompatibleStateError naming the snapshot, or the
+    document when another model read it (its states would not fit, or, before the first snapshot, would
+    be this model's reading of the text rather than the stored one)."""
+    if document.model_fingerprint != bundle.fingerprint:
+        raise IncompatibleStateError(
+            f"{document.name} (id {document.id}) was read by another model (fingerprint "
+            f"{document.model_fingerprint[:12]}), not the loaded one ({bundle.fingerprint[:12]})"
+        )
     info = store.latest_snapshot_at(document.id, position)
     state = None
     if info is not None:

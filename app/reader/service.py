@@ -38,13 +38,28 @@ from megalodoc.app.reader.positions import Position, resolve_position
 from megalodoc.app.reader.prompting import PromptFormat, load_prompt_format
 from megalodoc.app.reader.sessions import SessionPoint, TurnDetails, session_markdown
 from megalodoc.app.reader.surprise import SurprisePoint, chunk_losses, surprise_points
-from megalodoc.ingest.library import Library
+from megalodoc.ingest.library import Library, restore_state
 from megalodoc.ingest.pipeline import CancelToken, ProgressCallback
-from megalodoc.model import Generation, IncompatibleStateError, Megalodon, ModelBundle, SamplingSettings
+from megalodoc.model import (
+    Generation,
+    IncompatibleStateError,
+    Megalodon,
+    ModelBundle,
+    ModelState,
+    SamplingSettings,
+)
 from megalodoc.model.bundle import IN_MEMORY
 from megalodoc.model.tokenizer import check_encodable
 from megalodoc.storage import DocumentInUseError as StoreDocumentInUseError
-from megalodoc.storage import DocumentRecord, DocumentStatus, NotFoundError, SessionRecord, StorageError, TurnRecord
+from megalodoc.storage import (
+    DocumentRecord,
+    DocumentStatus,
+    NotFoundError,
+    SessionRecord,
+    SnapshotInfo,
+    StorageError,
+    TurnRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +130,21 @@ class ReaderService(Library):
             raise DocumentInUseError(str(exc)) from exc
         except NotFoundError as exc:
             raise DocumentNotFoundError(f"{_name(document)}: deleted meanwhile") from exc
+
+    def snapshots(self, doc: DocumentRef) -> list[SnapshotInfo]:
+        """The document's stored snapshots, by position (a record, an id or a name, as `document` takes)."""
+        return self.store.list_snapshots(self.document(doc).id)
+
+    def state_at(self, doc: DocumentRef, position: Position) -> ModelState:
+        """The model state after `position` of a document (anything `resolve_position` takes: a token
+        position, "p. 40", "25%", ...), as `Library.state_at` restores it. DocumentNotFoundError,
+        PositionError, ForeignModelError (read by another model) or StoredStateError otherwise."""
+        document = self._readable(doc)
+        where = resolve_position(self.store, document, position)
+        try:
+            return restore_state(self.store, self.bundle, document, where)
+        except IncompatibleStateError as exc:
+            raise StoredStateError(str(exc)) from exc
 
     def resolve_position(self, doc: DocumentRef, at: Position = None) -> int:
         """The token position `at` stands for: an int token position, a page ("p. 132", its first
