@@ -120,12 +120,13 @@ class ReaderService(Library):
             raise AmbiguousDocumentError(f"{len(matches)} documents are named {doc!r} (ids {ids}); give an id")
         return matches[0]
 
-    def delete_document(self, doc: DocumentRef) -> None:
+    def delete_document(self, doc: DocumentRef, *, force: bool = False) -> None:
         """Delete a document with its snapshots, text and locations. Refused with DocumentInUseError (the
-        message says why) while sessions use it or an ingest holds it."""
+        message says why) while sessions use it or an ingest holds it, unless `force`, which deletes its
+        sessions and their turns with it."""
         document = self.document(doc)
         try:
-            self.store.delete_document(document.id)
+            self.store.delete_document(document.id, force=force)
         except StoreDocumentInUseError as exc:
             raise DocumentInUseError(str(exc)) from exc
         except NotFoundError as exc:

@@ -144,6 +144,10 @@ def delete_document(ctx: AppContext, doc_id: int | str | None) -> str:
     doc = ctx.service.store.get_document(_chosen(doc_id))
     if ctx.jobs.live_progress(doc.id) is not None:
         raise UiError(f"{doc.name} is being read now: cancel the ingest first")
+    sessions = len(ctx.service.sessions(doc.id))
+    if sessions:  # said here: the store's refusal speaks of the Python API's force=True
+        raise UiError(f"{doc.name} (id {doc.id}) has {sessions} session(s): delete them first, under "
+                      "\"Sessions of this document\" in the Reader tab")
     ctx.service.delete_document(doc.id)
     still_used = any(d.source_path == doc.source_path for d in ctx.service.documents())
     if not still_used:

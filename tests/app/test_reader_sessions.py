@@ -132,3 +132,15 @@ def test_a_turn_stores_the_state_of_reading_the_whole_conversation(service, book
     expected = run_aligned(service.bundle.model, None, conversation[:boundary])
     for key, value in expected.to_flat().items():
         assert torch.equal(stored.to_flat()[key], value), key
+
+
+def test_delete_document_with_force_deletes_its_sessions_as_the_refusal_says(service, book):
+    doc = service.ingest(book)
+    point = service.start_session(doc, at=100)
+    service.ask(None, "wrap", session=point, seed=1, sampling=ASK).text  # noqa: B018 -- stores the turn
+    with pytest.raises(DocumentInUseError, match="pass force=True"):
+        service.delete_document(doc)
+    service.delete_document(doc, force=True)
+    assert service.documents() == [] and service.sessions() == []
+    with pytest.raises(SessionNotFoundError):
+        service.resume(point)
