@@ -35,6 +35,19 @@ def sampling_from(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in keys.items() if value is not None}
 
 
+def session_options_clash(command: str, args: argparse.Namespace) -> bool:
+    """True (after printing why) when --at or --new-session come with --session: a session goes on from
+    its own reading point, and asking in one session cannot start another."""
+    if args.session is None:
+        return False
+    clash = [name for name, value in (("--at", args.at), ("--new-session", getattr(args, "new_session", None)))
+             if value is not None]
+    if clash:
+        print(f"megalodoc {command}: {' and '.join(clash)} cannot be used with --session (a session goes on "
+              "from its own reading point)", file=sys.stderr)
+    return bool(clash)
+
+
 def run_with_service(command: str, args: argparse.Namespace, work: Callable[[ReaderService], int]) -> int:
     """Open the service, run `work`, close it. Expected errors print "megalodoc COMMAND: cause" and
     return 2; anything else is a bug and propagates with its traceback."""

@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if reader_cli.session_options_clash("ask", args):
+        return 2
+
     def work(service) -> int:
         sampling = {**reader_cli.sampling_from(args), "max_new_tokens": args.max_tokens}
         point = None

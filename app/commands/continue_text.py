@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if reader_cli.session_options_clash("continue", args):
+        return 2
+
     def work(service) -> int:
         sampling = reader_cli.sampling_from(args)
         if args.session is not None:

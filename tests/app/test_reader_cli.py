@@ -66,6 +66,13 @@ def test_cli_reports_expected_errors(tmp_path, tiny_model_dir, pdf, capsys):
     assert "megalodoc ask: atlas.pdf (id 1): the question is not valid Unicode at character 9" in err
     with ReaderService(db, tiny_model_dir) as service:
         assert service.sessions(1) == []  # nothing was stored for it
+        service.start_session(1, at=10)
+    for command, extra in (("ask", ["why?", "--at", "5"]), ("ask", ["why?", "--new-session", "x"]),
+                           ("continue", ["--at", "p. 2"])):
+        assert cli_main([command, "atlas.pdf", *extra, "--session", "1", *common]) == 2
+        assert f"megalodoc {command}: {extra[-2]} cannot be used with --session" in capsys.readouterr().err
+    with ReaderService(db, tiny_model_dir) as service:
+        assert len(service.sessions(1)) == 1 and service.turns(1) == []  # no session started, no turn stored
 
 
 def test_surprise_command(tmp_path, tiny_model_dir, pdf, capsys):
