@@ -233,6 +233,8 @@ def to_json(what: str, value: Any) -> str:
 def require_text(what: str, value: Any, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value.strip()):
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    if "\x00" in value:  # refused on every backend alike: a PostgreSQL text value cannot hold it
+        raise ValueError(f"{what} contains a NUL character (U+0000) at character {value.index(chr(0)) + 1}")
     if not value.isascii():
         try:
             value.encode("utf-8")  # what the database stores; lone surrogates have no such form
@@ -240,6 +242,13 @@ def require_text(what: str, value: Any, allow_empty: bool = False) -> str:
             raise ValueError(f"{what} is not valid Unicode at character {error.start + 1} "
                              f"({value[error.start]!r}, perhaps a byte that is not UTF-8)") from None
     return value
+
+
+def storable_text(value: str) -> str:
+    """Free text the store keeps beside exact token ids (chunk text, a turn's prompt and answer, a
+    failure's message): a NUL character, which a PostgreSQL text value cannot hold, is kept as U+FFFD on
+    every backend, so a document or an answer holding one is stored alike everywhere."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def optional_text(what: str, value: Any) -> str | None:

@@ -6,7 +6,7 @@ from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from megalodoc.storage.clock import db_now
-from megalodoc.storage.convert import document_record, require_int, require_text
+from megalodoc.storage.convert import document_record, require_int, require_text, storable_text
 from megalodoc.storage.errors import ConflictError, DocumentExistsError, DocumentInUseError, NotFoundError
 from megalodoc.storage.models import (
     ChunkLossRow,
@@ -174,7 +174,7 @@ class DocumentsMixin:
         def work(session: Session) -> DocumentRecord:
             row = load_document(session, document_id, lock=True)
             row.status = status
-            row.error = error if status == DocumentStatus.FAILED else None
+            row.error = storable_text(error) if status == DocumentStatus.FAILED and error is not None else None
             if token_count is not None:
                 row.token_count = token_count
             if status != DocumentStatus.INGESTING:

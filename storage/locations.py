@@ -15,6 +15,7 @@ from megalodoc.storage.convert import (
     pack_token_ids,
     require_int,
     require_text,
+    storable_text,
     unpack_token_ids,
 )
 from megalodoc.storage.documents import load_document
@@ -41,7 +42,7 @@ def chunk_rows(document_id: int, chunks: Sequence[ChunkText], up_to: int | None 
                 "document_id": document_id,
                 "token_start": chunk.start,
                 "token_end": chunk.end,
-                "text": chunk.text,
+                "text": storable_text(chunk.text),
                 "token_ids": pack_token_ids(chunk.token_ids),
             }
         )

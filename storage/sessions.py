@@ -12,6 +12,7 @@ from megalodoc.storage.convert import (
     optional_text,
     require_int,
     session_record,
+    storable_text,
     to_json,
     turn_record,
 )
@@ -203,8 +204,8 @@ class SessionsMixin:
             row = TurnRow(
                 session_id=session_id,
                 parent_turn_id=parent_turn_id,
-                prompt=prompt,
-                answer=answer,
+                prompt=storable_text(prompt),
+                answer=storable_text(answer),
                 sampling_json=sampling_json,
                 snapshot_id=turn_snapshot,
                 created_at=now,

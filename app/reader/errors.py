@@ -28,7 +28,11 @@ class PositionError(ReaderError, ValueError):
     """A reading position that cannot be parsed or lies outside what was read of the document."""
 
 
-class EmptyQuestionError(ReaderError, ValueError):
+class QuestionError(ReaderError, ValueError):
+    """A question that cannot be asked: empty, or holding a character no store can keep."""
+
+
+class EmptyQuestionError(QuestionError):
     """A question without any text."""
 
 

@@ -29,6 +29,7 @@ from megalodoc.app.reader.errors import (
     DocumentNotReadyError,
     EmptyQuestionError,
     ForeignModelError,
+    QuestionError,
     ReaderError,
     SessionNotFoundError,
     StoredStateError,
@@ -490,6 +491,9 @@ def _check_question(document: DocumentRecord, question: str) -> str:
     if not isinstance(question, str) or not question.strip():
         raise EmptyQuestionError(f"{_name(document)}: the question is empty")
     check_encodable(question, f"{_name(document)}: the question")  # before the search and the model
+    if "\x00" in question:  # the turn could not be stored (PostgreSQL text holds no NUL): refused first
+        raise QuestionError(f"{_name(document)}: the question contains a NUL character (U+0000) at character "
+                            f"{question.index(chr(0)) + 1}")
     return question.strip()
 
 

@@ -14,6 +14,7 @@ from megalodoc.app.reader import (
     ForeignModelError,
     PositionError,
     PromptFormat,
+    QuestionError,
     ReaderService,
 )
 from megalodoc.app.reader.cursor import document_cursor, fold
@@ -148,6 +149,11 @@ def test_bad_input_gives_typed_errors_naming_the_document(service, book, tmp_pat
     doc = service.ingest(book)
     with pytest.raises(EmptyQuestionError, match="book.txt"):
         service.ask(doc, "   ")
+    point = service.start_session(doc)
+    with pytest.raises(QuestionError, match=r"book.txt \(id \d+\): the question contains a NUL .* at character 4"):
+        service.ask(None, "why\x00?", session=point)  # PostgreSQL could not store the turn: refused first
+    assert service.turns(point) == []
+    service.delete_session(point)
     with pytest.raises(PositionError, match=r"book.txt .*outside"):
         service.ask(doc, "wrap", at=doc.token_count + 1)
     with pytest.raises(DocumentNotFoundError, match="id 999"):

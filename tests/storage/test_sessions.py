@@ -149,3 +149,24 @@ def test_delete_document_removes_everything_it_owns_but_shared_blobs(store: Stor
     assert store.check_integrity() == []
     with pytest.raises(NotFoundError):
         store.delete_document(doomed)
+
+
+def test_a_nul_character_is_kept_alike_on_every_backend(store: Store) -> None:
+    # PostgreSQL text cannot hold U+0000: a chunk or an answer holding one failed there (and only there)
+    # after the work was done. Free text keeps it as U+FFFD everywhere; names and titles refuse it.
+    document = new_document(store)
+    store.add_snapshot(document.id, 64, state_bytes(64), MODEL, 1,
+                       chunks=[ChunkText(0, 64, "before\x00after", tuple(range(64)))])
+    [chunk] = store.get_chunks(document.id, 0, 64)
+    assert chunk.text == "before\ufffdafter" and store.token_ids(document.id, 0, 64) == list(range(64))  # ids exact
+    session = store.create_session(document.id, 64)
+    turn = store.add_turn(session.id, None, "why\x00?", "an\x00swer", {})
+    assert (turn.prompt, turn.answer) == ("why\ufffd?", "an\ufffdswer") == (
+        store.get_turn(turn.id).prompt, store.get_turn(turn.id).answer)
+    failed = store.set_status(document.id, "failed", error="bad byte \x00 in a.txt")
+    assert failed.error == "bad byte \ufffd in a.txt"
+    for attempt in (lambda: store.create_session(document.id, 64, title="a\x00b"),
+                    lambda: store.rename_session(session.id, "a\x00b")):
+        with pytest.raises(ValueError, match=r"title contains a NUL character \(U\+0000\) at character 2"):
+            attempt()
+    assert store.get_session(session.id).title is None
