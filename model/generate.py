@@ -43,12 +43,14 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.max_new_tokens < 0:
-            problems.append(f"max_new_tokens={self.max_new_tokens} must be >= 0")
+        if not _whole(self.max_new_tokens) or self.max_new_tokens < 0:
+            problems.append(f"max_new_tokens={self.max_new_tokens!r} must be a whole number >= 0")
         if not 0 <= self.temperature < float("inf"):  # also refuses NaN
             problems.append(f"temperature={self.temperature} must be >= 0 and finite")
-        if self.top_k < 0:
-            problems.append(f"top_k={self.top_k} must be >= 0")
+        if not _whole(self.top_k) or self.top_k < 0:
+            problems.append(f"top_k={self.top_k!r} must be a whole number >= 0")
+        if self.seed is not None and not (_whole(self.seed) and 0 <= self.seed < 2**64):  # a torch.Generator seed
+            problems.append(f"seed={self.seed!r} must be a whole number in [0, 2**64)")
         if not 0.0 < self.top_p <= 1.0:
             problems.append(f"top_p={self.top_p} must be in (0, 1]")
         if problems:
@@ -57,6 +59,11 @@ class SamplingSettings:
     @property
     def is_greedy(self) -> bool:
         return self.greedy or self.temperature == 0
+
+
+def _whole(value: object) -> bool:
+    """An int and not a bool (True would pass for 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -95,6 +95,17 @@ def test_bad_settings_are_named(tiny):
             SamplingSettings(temperature=value)
     with pytest.raises(ValueError, match="top_p=nan"):
         SamplingSettings(top_p=float("nan"))
+    # a seed past 64 bits failed only once sampling began, in torch ("Overflow when unpacking long long");
+    # 2.5 or True for a count ran (3 tokens for 2.5) and was recorded as given
+    for name, value, said in (("seed", 2**64, r"seed=18446744073709551616 must be a whole number in \[0, 2\*\*64\)"),
+                              ("seed", -1, "seed=-1 must"), ("seed", 1.5, "seed=1.5 must"),
+                              ("max_new_tokens", 2.5, r"max_new_tokens=2.5 must be a whole number >= 0"),
+                              ("max_new_tokens", True, "max_new_tokens=True must"), ("top_k", 1.0, "top_k=1.0 must")):
+        with pytest.raises(ValueError, match=said):
+            SamplingSettings(**{name: value})
+    last = 2**64 - 1  # the largest seed torch takes
+    assert list(generate(tiny, [2, 11], max_new_tokens=3, seed=last)) == list(generate(tiny, [2, 11], max_new_tokens=3,
+                                                                                        seed=last))
     with pytest.raises(ValueError, match="prompt is empty"):
         Generation(tiny, [])
 
