@@ -343,8 +343,8 @@ def ingest_path(
             if not _release_if_holder_died(store, store.get_document(document.id)) or not store.claim_document(
                 document.id, settings.worker_id, settings.lease_seconds
             ):
-                return IngestOutcome(shown, IngestStatus.BUSY, document, "another worker is reading this document",
-                                     **notes)
+                return IngestOutcome(shown, IngestStatus.BUSY, document,
+                                     f"{shown}: another worker is reading this document", **notes)
         meter = ProgressMeter(shown, source.name, document.id, source.unit_name, source.unit_count or None,
                               document.committed_position)
         run = _DocumentRun(store, bundle, document, settings, meter, on_progress, cancel, times)

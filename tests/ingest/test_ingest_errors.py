@@ -69,6 +69,20 @@ def test_a_bad_file_is_a_failed_outcome_naming_it_with_the_cause(tmp_path, model
         assert isinstance(raised.value.__cause__, SourceError)
 
 
+def test_a_document_another_worker_holds_is_refused_naming_the_file(tmp_path, model_dir, book):
+    with Library(tmp_path / "lib.db", model_dir) as first, Library(tmp_path / "lib.db", first.bundle) as second:
+        said = []
+
+        def read_again_meanwhile(progress) -> None:
+            if not said:
+                with pytest.raises(IngestError) as refused:
+                    second.ingest(book)
+                said.append(str(refused.value))
+
+        assert first.ingest(book, on_progress=read_again_meanwhile).status == "complete"
+        assert said == [f"{book}: another worker is reading this document"]
+
+
 def test_a_damaged_snapshot_fails_the_document_with_the_storage_error_as_cause(tmp_path, model_dir, book):
     db = tmp_path / "lib.db"
     with Library(db, model_dir) as lib:
