@@ -92,3 +92,25 @@ def test_surprise_command(tmp_path, tiny_model_dir, pdf, capsys):
     with pytest.raises(SystemExit):  # a negative N listed all chunks but the last
         cli_main(["surprise", str(doc.id), "--top", "-1", *common])
     assert "argument --top: must be 0 or more: '-1'" in capsys.readouterr().err
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path):
+    # `megalodoc list | head -1`: printing into the closed pipe ended in a BrokenPipeError traceback
+    import fcntl
+    import subprocess
+    import sys
+
+    from megalodoc.storage import open_store
+
+    db = tmp_path / "many.db"
+    with open_store(str(db)) as store:
+        for n in range(600):  # ~50 KB of listing: far more than the pipe buffer (set below) and one read hold
+            store.create_document(f"hash-{n}", f"document-{n}.txt", "text", None, "tok", "model", token_count=10)
+    process = subprocess.Popen([sys.executable, "-m", "megalodoc.app.cli", "list", "--db", str(db)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    first = process.stdout.readline()
+    process.stdout.close()  # as `head -1` does after its line
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141 and b"document-0.txt" in first
+    assert err == "", err
