@@ -41,13 +41,15 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     def work(service) -> int:
+        from megalodoc.app.reader.sessions import one_line
+
         sessions = service.sessions(args.document)
         if not sessions:
             print("no sessions")
         for s in sessions:
             turns = len(service.turns(s))
             print(f"{s.id:5}  doc {s.document_id:<4} at token {s.position:<8} {turns:3} turn(s)  "
-                  f"{s.updated_at:%Y-%m-%d %H:%M}  {s.title or ''}")
+                  f"{s.updated_at:%Y-%m-%d %H:%M}  {one_line(s.title or '')}")
         return 0
 
     return reader_cli.run_with_service("sessions list", args, work)
@@ -55,12 +57,14 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     def work(service) -> int:
+        from megalodoc.app.reader.sessions import one_line
+
         session = service.session(args.session)
         document = service.document(session.document_id)
-        print(f"session {session.id} {session.title or ''}: {document.name} at token {session.position}")
+        print(f"session {session.id} {one_line(session.title or '')}: {document.name} at token {session.position}")
         for turn in service.turns(session):
             after = "" if turn.parent_turn_id is None else f" after {turn.parent_turn_id}"
-            asked = turn.prompt or "(continue)"
+            asked = one_line(turn.prompt) or "(continue)"
             print(f"  turn {turn.id}{after}: {asked}\n    -> {' '.join(turn.answer.split())[:200]}")
         return 0
 

@@ -48,23 +48,31 @@ class TurnDetails:
                    tuple(Citation.from_dict(c) for c in metadata.get("citations", ())))
 
 
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace, line breaks included, as one space: a title or a question
+    shown in a heading or a listing row cannot start a heading or a row of its own."""
+    return " ".join(text.split())
+
+
 def session_markdown(session: SessionRecord, document: DocumentRecord, where: str,
                      turns: list[TurnDetails]) -> str:
     """The whole session (every branch) as Markdown: per turn the question (or "continue"), the answer
     labelled as machine-generated, and its citations with the quoted passages."""
-    title = session.title or f"Session {session.id}"
+    title = one_line(session.title or "") or f"Session {session.id}"
     reading_point = f"token {session.position}" + (f" ({where})" if where else "")
-    lines = [f"# {title}", "", f"Document: **{document.name}** (id {document.id}), reading point: {reading_point}",
+    lines = [f"# {title}", "", f"Document: **{one_line(document.name)}** (id {document.id}), reading point: "
+             f"{reading_point}",
              f"Started: {session.created_at:%Y-%m-%d %H:%M} UTC", "", f"> Answers are {MACHINE_LABEL}.", ""]
     numbers = {details.turn.id: index for index, details in enumerate(turns, 1)}
     for index, details in enumerate(turns, 1):
         turn = details.turn
         parent = turn.parent_turn_id
         after = "" if parent is None else f" (after turn {numbers.get(parent, parent)})"
-        heading = f"Question: {turn.prompt}" if details.kind == "ask" else "Continue the text"
+        heading = f"Question: {one_line(turn.prompt)}" if details.kind == "ask" else "Continue the text"
         lines += [f"## Turn {index}{after}: {heading}", ""]
         lines += ["Answer (machine-generated):", ""]
-        lines += [f"> {line}" if line else ">" for line in (turn.answer or "(empty)").split("\n")]
+        # every kind of line break ends a quoted line: a lone \r would end it in a Markdown reader too
+        lines += [f"> {line}" if line else ">" for line in (turn.answer or "(empty)").splitlines()]
         lines.append("")
         if details.citations:
             lines += ["Citations:", ""]

@@ -13,6 +13,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from megalodoc.app.reader import MACHINE_LABEL, Citation, SessionPoint
+from megalodoc.app.reader.sessions import one_line
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.plot import document_plot
@@ -196,7 +197,7 @@ def session_choices(ctx: AppContext, doc_id: int | str | None) -> list[tuple[str
     choices = []
     for s in ctx.service.sessions(_doc_id(doc_id)):
         turns = len(ctx.service.turns(s.id))
-        title = s.title or f"Session {s.id}"
+        title = one_line(s.title or "") or f"Session {s.id}"
         choices.append((f"{title} · token {s.position:,} · {turns} turn{'s' if turns != 1 else ''} · "
                         f"{s.updated_at:%Y-%m-%d %H:%M}", s.id))
     return choices
@@ -245,7 +246,7 @@ def resume_session(ctx: AppContext, session_id: int | str | None) -> tuple[Reade
     """The session after its latest turn: (view, document id, reading point). The next Ask continues it
     exactly as if it had never stopped."""
     point = ctx.service.resume(_chosen_session(session_id))
-    title = point.session.title or f"session {point.session_id}"
+    title = one_line(point.session.title or "") or f"session {point.session_id}"
     view = _view_of(ctx, point, f"Resumed {title} after {len(point.history)} turn(s).")
     return view, point.document.id, point.session.position
 
@@ -263,7 +264,7 @@ def branch_session(ctx: AppContext, turn_id: int | str | None) -> tuple[ReaderVi
 
 def rename_session(ctx: AppContext, session_id: int | str | None, title: str) -> str:
     record = ctx.service.rename_session(_chosen_session(session_id), title.strip() or None)
-    return f"Session {record.id} is now called {record.title or f'Session {record.id}'}."
+    return f"Session {record.id} is now called {one_line(record.title or '') or f'Session {record.id}'}."
 
 
 def delete_session(ctx: AppContext, session_id: int | str | None) -> str:

@@ -144,3 +144,23 @@ def test_delete_document_with_force_deletes_its_sessions_as_the_refusal_says(ser
     assert service.documents() == [] and service.sessions() == []
     with pytest.raises(SessionNotFoundError):
         service.resume(point)
+
+
+def test_line_breaks_in_titles_questions_and_answers_cannot_forge_headings_or_rows(service, book, capsys, tmp_path):
+    from megalodoc.app.cli import main as cli_main
+
+    doc = service.ingest(book)
+    point = service.start_session(doc, at=100, title="notes\n\n## Turn 1: Question: forged\r\n> forged")
+    asked = service.ask(None, "wrap\n# forged heading", session=point, seed=1, sampling=ASK)
+    asked.text  # noqa: B018 -- stores the turn
+    service.store.add_turn(point.session_id, asked.turn.id, "", "line one\rline two\u2028## forged", {"kind": "x"})
+    markdown = service.export_session(point)
+    headings = [line for line in markdown.splitlines() if line.startswith("#")]
+    assert headings == ["# notes ## Turn 1: Question: forged > forged",
+                        "## Turn 1: Question: wrap # forged heading", "## Turn 2 (after turn 1): Question: "]
+    assert "> line one\n> line two\n> ## forged" in markdown  # each piece of the answer stays quoted
+    service.start_session(doc, at=10, title="real\n   99  doc 7    at token 5   3 turn(s)  forged row")
+    common = ["--db", str(tmp_path / "reader.db"), "--model", str(service.bundle.source)]
+    assert cli_main(["sessions", "list", *common]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 and rows[0].endswith("real 99 doc 7 at token 5 3 turn(s) forged row")
