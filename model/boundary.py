@@ -73,8 +73,10 @@ def _start(model: Megalodon, state: ModelState | None) -> ModelState:
 
 def run_aligned(model: Megalodon, state: ModelState | None, ids: TokenIds) -> ModelState:
     """The state after reading `ids` from `state` (None: a fresh state), without the LM head, fed in
-    calls that end at absolute call boundaries (multiples of `call_span`): bit-identical to ingest's
-    reading of the same text."""
+    calls that end at absolute call boundaries (multiples of `call_span`): from a state at a call
+    boundary, bit-identical to ingest's reading of the same text. From a state inside a call the first
+    call is shorter than an uninterrupted reading's, which it then matches to float rounding only; to
+    continue exactly, keep the boundary state and the ids after it (`fold_to_boundary`)."""
     state = _start(model, state)
     tokens = _as_list(ids)
     span = call_span(model.config)
