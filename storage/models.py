@@ -50,6 +50,7 @@ class Document(Base):
         UniqueConstraint("content_hash", "model_fingerprint", name="uq_documents_content_model"),
         CheckConstraint("status IN ('ingesting', 'complete', 'failed', 'cancelled')", name="status_valid"),
         CheckConstraint("committed_position >= 0", name="position_nonnegative"),
+        {"sqlite_autoincrement": True},  # a deleted document's id is never handed out again (0005)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -158,7 +159,7 @@ class SnapshotRow(Base):
 
 class SessionRow(Base):
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_document", "document_id"),)
+    __table_args__ = (Index("ix_sessions_document", "document_id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"))
@@ -171,7 +172,7 @@ class SessionRow(Base):
 
 class TurnRow(Base):
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_session_parent", "session_id", "parent_turn_id"),)
+    __table_args__ = (Index("ix_turns_session_parent", "session_id", "parent_turn_id"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))

@@ -7,6 +7,8 @@ upgraded (`megalodoc db upgrade`); one ahead of it (written by a newer megalodoc
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from megalodoc.storage.engine import display_url
 from megalodoc.storage.errors import SchemaBehindError, SchemaError, SchemaNewerError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SCHEMA_VERSION = "0004"
+SCHEMA_VERSION = "0005"
 VERSION_TABLE = "alembic_version"
 # Alembic keeps the running migration in module-level state: one migration per process at a time.
 _ALEMBIC_LOCK = threading.Lock()
@@ -106,9 +108,37 @@ def upgrade(engine: Engine, url: str) -> tuple[str | None, str]:
         if status.state in ("newer", "foreign"):
             raise schema_error(status)
         if status.state != "current":
-            with engine.begin() as connection:  # one transaction; SQLite: BEGIN IMMEDIATE serializes openers
-                command.upgrade(alembic_config(url, connection), "head")
+            with engine.connect() as connection, _sqlite_foreign_keys_off(connection):
+                with connection.begin():  # one transaction; SQLite: BEGIN IMMEDIATE serializes openers
+                    command.upgrade(alembic_config(url, connection), "head")
+                    _check_references(connection, status.url)
     return status.current, SCHEMA_VERSION
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign key enforcement off while migrations rebuild tables that others refer to (SQLite's
+    own procedure for such changes; the pragma works only outside a transaction, so it goes to the
+    driver before the migration's transaction begins). Back on afterwards, for the pooled connection."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_references(connection: Connection, shown: str) -> None:
+    """SQLite: every reference still holds after the migrations (checked before they commit)."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise SchemaError(f"upgrading database {shown} would leave {len(broken)} broken reference(s) (the first: "
+                          f"{tuple(broken[0])}); nothing was changed")
 
 
 def schema_error(status: SchemaStatus) -> SchemaError:
