@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from megalodoc.ingest.pipeline import (
     CancelToken,
+    DocumentBusyError,
     IngestError,
     IngestOutcome,
     IngestSettings,
@@ -70,9 +71,12 @@ class Library:
     def ingest(self, path: str | os.PathLike, on_progress: ProgressCallback | None = None,
                cancel: CancelToken | None = None) -> DocumentRecord:
         """Read one document (or resume it); returns its record. Raises IngestError naming the file when it
-        cannot be read; a cancelled ingest returns the record with status "cancelled"."""
+        cannot be read (DocumentBusyError, a subclass, when another worker is reading it now); a cancelled
+        ingest returns the record with status "cancelled"."""
         outcome = ingest_path(self.store, self.bundle, path, self._settings(), on_progress=on_progress, cancel=cancel)
-        if outcome.status in (IngestStatus.FAILED, IngestStatus.BUSY):
+        if outcome.status == IngestStatus.BUSY:
+            raise DocumentBusyError(outcome.message or f"{path}: {outcome.status}")
+        if outcome.status == IngestStatus.FAILED:
             raise IngestError(outcome.message or f"{path}: {outcome.status}") from outcome.cause
         return outcome.document
 

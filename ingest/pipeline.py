@@ -53,6 +53,10 @@ class IngestError(RuntimeError):
     """An ingest that could not complete; the message names the file and the cause."""
 
 
+class DocumentBusyError(IngestError):
+    """Another worker (process, machine or upload) holds the document and is reading it now."""
+
+
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     SourceError,  # the file, page or archive member cannot be read
     StorageError,  # the store refused or failed a write, or a stored blob is damaged

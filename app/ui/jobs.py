@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from megalodoc.app.ui.errors import expected_errors
-from megalodoc.ingest.pipeline import CancelToken
+from megalodoc.ingest.pipeline import CancelToken, DocumentBusyError
 from megalodoc.ingest.progress import IngestProgress
 from megalodoc.storage import DocumentRecord, DocumentStatus, IngestStatus
 
@@ -138,6 +138,11 @@ class IngestJobs:
 
             try:
                 record = self._ingest(task.path, on_progress=on_progress, cancel=token, **job.options)
+            except DocumentBusyError:  # the same file, uploaded beside this one or read by another worker
+                self._update(job, index, status=IngestStatus.BUSY,
+                             message=f"{task.name}: being read by another upload or worker now; it is listed "
+                                     "when that reading ends")
+                continue
             except Exception as exc:  # one bad file must not stop the job; the page shows the message
                 if not isinstance(exc, expected_errors()):
                     log.exception("ingest of %s failed unexpectedly", task.path)
@@ -149,7 +154,8 @@ class IngestJobs:
                 status = IngestStatus.CANCELLED
                 message = f"cancelled at token {record.committed_position:,}; resume it later"
             elif seen.progress is None and record.status == DocumentStatus.COMPLETE:
-                status, message = IngestStatus.ALREADY_COMPLETE, "already in the library"
+                status = IngestStatus.ALREADY_COMPLETE
+                message = f"already in the library as {record.name} (id {record.id})"
             else:
                 status, message = IngestStatus.COMPLETE, None
             self._update(job, index, status=status, message=message, document_id=record.id)

@@ -11,6 +11,7 @@ from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.formatting import human_bytes, live_status, progress_row
 from megalodoc.app.ui.jobs import FileTask
+from megalodoc.app.ui.picked import picked_id
 from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
 from megalodoc.ingest.estimate import estimate_ingest, model_costs
 from megalodoc.storage import DocumentStatus, IngestStatus
@@ -78,6 +79,7 @@ def job_summary(tasks: Sequence[FileTask]) -> str:
     cancelled = [t.name for t in tasks if t.status == IngestStatus.CANCELLED]
     if cancelled:
         parts.append("Cancelled (resume it from the list): " + ", ".join(cancelled) + ".")
+    parts += [f"Not read here: {t.message}." for t in tasks if t.status == IngestStatus.BUSY]
     parts += [f"Could not read {t.message}" for t in tasks if t.status == IngestStatus.FAILED]
     return " ".join(parts) if parts else "Reading..."
 
@@ -111,9 +113,7 @@ def document_choices(ctx: AppContext) -> list[tuple[str, int]]:
 
 
 def _chosen(doc_id: int | str | None) -> int:
-    if doc_id is None or doc_id == "":
-        raise UiError("choose a document in the list first")
-    return int(doc_id)
+    return picked_id(doc_id, "choose a document in the list first", "documents")
 
 
 def cancel_ingest(ctx: AppContext, doc_id: int | str | None) -> str:

@@ -16,6 +16,7 @@ from megalodoc.app.reader import MACHINE_LABEL, Citation, SessionPoint
 from megalodoc.app.reader.sessions import one_line
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
+from megalodoc.app.ui.picked import picked_id
 from megalodoc.app.ui.plot import document_plot
 from megalodoc.storage import TurnRecord
 
@@ -47,9 +48,7 @@ def readable_choices(ctx: AppContext) -> list[tuple[str, int]]:
 
 
 def _doc_id(doc_id: int | str | None) -> int:
-    if doc_id is None or doc_id == "":
-        raise UiError("choose a document first (read one in the Library tab)")
-    return int(doc_id)
+    return picked_id(doc_id, "choose a document first (read one in the Library tab)", "documents")
 
 
 def document_length(ctx: AppContext, doc_id: int | str | None) -> int:
@@ -137,15 +136,30 @@ def conversation(ctx: AppContext, point: SessionPoint) -> list[Message]:
 
 
 def _point(ctx: AppContext, doc_id: int, position: int, session_id: int | None,
-           after_turn: int | None) -> SessionPoint:
-    """Where the next turn goes: the page's session when it reads this document from this reading point,
-    otherwise a new session there."""
+           after_turn: int | None) -> tuple[SessionPoint, bool]:
+    """Where the next turn goes, and whether its session is new: the page's session when it reads this
+    document from this reading point, otherwise a new session there."""
     service = ctx.service
     if session_id is not None:
         session = service.session(session_id)  # SessionNotFoundError when deleted meanwhile
         if session.document_id == doc_id and session.position == position:
-            return service.branch(after_turn) if after_turn is not None else service.session_start(session_id)
-    return service.start_session(doc_id, at=int(position))
+            if after_turn is not None:
+                return service.branch(after_turn), False
+            return service.session_start(session_id), False
+    return service.start_session(doc_id, at=int(position)), True
+
+
+def _start_turn(ctx: AppContext, doc_id: int, position: int, session_id: int | None, after_turn: int | None,
+                start: Callable[[SessionPoint], Any]) -> tuple[SessionPoint, Any]:
+    """(point, start(point)); a session made for this turn is deleted again when `start` refuses (bad
+    settings, a question that cannot be asked), so a refusal leaves no empty session behind."""
+    point, new = _point(ctx, doc_id, position, session_id, after_turn)
+    try:
+        return point, start(point)
+    except BaseException:
+        if new:
+            ctx.service.delete_session(point)
+        raise
 
 
 def _stream(ctx: AppContext, point: SessionPoint, answer: Any, kind: str, prompt: str,
@@ -174,8 +188,8 @@ def ask(ctx: AppContext, doc_id: int | str | None, question: str, position: int,
     if not question or not question.strip():
         raise UiError("the question is empty: type a question first")
     doc = _doc_id(doc_id)
-    point = _point(ctx, doc, int(position), session_id, after_turn)
-    answer = ctx.service.ask(None, question, whole_document=bool(whole_document), sampling=sampling, session=point)
+    point, answer = _start_turn(ctx, doc, int(position), session_id, after_turn, lambda at: ctx.service.ask(
+        None, question, whole_document=bool(whole_document), sampling=sampling, session=at))
     yield from _stream(ctx, point, answer, "ask", question.strip(),
                        evidence_markdown(answer.citations, bool(whole_document)))
 
@@ -183,8 +197,8 @@ def ask(ctx: AppContext, doc_id: int | str | None, question: str, position: int,
 def continue_text(ctx: AppContext, doc_id: int | str | None, position: int, sampling: dict[str, Any],
                   session_id: int | None, after_turn: int | None) -> Iterator[ReaderView]:
     """Continue the text from the reading point (or the session's last turn), streamed."""
-    point = _point(ctx, _doc_id(doc_id), int(position), session_id, after_turn)
-    answer = ctx.service.continue_(None, sampling=sampling, session=point)
+    point, answer = _start_turn(ctx, _doc_id(doc_id), int(position), session_id, after_turn,
+                                lambda at: ctx.service.continue_(None, sampling=sampling, session=at))
     yield from _stream(ctx, point, answer, "continue", "", "**Evidence:** none (continuing the text).")
 
 
@@ -229,9 +243,7 @@ def turn_choices(ctx: AppContext, session_id: int | None) -> list[tuple[str, int
 
 
 def _chosen_session(session_id: int | str | None) -> int:
-    if session_id is None or session_id == "":
-        raise UiError("choose a session first")
-    return int(session_id)
+    return picked_id(session_id, "choose a session first", "sessions")
 
 
 def _view_of(ctx: AppContext, point: SessionPoint, status: str) -> ReaderView:
@@ -253,10 +265,9 @@ def resume_session(ctx: AppContext, session_id: int | str | None) -> tuple[Reade
 
 def branch_session(ctx: AppContext, turn_id: int | str | None) -> tuple[ReaderView, int, int]:
     """The session after an earlier turn: the next Ask starts a new line beside what followed it."""
-    if turn_id is None or turn_id == "":
-        raise UiError("choose the turn to branch from")
-    point = ctx.service.branch(int(turn_id))
-    number = _turn_number(ctx, point.session_id, int(turn_id))
+    turn = picked_id(turn_id, "choose the turn to branch from", "turns")
+    point = ctx.service.branch(turn)
+    number = _turn_number(ctx, point.session_id, turn)
     view = _view_of(ctx, point, f"Branching session {point.session_id} after turn {number}: the next question "
                                 "starts a new line.")
     return view, point.document.id, point.session.position

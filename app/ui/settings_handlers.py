@@ -66,8 +66,8 @@ def sampling_settings(max_new_tokens: float, temperature: float, top_k: float, t
         problems.append(f"top-k {top_k} must be >= 0 and finite")
     if top_p is None or not 0 < top_p <= 1:
         problems.append(f"top-p {top_p} must lie in (0, 1]")
-    if seed is not None and not -math.inf < seed < math.inf:
-        problems.append(f"seed {seed} must be a whole number (or below 0 for a new one per answer)")
+    if seed is not None and not -math.inf < seed < 2**64:  # torch's seeds end below 2**64
+        problems.append(f"seed {seed:.0f} must be a whole number below 2**64 (or below 0 for a new one per answer)")
     if problems:
         raise UiError("sampling settings: " + "; ".join(problems))
     return {"max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "top_k": int(top_k),

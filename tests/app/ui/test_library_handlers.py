@@ -44,7 +44,8 @@ def test_progress_rows_show_rate_eta_and_pages(ctx, atlas_pdf):
 def test_the_same_file_twice_is_read_once(ctx, atlas_pdf):
     finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
     [again] = finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
-    assert again.status == "already-complete" and again.message == "already in the library"
+    doc_id = h.document_rows(ctx)[0][0]
+    assert again.status == "already-complete" and again.message == f"already in the library as atlas.pdf (id {doc_id})"
     assert len(h.document_rows(ctx)) == 1
 
 
@@ -145,3 +146,35 @@ def test_the_estimate_before_reading_names_tokens_time_disk_and_refusals(ctx, lo
     tokens = int(lines[0].split("about ")[1].split(" tokens")[0].replace(",", ""))
     doc = ctx.service.store.get_document(finished_tasks(ctx, h.start_reading(ctx, stored[:1]))[0].document_id)
     assert doc.token_count / 2 <= tokens <= doc.token_count * 2
+
+
+def test_a_file_another_upload_is_reading_is_not_called_failed(service, long_text):
+    # two pages uploading the same file: the second got "failed" and "Could not read another worker is
+    # reading this document", naming no file. The first reading is held at its first progress report
+    # until the second has finished.
+    import threading
+
+    from megalodoc.app.ui.jobs import IngestJobs
+
+    first_reading, second_done = threading.Event(), threading.Event()
+
+    def ingest(path, on_progress=None, **options):
+        def held(progress) -> None:
+            first_reading.set()  # reported only once the document is claimed
+            second_done.wait(WAIT)
+            if on_progress is not None:
+                on_progress(progress)
+
+        return service.ingest(path, on_progress=held if threading.current_thread().name.endswith("-1") else
+                              on_progress, **options)
+
+    jobs = IngestJobs(ingest)
+    first = jobs.start([(long_text, "long.txt")])
+    assert first_reading.wait(WAIT)
+    second = jobs.start([(long_text, "long (copy).txt")])
+    assert jobs.wait(second, WAIT)
+    second_done.set()
+    [busy] = jobs.tasks(second)
+    assert busy.status == "busy" and busy.message.startswith("long (copy).txt: being read by another upload")
+    assert h.failures([busy]) == [] and "Not read here: long (copy).txt: being read" in h.job_summary([busy])
+    assert jobs.wait(first, WAIT) and jobs.tasks(first)[0].status == "complete"

@@ -135,6 +135,24 @@ def test_bad_requests_are_refused_with_the_reason(ctx, atlas, tiny_model_dir, tm
         list(h.ask(ctx, atlas.id, "   ", 10, False, SAMPLING, None, None))
     with pytest.raises(UiError, match="choose a document"):
         list(h.ask(ctx, None, "why?", 10, False, SAMPLING, None, None))
+    # the pickers take typed text too: a name there said "invalid literal for int() with base 10"
+    for typed in ("atlas.pdf", "abc"):
+        with pytest.raises(UiError, match=f"'{typed}' is not one of the listed documents: pick one"):
+            list(h.ask(ctx, typed, "why?", 10, False, SAMPLING, None, None))
+        with pytest.raises(UiError, match=f"'{typed}' is not one of the listed sessions"):
+            h.resume_session(ctx, typed)
+        with pytest.raises(UiError, match=f"'{typed}' is not one of the listed documents"):
+            lib.delete_document(ctx, typed)
+    assert h.document_length(ctx, str(atlas.id)) == atlas.committed_position  # typed digits are an id
+    # settings refused only once the session was made left an empty session behind each time
+    with pytest.raises(UiError, match=r"seed 100000000000000000000 must be a whole number below 2\*\*64"):
+        sampling_settings(12, 0.8, 0, 1.0, False, 1e20)
+    too_large = {**SAMPLING, "seed": 2**64}  # what the API could send past the settings tab
+    for run in (lambda: list(h.ask(ctx, atlas.id, "why?", 10, False, too_large, None, None)),
+                lambda: list(h.continue_text(ctx, atlas.id, 10, too_large, None, None))):
+        with pytest.raises(ValueError, match=r"seed=18446744073709551616 must be a whole number in \[0, 2\*\*64\)"):
+            run()
+    assert ctx.service.sessions(atlas.id) == []
     # deleted in another tab
     lib.delete_document(ctx, atlas.id)
     with pytest.raises(DocumentNotFoundError, match=f"no document with id {atlas.id}"):
