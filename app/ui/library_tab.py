@@ -83,6 +83,17 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
     resume.click(resume_files, [picker], outputs, api_name="resume_ingest", concurrency_limit=None)
     cancel.click(cancel_one, [picker], [message], api_name="cancel_ingest")
     delete.click(delete_one, [picker], [message, documents, picker], api_name="delete_document")
-    timer.tick(guarded(lambda: h.document_rows(ctx)), None, [documents], show_progress="hidden",
+    shown_choices = gr.State(None)  # the picker's choices as this page last got them
+
+    @guarded
+    def refresh(shown: list[tuple[str, int]] | None) -> tuple[Any, ...]:
+        """The table, and the picker's choices when they changed (documents read from the command line or
+        another page, ingests ending): built once with the page, they went stale."""
+        choices = h.document_choices(ctx)
+        if choices == shown:
+            return h.document_rows(ctx), gr.skip(), gr.skip()
+        return h.document_rows(ctx), gr.update(choices=choices), choices
+
+    timer.tick(refresh, [shown_choices], [documents, picker, shown_choices], show_progress="hidden",
                api_visibility="private")
     return LibraryTab(documents, picker, message)

@@ -137,6 +137,8 @@ def test_upload_ask_resume_and_branch_in_a_real_browser(served, document, tmp_pa
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(STEP_MS)
         page.goto(served)
+        # the Library's picker lists what was read after the server started (it was built with the page)
+        pick(page, "Document", pdf.name)
         page.get_by_role("tab", name="Reader").click()
         pick(page, "Document", pdf.name)
         pick(page, "Session", "Session 1")
