@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from megalodoc.app.ui.jobs import FileTask
+
+_MARKDOWN_MARKS = re.compile(r"([\\`*_\[\]<>~|#])")
+
+
+def markdown_text(text: str) -> str:
+    """Plain text (file names, messages naming them) for a Markdown component: the characters that
+    would start emphasis, code, links, HTML or headings are backslash-escaped, so `__init__.py` shows as
+    itself and not as a bold "init.py"."""
+    return _MARKDOWN_MARKS.sub(r"\\\1", text)
 
 
 def human_bytes(n: int) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
-from megalodoc.app.ui.formatting import human_bytes, live_status, progress_row
+from megalodoc.app.ui.formatting import human_bytes, live_status, markdown_text, progress_row
 from megalodoc.app.ui.jobs import FileTask
 from megalodoc.app.ui.picked import picked_id
 from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
@@ -51,7 +51,7 @@ def upload_estimate(ctx: AppContext, stored: Sequence[StoredUpload]) -> str:
     lines = []
     for upload, item in zip(stored, estimate.inputs, strict=True):
         line = item.line().replace(str(upload.path), upload.name)  # the name they uploaded, not our path
-        lines.append(f"- {line if line.startswith(upload.name) else f'{upload.name}: {line}'}")
+        lines.append(f"- {markdown_text(line if line.startswith(upload.name) else f'{upload.name}: {line}')}")
     summary = estimate.summary()
     return "\n".join([summary[0].upper() + summary[1:] + ".", "", *lines])
 

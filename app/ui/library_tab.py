@@ -10,7 +10,7 @@ import gradio as gr
 
 from megalodoc.app.ui import library_handlers as h
 from megalodoc.app.ui.context import AppContext
-from megalodoc.app.ui.formatting import PROGRESS_HEADERS
+from megalodoc.app.ui.formatting import PROGRESS_HEADERS, markdown_text
 from megalodoc.app.ui.guard import guarded
 
 INTRO = """Upload PDFs, text, Markdown, HTML or code files, or a .zip / .tar.gz of a repository. Reading
@@ -32,7 +32,7 @@ def _follow(ctx: AppContext, job_id: int, progress: gr.Progress, preface: str = 
     for tasks in h.follow_job(ctx, job_id):
         percents = [t.percent or 0.0 for t in tasks]
         progress(sum(percents) / (100.0 * len(percents)), desc="Reading " + ", ".join(t.name for t in tasks))
-        yield (h.progress_rows(tasks), preface + h.job_summary(tasks), h.document_rows(ctx),
+        yield (h.progress_rows(tasks), preface + markdown_text(h.job_summary(tasks)), h.document_rows(ctx),
                gr.update(choices=h.document_choices(ctx)))
     for failure in h.failures(tasks):
         gr.Warning(failure)
@@ -72,12 +72,12 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
 
     @guarded
     def cancel_one(doc_id: int | None) -> str:
-        return h.cancel_ingest(ctx, doc_id)
+        return markdown_text(h.cancel_ingest(ctx, doc_id))
 
     @guarded
     def delete_one(doc_id: int | None) -> tuple[Any, ...]:
         said = h.delete_document(ctx, doc_id)
-        return said, h.document_rows(ctx), gr.update(choices=h.document_choices(ctx), value=None)
+        return markdown_text(said), h.document_rows(ctx), gr.update(choices=h.document_choices(ctx), value=None)
 
     read.click(read_files, [files, surprise], outputs, api_name="upload", concurrency_limit=None)
     resume.click(resume_files, [picker], outputs, api_name="resume_ingest", concurrency_limit=None)

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from megalodoc.app.ui.errors import UiError
 
 log = logging.getLogger(__name__)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ +()-]+")
+# Kept in a stored name: letters and digits of any script, and these; every other run becomes "_"
+# (separators, control and format characters such as U+202E, which reverses how a name reads).
+_KEPT_MARKS = "._ +()-"
+# A stored name's limits: short enough to read in a list, and within a file system's 255 bytes.
+NAME_CHARS = 120
+NAME_BYTES = 240
 COPY_BLOCK = 1 << 20  # hash and copy in 1 MiB blocks: constant memory for large uploads
 
 
@@ -33,11 +39,18 @@ class StoredUpload:
 
 
 def safe_name(name: str) -> str:
-    """The base name of an uploaded file with anything but plain characters replaced; never empty, never
-    a path (no separators, no leading dots)."""
-    base = Path(str(name).replace("\\", "/")).name
-    cleaned = _UNSAFE.sub("_", base).strip(" .")
-    return cleaned[:120] or "upload"
+    """The base name of an uploaded file (Unicode NFC) with anything but letters, digits and a few marks
+    replaced; never empty, never a path (no separators, no leading dots). A name over NAME_CHARS
+    characters or NAME_BYTES bytes of UTF-8 is shortened before its extension, which stays."""
+    base = unicodedata.normalize("NFC", Path(str(name).replace("\\", "/")).name)
+    marked = "".join(c if c.isalnum() or c in _KEPT_MARKS else "\0" for c in base)  # \0: not kept
+    cleaned = re.sub("\0+", "_", marked).strip(" .") or "upload"
+    stem, dot, suffix = cleaned.rpartition(".")
+    if not dot or not stem or len(suffix) > 16:  # no extension to keep
+        stem, dot, suffix = cleaned, "", ""
+    while len(stem) > 1 and (len(stem + dot + suffix) > NAME_CHARS or len((stem + dot + suffix).encode()) > NAME_BYTES):
+        stem = stem[:-1]
+    return (stem.rstrip(" .") or "upload") + dot + suffix
 
 
 def store_uploads(paths: list[str | os.PathLike], data_dir: Path, max_bytes: int) -> list[StoredUpload]:
