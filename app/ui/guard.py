@@ -16,6 +16,12 @@ from megalodoc.app.ui.errors import expected_errors
 
 log = logging.getLogger(__name__)
 
+# For quick events: no loading overlay on their outputs, so a refusal is shown by its message alone.
+# Gradio marks every output of a failed event "Error" otherwise, and the marks cover (and block) the
+# controls under them, pickers included, until each is closed by hand. Long events instead name the
+# one output that shows their progress (show_progress_on), where a refusal's mark is then confined.
+QUIET: dict[str, str] = {"show_progress": "hidden"}
+
 
 def _message(exc: BaseException) -> gr.Error:
     # print_exception=False: Gradio would print every message's traceback; ours are logged below (bugs only)

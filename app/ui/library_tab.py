@@ -11,7 +11,7 @@ import gradio as gr
 from megalodoc.app.ui import library_handlers as h
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.formatting import PROGRESS_HEADERS, markdown_text
-from megalodoc.app.ui.guard import guarded
+from megalodoc.app.ui.guard import QUIET, guarded
 
 INTRO = """Upload PDFs, text, Markdown, HTML or code files, or a .zip / .tar.gz of a repository. Reading
 runs in the background: keep reading and asking in the Reader tab meanwhile. A cancelled document
@@ -79,10 +79,12 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
         said = h.delete_document(ctx, doc_id)
         return markdown_text(said), h.document_rows(ctx), gr.update(choices=h.document_choices(ctx), value=None)
 
-    read.click(read_files, [files, surprise], outputs, api_name="upload", concurrency_limit=None)
-    resume.click(resume_files, [picker], outputs, api_name="resume_ingest", concurrency_limit=None)
-    cancel.click(cancel_one, [picker], [message], api_name="cancel_ingest")
-    delete.click(delete_one, [picker], [message, documents, picker], api_name="delete_document")
+    read.click(read_files, [files, surprise], outputs, api_name="upload", concurrency_limit=None,
+               show_progress_on=[progress])
+    resume.click(resume_files, [picker], outputs, api_name="resume_ingest", concurrency_limit=None,
+                 show_progress_on=[progress])
+    cancel.click(cancel_one, [picker], [message], api_name="cancel_ingest", **QUIET)
+    delete.click(delete_one, [picker], [message, documents, picker], api_name="delete_document", **QUIET)
     shown_choices = gr.State(None)  # the picker's choices as this page last got them
 
     @guarded

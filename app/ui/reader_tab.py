@@ -10,7 +10,7 @@ import gradio as gr
 
 from megalodoc.app.ui import reader_handlers as h
 from megalodoc.app.ui.context import AppContext
-from megalodoc.app.ui.guard import guarded
+from megalodoc.app.ui.guard import QUIET, guarded
 from megalodoc.app.ui.settings_handlers import sampling_settings
 from megalodoc.app.ui.settings_tab import SettingsTab
 
@@ -128,32 +128,33 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
 
     restore_outputs = [document, position, point_info, *view_outputs]
     document.input(guarded(picked), [document], [position, point_info, session_id, after_turn, plot, sessions, chat,
-                                                 evidence], api_name="pick_document")
-    position.release(guarded(moved), [document, position], [point_info, plot], api_visibility="private")
-    go.click(guarded(went), [document, where], [position, point_info, plot], api_name="go_to")
-    where.submit(guarded(went), [document, where], [position, point_info, plot], api_visibility="private")
+                                                 evidence], api_name="pick_document", **QUIET)
+    position.release(guarded(moved), [document, position], [point_info, plot], api_visibility="private", **QUIET)
+    go.click(guarded(went), [document, where], [position, point_info, plot], api_name="go_to", **QUIET)
+    where.submit(guarded(went), [document, where], [position, point_info, plot], api_visibility="private", **QUIET)
     ask_inputs = [document, question, position, whole, *sampling_inputs, session_id, after_turn]
-    ask.click(guarded(asked), ask_inputs, view_outputs, api_name="ask")
-    question.submit(guarded(asked), ask_inputs, view_outputs, api_visibility="private")
+    ask.click(guarded(asked), ask_inputs, view_outputs, api_name="ask", show_progress_on=[status])
+    question.submit(guarded(asked), ask_inputs, view_outputs, api_visibility="private", show_progress_on=[status])
     cont.click(guarded(continued), [document, position, *sampling_inputs, session_id, after_turn], view_outputs,
-               api_name="continue")
+               api_name="continue", show_progress_on=[status])
     new.click(lambda: (None, None, [], "", "A new conversation starts with the next question."), None,
               [session_id, after_turn, chat, evidence, status], api_name="new_conversation")
     refresh.click(guarded(lambda: gr.update(choices=h.readable_choices(ctx))), None, [document],
-                  api_name="readable_documents")
+                  api_name="readable_documents", **QUIET)
     sessions.input(guarded(lambda sid: gr.update(choices=h.turn_choices(ctx, sid), value=None)), [sessions], [turns],
-                   api_visibility="private")
+                   api_visibility="private", **QUIET)
     resume.click(guarded(lambda sid: shown(h.resume_session(ctx, sid))), [sessions], restore_outputs,
-                 api_name="resume_session")
+                 api_name="resume_session", **QUIET)
     branch.click(guarded(lambda turn: shown(h.branch_session(ctx, turn))), [turns], restore_outputs,
-                 api_name="branch")
+                 api_name="branch", **QUIET)
     rename.click(guarded(lambda doc_id, sid, text: (h.rename_session(ctx, sid, text),
                                                     gr.update(choices=h.session_choices(ctx, doc_id), value=sid))),
-                 [document, sessions, title], [status, sessions], api_name="rename_session")
+                 [document, sessions, title], [status, sessions], api_name="rename_session", **QUIET)
     delete.click(guarded(removed), [document, sessions, session_id], [status, sessions, turns, session_id, after_turn,
-                                                                      chat], api_name="delete_session")
-    surprise.click(guarded(surprised), [document, position], [status, plot], api_name="surprise")
+                                                                      chat], api_name="delete_session", **QUIET)
+    surprise.click(guarded(surprised), [document, position], [status, plot], api_name="surprise",
+                   show_progress_on=[status])
     export.click(guarded(lambda sid: gr.update(value=str(h.export_session(ctx, sid)), visible=True)), [sessions],
                  [exported],
-                 api_name="export_session")
+                 api_name="export_session", **QUIET)
     return document
