@@ -51,7 +51,12 @@ def upload_estimate(ctx: AppContext, stored: Sequence[StoredUpload]) -> str:
     lines = []
     for upload, item in zip(stored, estimate.inputs, strict=True):
         line = item.line().replace(str(upload.path), upload.name)  # the name they uploaded, not our path
-        lines.append(f"- {markdown_text(line if line.startswith(upload.name) else f'{upload.name}: {line}')}")
+        named = f"refused: {upload.name}: "
+        if line.startswith(named):  # the reason names the file already: once is enough
+            line = f"{upload.name}: refused: {line[len(named):]}"
+        elif not line.startswith(upload.name):
+            line = f"{upload.name}: {line}"
+        lines.append(f"- {markdown_text(line)}")
     summary = estimate.summary()
     return "\n".join([summary[0].upper() + summary[1:] + ".", "", *lines])
 

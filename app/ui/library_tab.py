@@ -72,7 +72,9 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
 
     @guarded
     def cancel_one(doc_id: int | None) -> str:
-        return markdown_text(h.cancel_ingest(ctx, doc_id))
+        said = h.cancel_ingest(ctx, doc_id)
+        gr.Info(said)  # also as a notice: the reading's own progress soon writes over the message line
+        return markdown_text(said)
 
     @guarded
     def delete_one(doc_id: int | None) -> tuple[Any, ...]:

@@ -137,6 +137,10 @@ def test_the_estimate_before_reading_names_tokens_time_disk_and_refusals(ctx, lo
     assert " tokens/s, " in summary and summary.endswith(" of disk.")
     assert lines[0].startswith("- long.txt: text, ") and " tokens, " in lines[0] and lines[0][-2:] in ("KB", "MB")
     assert lines[1].startswith("- letter.docx: refused: ") and ".docx documents are not" in lines[1]
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    [line] = h.upload_estimate(ctx, h.stage_uploads(ctx, [str(empty)])).split("\n")[2:]
+    assert line.startswith("- empty.txt: refused: ") and line.count("empty.txt") == 1, line  # named twice before
     assert str(ctx.data_dir) not in text  # the names they uploaded, not the server's paths
     # the model's costs are measured once per server and kept; a second estimate reuses them
     costs = ctx.ingest_costs
