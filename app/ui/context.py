@@ -4,11 +4,15 @@ server's data folder and its upload limit. Built once by `build_ui` (or by a tes
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from megalodoc.app.ui.jobs import IngestJobs
+from megalodoc.app.ui.uploads import remove_upload
+from megalodoc.ingest.sources.names import shown_name
+from megalodoc.storage import DocumentRecord, DocumentStatus
 
 DEFAULT_MAX_UPLOAD_MB = 200  # a 600-page PDF is 5-30 MB; an archive of a large repository fits too
 
@@ -33,4 +37,19 @@ class AppContext:
             raise ValueError(f"max_upload_mb={max_upload_mb} must be > 0 and finite")
         folder = Path(data_dir).resolve()
         (folder / "uploads").mkdir(parents=True, exist_ok=True)
-        return cls(service, IngestJobs(service.ingest), folder, int(max_upload_mb * 2**20))
+        return cls(service, IngestJobs(_dropping_duplicate_uploads(service.ingest, folder)), folder,
+                   int(max_upload_mb * 2**20))
+
+
+def _dropping_duplicate_uploads(ingest: Callable[..., DocumentRecord], data_dir: Path) -> Callable[..., DocumentRecord]:
+    """`ingest`, after which an upload copy is removed when its document is complete and was read from
+    another path (the same content uploaded before under another name): nothing reads that copy again,
+    and it was kept on disk for nothing."""
+
+    def run(path: Path, **options: Any) -> DocumentRecord:
+        record = ingest(path, **options)
+        if record.status == DocumentStatus.COMPLETE and record.source_path != shown_name(Path(path).resolve()):
+            remove_upload(path, data_dir)
+        return record
+
+    return run

@@ -33,6 +33,18 @@ def test_upload_reads_in_the_background_and_lists_the_document(ctx, atlas_pdf):
     assert "Read: atlas.pdf." in h.job_summary([task])
 
 
+def test_the_same_content_under_another_name_keeps_no_second_copy(ctx, atlas_pdf, tmp_path):
+    [first] = finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
+    copy = tmp_path / "atlas (copy).pdf"
+    copy.write_bytes(atlas_pdf.read_bytes())
+    [again] = finished_tasks(ctx, h.start_upload(ctx, [str(copy)]))
+    assert again.status == "already-complete" and "as atlas.pdf" in again.message
+    # the second upload's copy was kept in the data folder for nothing; the first one's stays
+    assert not again.path.exists() and first.path.exists() and again.path.parent == first.path.parent
+    [again_same] = finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))  # the same name: the same copy
+    assert again_same.status == "already-complete" and again_same.path == first.path and first.path.exists()
+
+
 def test_progress_rows_show_rate_eta_and_pages(ctx, atlas_pdf):
     tasks = finished_tasks(ctx, h.start_upload(ctx, [str(atlas_pdf)]))
     [row] = h.progress_rows(tasks)
