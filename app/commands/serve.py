@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, `docker stop`, `kill`) ends the server as Ctrl-C does: the server
+    closes and the store with it. By default the process just died, mid-write, leaving the WAL for the
+    next opener to recover. Set once here: the serving process is this command's."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
     for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
@@ -95,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     except (IngestError, CheckpointError, StorageError, ValueError) as exc:
         print(f"megalodoc serve: {exc}", file=sys.stderr)
         return 2
+    _stop_on_sigterm()
     try:
         demo = build_ui(service, data_dir, args.max_upload_mb or DEFAULT_MAX_UPLOAD_MB)
         print(f"megalodoc serve: library {service.store.url}, uploads in {data_dir}", file=sys.stderr)
