@@ -98,6 +98,5 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
             return h.document_rows(ctx), gr.skip(), gr.skip()
         return h.document_rows(ctx), gr.update(choices=choices), choices
 
-    timer.tick(refresh, [shown_choices], [documents, picker, shown_choices], show_progress="hidden",
-               api_visibility="private")
+    timer.tick(refresh, [shown_choices], [documents, picker, shown_choices], api_visibility="private", **QUIET)
     return LibraryTab(documents, picker, message)

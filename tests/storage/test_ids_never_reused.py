@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from storage_testkit import MODEL, new_document, raw_execute, state_bytes
 
-from megalodoc.storage import ChunkText, Store, open_store, upgrade_database
+from megalodoc.storage import ChunkText, SchemaError, Store, open_store, upgrade_database
 from megalodoc.storage import schema as schema_module
 from megalodoc.storage.engine import create_store_engine
 
@@ -42,7 +43,13 @@ def test_a_schema_0004_database_upgrades_keeping_rows_ids_and_references(tmp_pat
                      "tokenizer_fingerprint, model_fingerprint, created_at, updated_at) VALUES "
                      f"(1, 'h1', 'a.txt', 'text', 'ingesting', 0, 'tok', '{MODEL}', '2026-01-01', '2026-01-01'), "
                      f"(2, 'h2', 'b.txt', 'text', 'ingesting', 0, 'tok', '{MODEL}', '2026-01-01', '2026-01-01')")
-    assert upgrade_database(url) == ("0004", "0005")
+    engine = create_store_engine(url)
+    try:
+        assert schema_module.upgrade(engine, url) == ("0004", "0005")
+        with engine.connect() as connection:  # the pooled connection the upgrade ran on, with enforcement off
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").fetchall() == [(1,)]  # on again
+    finally:
+        engine.dispose()
     with open_store(url) as store:
         store.add_snapshot(1, 64, state_bytes(1), MODEL, 1, chunks=[ChunkText(0, 64, "lighthouse keepers")])
         session = store.create_session(1, 64)
@@ -56,6 +63,19 @@ def test_a_schema_0004_database_upgrades_keeping_rows_ids_and_references(tmp_pat
         [(sql,)] = raw_execute(url, "SELECT sql FROM sqlite_master WHERE name = ?", (table,))
         assert "AUTOINCREMENT" in sql, sql
     assert raw_execute(url, "PRAGMA foreign_key_check") == []
-    assert raw_execute(url, "PRAGMA foreign_keys") == [(0,)]  # a plain connection: the check above ran unenforced
-    with open_store(url) as store, store.engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA foreign_keys").fetchall() == [(1,)]  # the store's enforce
+
+
+def test_an_upgrade_that_would_leave_a_broken_reference_changes_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'broken.db'}"
+    engine = create_store_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(schema_module.alembic_config(url, connection), "0004")
+    engine.dispose()
+    # a session of a document that is not there (written past enforcement, as a damaged file may hold it)
+    raw_execute(url, "INSERT INTO sessions (id, document_id, position, created_at, updated_at) "
+                     "VALUES (1, 99, 0, '2026-01-01', '2026-01-01')")
+    with pytest.raises(SchemaError, match=r"would leave 1 broken reference\(s\).*nothing was changed"):
+        upgrade_database(url)
+    assert raw_execute(url, "SELECT version_num FROM alembic_version") == [("0004",)]
+    [(sql,)] = raw_execute(url, "SELECT sql FROM sqlite_master WHERE name = 'sessions'")
+    assert "AUTOINCREMENT" not in sql
