@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # the port is taken, or the address is not this machine's
         print(f"megalodoc serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own wait took it: the same requested stop
+        pass
     finally:
         service.close()
     return 0
