@@ -28,17 +28,23 @@ def newest_deleted_then_new(store: Store) -> tuple[list[int], list[int]]:
     return [old_doc.id, session.id, turn.id], [new_doc.id, new_session.id, new_turn.id]
 
 
+def schema_0004_file(path: Path) -> str:
+    """The URL of a new SQLite file at schema revision 0004 (before AUTOINCREMENT)."""
+    url = f"sqlite:///{path}"
+    engine = create_store_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(schema_module.alembic_config(url, connection), "0004")
+    engine.dispose()
+    return url
+
+
 def test_the_newest_rows_ids_are_not_handed_out_again(store: Store) -> None:
     old, new = newest_deleted_then_new(store)
     assert all(n > o for o, n in zip(old, new, strict=True)), (old, new)
 
 
 def test_a_schema_0004_database_upgrades_keeping_rows_ids_and_references(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_store_engine(url)
-    with engine.begin() as connection:
-        command.upgrade(schema_module.alembic_config(url, connection), "0004")
-    engine.dispose()
+    url = schema_0004_file(tmp_path / "old.db")
     raw_execute(url, "INSERT INTO documents (id, content_hash, name, kind, status, committed_position, "
                      "tokenizer_fingerprint, model_fingerprint, created_at, updated_at) VALUES "
                      f"(1, 'h1', 'a.txt', 'text', 'ingesting', 0, 'tok', '{MODEL}', '2026-01-01', '2026-01-01'), "
@@ -66,11 +72,7 @@ def test_a_schema_0004_database_upgrades_keeping_rows_ids_and_references(tmp_pat
 
 
 def test_an_upgrade_that_would_leave_a_broken_reference_changes_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'broken.db'}"
-    engine = create_store_engine(url)
-    with engine.begin() as connection:
-        command.upgrade(schema_module.alembic_config(url, connection), "0004")
-    engine.dispose()
+    url = schema_0004_file(tmp_path / "broken.db")
     # a session of a document that is not there (written past enforcement, as a damaged file may hold it)
     raw_execute(url, "INSERT INTO sessions (id, document_id, position, created_at, updated_at) "
                      "VALUES (1, 99, 0, '2026-01-01', '2026-01-01')")
