@@ -4,13 +4,14 @@ server's data folder and its upload limit. Built once by `build_ui` (or by a tes
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from megalodoc.app.ui.jobs import IngestJobs
-from megalodoc.app.ui.uploads import remove_upload
+from megalodoc.app.ui.jobs import FileTask, IngestJobs
+from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
 from megalodoc.ingest.sources.names import shown_name
 from megalodoc.storage import DocumentRecord, DocumentStatus
 
@@ -22,7 +23,13 @@ class AppContext:
     """service: the reader service (ingest, documents, ask, sessions...); jobs: its ingest jobs;
     data_dir: where uploads are copied; max_upload_bytes: the per-file upload limit; ingest_costs: the
     model's measured (tokens per second, stored state bytes, chunk size) for ingest estimates, measured
-    on the first upload and kept for the server's life (see `library_handlers.upload_estimate`)."""
+    on the first upload and kept for the server's life (see `library_handlers.upload_estimate`).
+
+    Two uploads of the same content under the same name share one copy in the data folder. A copy is
+    removed (its document deleted, or its content already read under another name) only while nothing
+    else needs it: no document reads from it, no job is reading it or has it queued, and no upload has
+    staged it for a job not started yet. `copies_lock` makes that check and the removal one step against
+    staging and starting, which happen in other people's requests at the same time."""
 
     service: Any
     jobs: IngestJobs
@@ -30,6 +37,8 @@ class AppContext:
     max_upload_bytes: int
     ingest_costs: tuple[float, int, int] | None = None
     costs_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    copies_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    staged: Counter[Path] = field(default_factory=Counter, repr=False, compare=False)
 
     @classmethod
     def create(cls, service: Any, data_dir: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> AppContext:
@@ -37,19 +46,49 @@ class AppContext:
             raise ValueError(f"max_upload_mb={max_upload_mb} must be > 0 and finite")
         folder = Path(data_dir).resolve()
         (folder / "uploads").mkdir(parents=True, exist_ok=True)
-        return cls(service, IngestJobs(_dropping_duplicate_uploads(service.ingest, folder)), folder,
-                   int(max_upload_mb * 2**20))
+        ctx = cls(service, IngestJobs(service.ingest), folder, int(max_upload_mb * 2**20))
+        ctx.jobs.on_finished = ctx.drop_duplicate_copy
+        return ctx
 
+    def stage(self, files: Sequence[str]) -> list[StoredUpload]:
+        """Copy uploaded files into the data folder (size-capped) and hold their copies for a job that
+        `start_reading` or `unstage` ends."""
+        with self.copies_lock:
+            stored = store_uploads(list(files), self.data_dir, self.max_upload_bytes)
+            self.staged.update(s.path for s in stored)
+        return stored
 
-def _dropping_duplicate_uploads(ingest: Callable[..., DocumentRecord], data_dir: Path) -> Callable[..., DocumentRecord]:
-    """`ingest`, after which an upload copy is removed when its document is complete and was read from
-    another path (the same content uploaded before under another name): nothing reads that copy again,
-    and it was kept on disk for nothing."""
+    def unstage(self, stored: Sequence[StoredUpload]) -> None:
+        """Release the hold `stage` put on these copies."""
+        with self.copies_lock:
+            self.staged.subtract(s.path for s in stored)
+            self.staged = +self.staged  # drops the counts that reached zero
 
-    def run(path: Path, **options: Any) -> DocumentRecord:
-        record = ingest(path, **options)
-        if record.status == DocumentStatus.COMPLETE and record.source_path != shown_name(Path(path).resolve()):
-            remove_upload(path, data_dir)
-        return record
+    def start_reading(self, stored: Sequence[StoredUpload], **options: object) -> int:
+        """Start a job reading staged copies; the job holds them from now on. Returns the job id."""
+        with self.copies_lock:
+            job_id = self.jobs.start([(s.path, s.name) for s in stored], **options)
+            self.staged.subtract(s.path for s in stored)
+            self.staged = +self.staged
+        return job_id
 
-    return run
+    def remove_copy_unless_used(self, source_path: str | Path | None) -> bool:
+        """Remove an upload's copy from the data folder unless a document, a job or a staged upload still
+        needs it. Returns whether it was removed."""
+        if not source_path:
+            return False
+        target = Path(source_path).resolve()
+        with self.copies_lock:
+            queued = any(t.path.resolve() == target for t in self.jobs.running())
+            documents = any(d.source_path and Path(d.source_path).resolve() == target
+                            for d in self.service.documents())
+            if queued or documents or any(p.resolve() == target for p in self.staged):
+                return False
+            return remove_upload(target, self.data_dir)
+
+    def drop_duplicate_copy(self, task: FileTask, record: DocumentRecord) -> None:
+        """After a file of a job: its copy is removed when its document is complete and was read from
+        another path (the same content uploaded before under another name), unless something else needs
+        it: nothing reads that copy again, and it was kept on disk for nothing."""
+        if record.status == DocumentStatus.COMPLETE and record.source_path != shown_name(task.path.resolve()):
+            self.remove_copy_unless_used(task.path)

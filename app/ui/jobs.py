@@ -60,10 +60,13 @@ class _Job:
 
 
 class IngestJobs:
-    """The ingest jobs of one server. Thread-safe; `ingest` is the service's ingest function."""
+    """The ingest jobs of one server. Thread-safe; `ingest` is the service's ingest function.
+    `on_finished(task, record)`, when set, is called in the job's thread after each file that ingest
+    returned a record for, once the file shows as done."""
 
     def __init__(self, ingest: IngestFunction) -> None:
         self._ingest = ingest
+        self.on_finished: Callable[[FileTask, DocumentRecord], None] | None = None
         self._lock = threading.Lock()
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count(1)
@@ -159,3 +162,5 @@ class IngestJobs:
             else:
                 status, message = IngestStatus.COMPLETE, None
             self._update(job, index, status=status, message=message, document_id=record.id)
+            if self.on_finished is not None:
+                self.on_finished(self.tasks(job.id)[index], record)

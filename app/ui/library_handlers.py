@@ -12,7 +12,7 @@ from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.formatting import human_bytes, live_status, markdown_text, progress_row
 from megalodoc.app.ui.jobs import FileTask
 from megalodoc.app.ui.picked import picked_id
-from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
+from megalodoc.app.ui.uploads import StoredUpload
 from megalodoc.ingest.estimate import estimate_ingest, model_costs
 from megalodoc.storage import DocumentStatus, IngestStatus
 
@@ -28,14 +28,15 @@ def start_upload(ctx: AppContext, files: Sequence[str] | None, surprise: bool = 
 
 
 def stage_uploads(ctx: AppContext, files: Sequence[str] | None) -> list[StoredUpload]:
-    """Copy the uploaded files into the data folder (size-capped; nothing is copied when one is over)."""
-    return store_uploads(list(files or []), ctx.data_dir, ctx.max_upload_bytes)
+    """Copy the uploaded files into the data folder (size-capped; nothing is copied when one is over).
+    Their copies are held until `start_reading` (or `ctx.unstage`)."""
+    return ctx.stage(list(files or []))
 
 
 def start_reading(ctx: AppContext, stored: Sequence[StoredUpload], surprise: bool = False) -> int:
     """Start reading staged uploads in the background; returns the job id."""
     options = {"surprise": True} if surprise else {}
-    return ctx.jobs.start([(s.path, s.name) for s in stored], **options)
+    return ctx.start_reading(stored, **options)
 
 
 def upload_estimate(ctx: AppContext, stored: Sequence[StoredUpload]) -> str:
@@ -154,7 +155,5 @@ def delete_document(ctx: AppContext, doc_id: int | str | None) -> str:
         raise UiError(f"{doc.name} (id {doc.id}) has {sessions} session(s): delete them first, under "
                       "\"Sessions of this document\" in the Reader tab")
     ctx.service.delete_document(doc.id)
-    still_used = any(d.source_path == doc.source_path for d in ctx.service.documents())
-    if not still_used:
-        remove_upload(doc.source_path, ctx.data_dir)
+    ctx.remove_copy_unless_used(doc.source_path)  # kept while another upload has it staged or queued
     return f"Deleted {doc.name} (id {doc.id})."

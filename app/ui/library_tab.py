@@ -62,9 +62,15 @@ def build_library_tab(ctx: AppContext) -> LibraryTab:
     def read_files(paths: list[str] | None, then_surprise: bool,
                    progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
         stored = h.stage_uploads(ctx, paths)
-        estimate = h.upload_estimate(ctx, stored)  # shown before reading starts, kept above its progress
-        yield [], estimate, h.document_rows(ctx), gr.update(choices=h.document_choices(ctx))
-        yield from _follow(ctx, h.start_reading(ctx, stored, then_surprise), progress, estimate + "\n\n")
+        job_id = None
+        try:
+            estimate = h.upload_estimate(ctx, stored)  # shown before reading starts, kept above its progress
+            yield [], estimate, h.document_rows(ctx), gr.update(choices=h.document_choices(ctx))
+            job_id = h.start_reading(ctx, stored, then_surprise)
+        finally:
+            if job_id is None:  # refused, failed or closed before reading started: the copies are free again
+                ctx.unstage(stored)
+        yield from _follow(ctx, job_id, progress, estimate + "\n\n")
 
     @guarded
     def resume_files(doc_id: int | None, progress: gr.Progress = PROGRESS) -> Iterator[tuple[Any, ...]]:
