@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"megalodoc serve: {exc}", file=sys.stderr)
         return 2
     _stop_on_sigterm()
+    demo = None
     try:
         demo = build_ui(service, data_dir, args.max_upload_mb or DEFAULT_MAX_UPLOAD_MB)
         print(f"megalodoc serve: library {service.store.url}, uploads in {data_dir}", file=sys.stderr)
@@ -118,5 +119,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own wait took it: the same requested stop
         pass
     finally:
+        if demo is not None:  # readings cancelled and requests in flight finished before the store closes
+            demo.megalodoc_context.shut_down()
         service.close()
     return 0

@@ -3,17 +3,22 @@ server's data folder and its upload limit. Built once by `build_ui` (or by a tes
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from megalodoc.app.ui.guard import HandlerGate
 from megalodoc.app.ui.jobs import FileTask, IngestJobs
 from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
 from megalodoc.ingest.sources.names import shown_name
 from megalodoc.storage import DocumentRecord, DocumentStatus
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_MB = 200  # a 600-page PDF is 5-30 MB; an archive of a large repository fits too
 
@@ -39,6 +44,7 @@ class AppContext:
     costs_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     copies_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     staged: Counter[Path] = field(default_factory=Counter, repr=False, compare=False)
+    gate: HandlerGate = field(default_factory=HandlerGate, repr=False, compare=False)
 
     @classmethod
     def create(cls, service: Any, data_dir: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> AppContext:
@@ -49,6 +55,22 @@ class AppContext:
         ctx = cls(service, IngestJobs(service.ingest), folder, int(max_upload_mb * 2**20))
         ctx.jobs.on_finished = ctx.drop_duplicate_copy
         return ctx
+
+    def shut_down(self, timeout: float = 60.0) -> bool:
+        """Before the process ends: cancel every reading (each stops after its model call in progress,
+        keeping its last snapshot and releasing its document), refuse new handler work and wait, up to
+        `timeout` seconds in all, for the work in flight. True when everything stopped in time."""
+        deadline = time.monotonic() + timeout
+        log.info("stopping: cancelling %d reading(s), waiting for %d request(s) in progress",
+                 len(self.jobs.running()), self.gate.running)
+        self.gate.close(0.0)  # from now on no handler starts new work (a reading included)
+        self.jobs.stop(timeout)
+        requests = self.gate.close(max(0.0, deadline - time.monotonic()))
+        readings = self.jobs.stop(max(0.0, deadline - time.monotonic()))  # any a request in flight started
+        if not (readings and requests):
+            log.warning("stopping after %.0f s with work still running (readings stopped: %s, requests: %s)",
+                        timeout, readings, requests)
+        return readings and requests
 
     def stage(self, files: Sequence[str]) -> list[StoredUpload]:
         """Copy uploaded files into the data folder (size-capped) and hold their copies for a job that

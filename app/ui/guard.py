@@ -1,13 +1,21 @@
 """Turn a handler's exceptions into messages on the page: an expected error (bad input, a refusal) shows
 its own message; anything else is logged with its traceback and shown as a short notice. The server
-keeps serving either way."""
+keeps serving either way.
+
+A handler guarded with a `HandlerGate` also counts as running while it works (a generator: while it
+computes its next item), so that a stopping server can wait for the model calls in flight instead of
+ending the process under them: Python stops the worker threads still running at exit, and a thread
+stopped inside torch aborted the whole process ("terminate called without an active exception").
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gradio as gr
@@ -32,28 +40,81 @@ def _message(exc: BaseException) -> gr.Error:
                     print_exception=False)
 
 
-def guarded(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """`handler` (a function or a generator function) with its errors shown as gr.Error messages."""
+class HandlerGate:
+    """The handler steps running now in one app; `close` refuses new ones and waits for those running."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running = 0
+        self._closed = False
+
+    @contextmanager
+    def step(self, *, refusable: bool = True) -> Iterator[None]:
+        """Count the enclosed work as running; refused (gr.Error) once the gate is closed, unless
+        `refusable` is False (a generator's clean-up, which must run)."""
+        with self._changed:
+            if self._closed and refusable:
+                raise gr.Error("the server is stopping; try again once it is back", print_exception=False)
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    @property
+    def running(self) -> int:
+        with self._changed:
+            return self._running
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new steps and wait up to `timeout` seconds for the running ones; True when none runs."""
+        with self._changed:
+            self._closed = True
+            return self._changed.wait_for(lambda: self._running == 0, timeout)
+
+
+def guarded_by(gate: HandlerGate | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`guarded`, counting the handler's work in `gate`: a decorator."""
+    return functools.partial(guarded, gate=gate)
+
+
+def guarded(handler: Callable[..., Any], gate: HandlerGate | None = None) -> Callable[..., Any]:
+    """`handler` (a function or a generator function) with its errors shown as gr.Error messages, its
+    work counted in `gate` when one is given."""
+    gate = gate or HandlerGate()  # a gate of its own, never closed: counts nothing anyone waits for
     if inspect.isgeneratorfunction(handler):
 
         @functools.wraps(handler)
         def stream(*args: Any, **kwargs: Any) -> Any:
+            items = handler(*args, **kwargs)  # runs none of its code yet
             try:
-                yield from handler(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as exc:
-                raise _message(exc) from exc
+                while True:
+                    with gate.step():
+                        try:
+                            item = next(items)
+                        except StopIteration:
+                            return
+                        except gr.Error:
+                            raise
+                        except Exception as exc:
+                            raise _message(exc) from exc
+                    yield item
+            finally:
+                with gate.step(refusable=False):
+                    items.close()  # its own clean-up runs now, not whenever it is collected
 
         return stream
 
     @functools.wraps(handler)
     def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return handler(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as exc:
-            raise _message(exc) from exc
+        with gate.step():
+            try:
+                return handler(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise _message(exc) from exc
 
     return call

@@ -124,6 +124,21 @@ class IngestJobs:
             for token in self._jobs[job_id].cancels:
                 token.cancel()
 
+    def stop(self, timeout: float) -> bool:
+        """Cancel every file not finished, in every job, and wait up to `timeout` seconds in all for the
+        jobs' threads to end (each stops after its model call in progress, keeping its last snapshot).
+        True when all ended."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+            for job in jobs:
+                for token in job.cancels:
+                    token.cancel()
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(job.thread is not None and job.thread.is_alive() for job in jobs)
+
     # ---- the worker thread ----
     def _update(self, job: _Job, index: int, **changes: object) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ import gradio as gr
 from megalodoc.app.ui import library_handlers as h
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.formatting import PROGRESS_HEADERS, markdown_text
-from megalodoc.app.ui.guard import QUIET, guarded
+from megalodoc.app.ui.guard import QUIET, guarded_by
 
 INTRO = """Upload PDFs, text, Markdown, HTML or code files, or a .zip / .tar.gz of a repository. Reading
 runs in the background: keep reading and asking in the Reader tab meanwhile. A cancelled document
@@ -39,6 +39,7 @@ def _follow(ctx: AppContext, job_id: int, progress: gr.Progress, preface: str = 
 
 
 def build_library_tab(ctx: AppContext) -> LibraryTab:
+    guarded = guarded_by(ctx.gate)  # the server waits for these handlers' work when it stops
     gr.Markdown(INTRO)
     with gr.Row():
         files = gr.File(label="Files to read", file_count="multiple", scale=3)

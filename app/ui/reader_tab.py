@@ -10,7 +10,7 @@ import gradio as gr
 
 from megalodoc.app.ui import reader_handlers as h
 from megalodoc.app.ui.context import AppContext
-from megalodoc.app.ui.guard import QUIET, guarded
+from megalodoc.app.ui.guard import QUIET, guarded_by
 from megalodoc.app.ui.settings_handlers import sampling_settings
 from megalodoc.app.ui.settings_tab import SettingsTab
 
@@ -22,6 +22,7 @@ a small model and may be wrong. Every question is kept in a session you can resu
 
 def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     """Builds the tab; returns its document picker (refreshed when the tab is selected)."""
+    guarded = guarded_by(ctx.gate)  # the server waits for these handlers' work when it stops
     gr.Markdown(INTRO)
     # Pickers accept any value: their choices change per page (documents read, sessions started since the
     # page was built) and every handler checks the id it gets against the store.
