@@ -22,6 +22,7 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import StorageError
 from megalodoc.storage.models import ChunkRow, LocationRow
 from megalodoc.storage.records import ChunkRecord, ChunkText, Location, LocationRecord, describe_locations
+from megalodoc.storage.row_ids import can_exist
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -106,6 +107,8 @@ def overlapping_locations(session: Session, document_id: int, start: int, end: i
 
 def overlapping_chunks(session: Session, document_id: int, start: int, end: int) -> list[ChunkRow]:
     """Chunk rows of the document that overlap tokens [start, end), by start."""
+    if not can_exist(session, document_id):
+        return []
     before = session.scalars(
         select(ChunkRow)
         .where(ChunkRow.document_id == document_id, ChunkRow.token_start < start)

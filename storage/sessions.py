@@ -20,6 +20,7 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import NotFoundError
 from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
+from megalodoc.storage.row_ids import can_exist
 from megalodoc.storage.snapshots import (
     check_fingerprint,
     check_state_args,
@@ -32,21 +33,21 @@ from megalodoc.storage.unit import UnitOfWork
 
 
 def _load_session(session: Session, session_id: int) -> SessionRow:
-    row = session.get(SessionRow, session_id)
+    row = session.get(SessionRow, session_id) if can_exist(session, session_id) else None
     if row is None:
         raise NotFoundError(f"no session with id {session_id}")
     return row
 
 
 def _load_turn(session: Session, turn_id: int) -> TurnRow:
-    row = session.get(TurnRow, turn_id)
+    row = session.get(TurnRow, turn_id) if can_exist(session, turn_id) else None
     if row is None:
         raise NotFoundError(f"no turn with id {turn_id}")
     return row
 
 
 def _check_snapshot_of(session: Session, snapshot_id: int, document_id: int) -> SnapshotRow:
-    snapshot = session.get(SnapshotRow, snapshot_id)
+    snapshot = session.get(SnapshotRow, snapshot_id) if can_exist(session, snapshot_id) else None
     if snapshot is None:
         raise NotFoundError(f"no snapshot with id {snapshot_id}")
     if snapshot.document_id != document_id:
@@ -104,7 +105,8 @@ class SessionsMixin:
         query = select(SessionRow).order_by(SessionRow.updated_at.desc(), SessionRow.id.desc())
         if document_id is not None:
             query = query.where(SessionRow.document_id == document_id)
-        return self._uow.read(lambda s: [session_record(row) for row in s.scalars(query)])
+        return self._uow.read(lambda s: [session_record(row) for row in s.scalars(query)]
+                              if document_id is None or can_exist(s, document_id) else [])
 
     def rename_session(self, session_id: int, title: str | None) -> SessionRecord:
         """Set (or clear) the session's title."""
@@ -254,4 +256,5 @@ class SessionsMixin:
     def list_turns(self, session_id: int) -> list[TurnRecord]:
         """Every turn of the session (the whole tree), oldest first."""
         query = select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.id)
-        return self._uow.read(lambda s: [turn_record(row) for row in s.scalars(query)])
+        return self._uow.read(
+            lambda s: [turn_record(row) for row in s.scalars(query)] if can_exist(s, session_id) else [])

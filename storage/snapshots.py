@@ -38,6 +38,7 @@ from megalodoc.storage.errors import (
 from megalodoc.storage.locations import chunk_rows, location_rows
 from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
 from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo, check_tail_ids
+from megalodoc.storage.row_ids import can_exist
 from megalodoc.storage.status import DocumentStatus
 from megalodoc.storage.unit import UnitOfWork
 
@@ -289,7 +290,8 @@ class SnapshotsMixin:
         """The snapshot's description (no bytes); `NotFoundError` when there is none."""
 
         def work(session: Session) -> SnapshotInfo:
-            row = session.execute(select(*SNAPSHOT_COLUMNS).where(SnapshotRow.id == snapshot_id)).first()
+            row = (session.execute(select(*SNAPSHOT_COLUMNS).where(SnapshotRow.id == snapshot_id)).first()
+                   if can_exist(session, snapshot_id) else None)
             if row is None:
                 raise NotFoundError(f"no snapshot with id {snapshot_id}")
             return snapshot_info(row)
@@ -307,6 +309,8 @@ class SnapshotsMixin:
         )
 
         def work(session: Session) -> list[SnapshotInfo]:
+            if not can_exist(session, document_id):
+                raise NotFoundError(f"no document with id {document_id}")
             rows = session.connection().execute(query).all()  # Core rows, no ORM loading
             if not rows and session.get(Document, document_id) is None:
                 raise NotFoundError(f"no document with id {document_id}")

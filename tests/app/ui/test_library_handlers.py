@@ -194,3 +194,11 @@ def test_a_file_another_upload_is_reading_is_not_called_failed(service, long_tex
     assert busy.status == "busy" and busy.message.startswith("long (copy).txt: being read by another upload")
     assert h.failures([busy]) == [] and "Not read here: long (copy).txt: being read" in h.job_summary([busy])
     assert jobs.wait(first, WAIT) and jobs.tasks(first)[0].status == "complete"
+
+
+@pytest.mark.parametrize("typed", ["99999999999999999999", "9223372036854775808", 2**70])
+def test_an_id_typed_beyond_what_the_store_holds_is_not_found(ctx, typed):
+    # pickers take typed ids: one past SQLite's 64-bit range was "Unexpected error (OverflowError ...)"
+    for handler in (h.delete_document, h.cancel_ingest, h.resume_ingest):
+        with pytest.raises(expected_errors(), match=f"no document with id {typed}"):
+            handler(ctx, typed)
