@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from megalodoc.app.arg_types import whole_number
+from megalodoc.app.listen_check import listen_problem
 
 # Nothing leaves the machine: no analytics, no Hub lookups. Set before gradio or huggingface_hub load.
 OFFLINE_ENVIRONMENT = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
     except (ValueError, OSError) as exc:
         print(f"megalodoc serve: {exc}", file=sys.stderr)
+        return 2
+    if (problem := listen_problem(args.host, args.port)) is not None:  # before the model loads
+        print(f"megalodoc serve: {problem}", file=sys.stderr)
         return 2
     # Gradio keeps its own copy of every upload: inside the data folder too, not in /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "gradio-cache"))
