@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def _train(args: argparse.Namespace) -> int:
                               bos_id=sp.bos_id(), eos_id=sp.eos_id())
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     tcfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    _check_out(Path(args.out))
     data_path = Path(args.data)
     info = setup(args.device)  # joins the process group under torchrun
     try:
@@ -58,6 +60,19 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         teardown()
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a folder, or one that can be made, before the corpus is tokenized."""
+    from megalodoc.model.train.errors import TrainingInputError
+
+    if out.exists() and not out.is_dir():
+        raise TrainingInputError(f"--out {out}: is a file, not a run folder")
+    ancestor = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not ancestor.is_dir():
+        raise TrainingInputError(f"--out {out}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise TrainingInputError(f"--out {out}: {ancestor} is not writable")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -133,9 +133,15 @@ def resolve_model_config(spec: str) -> MegalodonConfig:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise TrainingInputError(f"{path}: not valid JSON ({e})") from e
-    if isinstance(data.get("config"), dict):  # a model folder's config.json
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):  # a model folder's config.json
         data = data["config"]
+    if not isinstance(data, dict):
+        raise TrainingInputError(f"{path}: not a JSON object of config fields")
     base = data.pop("preset", None)
-    if base is None:
-        return MegalodonConfig.from_dict(data)
-    return dataclasses.replace(resolve_model_config(base), **data)
+    if base is not None and not isinstance(base, str):
+        raise TrainingInputError(f"{path}: \"preset\" must be a preset name or a JSON file, not {base!r}")
+    fields = data if base is None else {**resolve_model_config(base).to_dict(), **data}
+    try:
+        return MegalodonConfig.from_dict(fields)
+    except (TypeError, ValueError) as e:  # unknown fields, values out of range or of the wrong type
+        raise TrainingInputError(f"{path}: {e}") from e

@@ -174,7 +174,10 @@ def _train(cfg, tcfg, data, out_dir, info, tokenizer_path, val_data, resume, sto
     end = min(tcfg.steps, stop_at) if stop_at is not None else tcfg.steps
 
     if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainingInputError(f"{out_dir}: cannot create the run folder ({e.strerror})") from e
         (out_dir / "train_config.json").write_text(json.dumps(
             {"model": cfg.to_dict(), "train": tcfg.to_dict(), "data": data.meta, "world_size": info.world_size,
              "parameters": model.num_parameters(), "window_tokens": window}, indent=1) + "\n")
