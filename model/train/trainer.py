@@ -73,11 +73,16 @@ def _check_resume(data: dict, cfg: MegalodonConfig, tcfg: TrainConfig, path: Pat
         raise TrainingInputError(f"{path}: training settings differ from the checkpoint's ({', '.join(diff)})")
 
 
+def _check_validation_data(data: TokenFile, window: int) -> None:
+    """A validation window is `window` tokens plus the shifted target: refuse a file too short for one."""
+    if len(data) < window + 2:
+        raise TrainingInputError(f"{data.path}: {len(data)} tokens are too few for validation windows of {window}")
+
+
 @torch.no_grad()
 def evaluate(model: Megalodon, data: TokenFile, window: int, sequences: int, micro: int, info: DistInfo) -> float:
     """Mean next-token loss on `sequences` windows spread evenly over `data` (split over the ranks)."""
-    if len(data) < window + 2:
-        raise TrainingInputError(f"{data.path}: {len(data)} tokens are too few for validation windows of {window}")
+    _check_validation_data(data, window)
     was_training = model.training
     model.eval()
     starts = np.linspace(0, len(data) - window - 1, sequences).astype(np.int64)[info.rank :: info.world_size]
@@ -143,6 +148,8 @@ def _train(cfg, tcfg, data, out_dir, info, tokenizer_path, val_data, resume, sto
         sampler = WindowSampler(len(data), window, tcfg.seed)
     except TrainingInputError as e:
         raise TrainingInputError(f"{data.path}: {e}") from e
+    if val_data is not None:  # before the steps, not after them
+        _check_validation_data(val_data, window)
 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
     model = Megalodon(cfg)

@@ -17,12 +17,16 @@ TOKENIZER = DEFAULT_MODEL_DIR / "tokenizer.model"
 _TEXT = "\n".join(f"line {i}: the cat sat on the mat while the dog ran far away" for i in range(200)) + "\n"
 
 
+def _write_corpus(folder: Path, heldout_text: str) -> Path:
+    works = [Work("a", "books", "A", "test", _TEXT), Work("b", "books", "B", "test", _TEXT[::-1]),
+             Work("h", "books", "H", "test", heldout_text)]
+    write_corpus(works, {}, folder, heldout=("books/h",), excluded={})
+    return folder
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    works = [Work("a", "books", "A", "test", _TEXT), Work("b", "books", "B", "test", _TEXT[::-1]),
-             Work("h", "books", "H", "test", _TEXT)]
-    write_corpus(works, {}, tmp_path / "corpus", heldout=("books/h",), excluded={})
-    return tmp_path / "corpus"
+    return _write_corpus(tmp_path / "corpus", _TEXT)
 
 
 def _train(corpus: Path, out: Path, *extra: str) -> list[str]:
@@ -107,3 +111,14 @@ def test_an_out_that_cannot_be_a_run_folder_is_refused_before_tokenizing(corpus:
 def test_an_out_the_system_refuses_to_create_is_named(corpus: Path, capsys) -> None:
     out = Path("/proc/megalodoc-run")  # /proc takes no new folders, whoever asks
     assert f"{out}: cannot create the run folder" in _refused(_train(corpus, out, "--config", "tiny"), capsys)
+
+
+def test_a_held_out_split_too_short_for_validation_is_refused_before_the_first_step(tmp_path: Path,
+                                                                                   capsys) -> None:
+    corpus = _write_corpus(tmp_path / "corpus", "The end.\n")
+    run = tmp_path / "run"
+    err = _refused(_train(corpus, run, "--config", "tiny", "--seq-chunks", "2", "--steps", "2"), capsys)
+    assert "heldout.u16: " in err and "tokens are too few for validation windows of 32" in err
+    assert not (run / "train_log.jsonl").exists() and not (run / "checkpoints").exists()
+    # without validation the same corpus trains
+    assert cli_main(_train(corpus, run, "--config", "tiny", "--seq-chunks", "2", "--val-batches", "0")) == 0
