@@ -1,5 +1,6 @@
-"""Argument types for the commands' whole-number options: a value outside its range is refused while
-the arguments are parsed, before anything is opened or loaded."""
+"""Argument types for the commands' whole-number and device options: a value outside its range, or a
+device torch cannot compute on, is refused while the arguments are parsed, before anything is opened
+or loaded."""
 
 from __future__ import annotations
 
@@ -21,3 +22,25 @@ def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], in
         return value
 
     return parse
+
+
+def torch_device(text: str) -> str:
+    """An argparse type: a torch device this machine can compute on (`cpu`, `cuda`, `cuda:1`, `mps`)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cpu":
+        return text
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA device (torch {torch.__version__} sees none)")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: there are {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return text
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: not a device to compute on here (cpu or an available GPU)")

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from megalodoc.app.arg_types import whole_number
+
 
 def _reporting(action: str, run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """`run`, with the errors a user can cause or meet (a folder that is not a corpus, a missing tokenizer,
@@ -84,8 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tok = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on the train split")
     tok.add_argument("corpus", help="a folder built by `megalodoc corpus build`")
     tok.add_argument("--out", required=True, help="path of the .model file to write")
-    tok.add_argument("--vocab-size", type=int, default=8192)
-    tok.add_argument("--threads", type=int, default=2)
+    # 261: the 4 special and 256 byte pieces, and room for one character; 65536: token files are uint16
+    tok.add_argument("--vocab-size", type=whole_number(261, 65536), default=8192,
+                     help="pieces in the vocabulary, 261 to 65536 (default 8192)")
+    tok.add_argument("--threads", type=whole_number(1, 1024), default=2,
+                     help="sentencepiece training threads, 1 to 1024 (default 2)")
     tok.set_defaults(handler=_reporting("tokenizer", _tokenizer))
 
     stats = sub.add_parser("stats", help="bytes per token of a tokenizer on each split and slice")

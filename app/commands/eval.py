@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from megalodoc.app.arg_types import torch_device
 from megalodoc.app.cap_options import add_cap_arguments, caps_from_args
 from megalodoc.app.progress_output import StreamProgress
 
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write a PNG of both curves over the position buckets")
     p.add_argument("--max-tokens", type=int, metavar="N", help="evaluate at most the first N tokens of each document")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--device", type=torch_device, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_cap_arguments(p, token_cap=False)
     p.set_defaults(handler=run_eval)

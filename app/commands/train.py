@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from megalodoc.app.arg_types import torch_device
+
 
 def _handler(args: argparse.Namespace) -> int:
     """Train; an unusable input (config, tokenizer, corpus, token file, checkpoint, settings) is one line
@@ -106,5 +108,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default 0: the paper's init, ~2.4 tokens)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--stop-at", type=int, dest="stop_at", help="stop after this step (a checkpoint is written)")
-    p.add_argument("--device", help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+    p.add_argument("--device", type=torch_device,
+                   help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     p.set_defaults(handler=_handler)

@@ -55,17 +55,24 @@ def train_sentencepiece(chunks: Iterable[str], max_chars: int, vocab_size: int =
     """Train a lossless BPE sentencepiece model on text chunks of at most `max_chars` characters;
     returns the serialized model."""
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(chunks),
-        model_writer=model,
-        **LOSSLESS_TRAINER_SETTINGS,  # identity normalization, byte fallback, special ids pad 0 .. eos 3
-        model_type="bpe",
-        vocab_size=vocab_size,
-        character_coverage=CHARACTER_COVERAGE,
-        max_sentence_length=4 * max_chars,  # bytes; a chunk of max_chars characters always fits
-        num_threads=threads,
-        minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(chunks),
+            model_writer=model,
+            **LOSSLESS_TRAINER_SETTINGS,  # identity normalization, byte fallback, special ids pad 0 .. eos 3
+            model_type="bpe",
+            vocab_size=vocab_size,
+            character_coverage=CHARACTER_COVERAGE,
+            max_sentence_length=4 * max_chars,  # bytes; a chunk of max_chars characters always fits
+            num_threads=threads,
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        # "INTERNAL: src/trainer_interface.cc(744) [check] Vocabulary size too high (...). Please set ..."
+        reason = str(e).rpartition("] ")[2].strip()
+        if not reason.startswith("Vocabulary size"):
+            raise
+        raise TrainingInputError(f"vocabulary size {vocab_size} does not fit the training text: {reason}") from e
     return model.getvalue()
 
 

@@ -97,6 +97,42 @@ def test_tokenizer_and_stats_report_a_folder_that_is_not_a_corpus(tmp_path: Path
     assert "Traceback" not in err
 
 
+def test_tokenizer_and_stats_report_a_manifest_that_is_not_json(tmp_path: Path, capsys) -> None:
+    (tmp_path / "manifest.json").write_text("{bad")
+    tok = tmp_path / "tok.model"
+    for argv in (["tokenizer", str(tmp_path), "--out", str(tok)], ["stats", str(tmp_path), "--tokenizer", str(tok)]):
+        assert cli_main(["corpus", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"megalodoc corpus {argv[0]}: {tmp_path / 'manifest.json'}: not valid JSON")
+        assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--vocab-size", "0", "must be 261 to 65536: '0'"), ("--vocab-size", "-5", "must be 261 to 65536: '-5'"),
+    ("--vocab-size", "100000", "must be 261 to 65536: '100000'"), ("--threads", "0", "must be 1 to 1024: '0'"),
+])
+def test_tokenizer_options_out_of_range_are_refused_while_parsing(tmp_path: Path, capsys, option: str,
+                                                                  value: str, message: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["corpus", "tokenizer", str(tmp_path), "--out", str(tmp_path / "t.model"), option, value])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: argument {option}: {message}")
+
+
+@pytest.mark.parametrize("vocab, message", [
+    ("60000", "Vocabulary size too high (60000)"), ("261", "Vocabulary size is smaller than required_chars"),
+])
+def test_a_vocabulary_size_the_train_split_cannot_fill_is_one_line(tmp_path: Path, capsys, vocab: str,
+                                                                    message: str) -> None:
+    write_corpus(_WORKS, {}, tmp_path / "c", **_RULES)
+    out = tmp_path / "t.model"
+    assert cli_main(["corpus", "tokenizer", str(tmp_path / "c"), "--out", str(out), "--vocab-size", vocab]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"megalodoc corpus tokenizer: vocabulary size {vocab} does not fit the training text: "
+                          f"{message}") and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_the_default_work_folder_sits_beside_the_output(tmp_path: Path, monkeypatch) -> None:
     assert default_workdir(tmp_path / "corpus") == tmp_path / "corpus-work"
     monkeypatch.chdir(tmp_path / "..")
