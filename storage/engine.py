@@ -37,16 +37,33 @@ PragmaValue = int | str
 
 def resolve_url(url: str | None = None) -> str:
     """The database URL to use: `url`, else $MEGALODOC_DB, else the SQLite file megalodoc.db in the current
-    directory. A value without "://" is a SQLite file path; postgresql:// and postgres:// get psycopg 3."""
+    directory. A value without "://" is a SQLite file path; postgresql:// and postgres:// get psycopg 3.
+    A SQLite file is made absolute now, so that connections opened later reach the same file whatever the
+    working folder is by then."""
     raw = url or os.environ.get(DB_ENV_VAR) or DEFAULT_DB_FILE
     if "://" not in raw:
         if raw == ":memory:":
             return "sqlite://"
         return f"sqlite:///{Path(raw).expanduser().resolve()}"
+    if raw.startswith("sqlite") and not raw.startswith("sqlite:////"):
+        return _absolute_sqlite_url(raw)
     for prefix in ("postgresql://", "postgres://"):
         if raw.startswith(prefix):
             return "postgresql+psycopg://" + raw[len(prefix) :]
     return raw
+
+
+def _absolute_sqlite_url(raw: str) -> str:
+    """`sqlite:///relative.db` with its file made absolute; anything else (memory, a file: URI, a URL
+    SQLAlchemy cannot parse, which opening reports) as it is."""
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        return raw
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:") or os.path.isabs(database):
+        return raw
+    return parsed.set(database=str(Path(database).expanduser().resolve())).render_as_string(hide_password=False)
 
 
 def _missing_driver(url: str, backend: str, exc: ModuleNotFoundError) -> str:
