@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,3 +46,43 @@ def running_app(service: Any, data_dir: Path, max_upload_mb: float = 5) -> Itera
         yield demo, url
     finally:
         demo.close()
+
+
+SERVE_STARTUP_SECONDS = 120.0  # importing gradio and torch on a busy 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(model_dir: Path, folder: Path) -> Iterator[tuple[subprocess.Popen, str, Path, Path]]:
+    """`megalodoc serve` started as a person would (FOLDER/library.db, FOLDER/data, run from FOLDER) on a
+    free port, answering; yields (process, url, database, log). Killed if the caller leaves it running."""
+    import httpx
+
+    port = free_port()
+    db = folder / "library.db"
+    command = [sys.executable, "-m", "megalodoc.app.cli", "serve", "--db", str(db), "--model", str(model_dir),
+               "--port", str(port), "--data-dir", str(folder / "data"), "--threads", "1"]
+    log = folder / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
+        try:
+            deadline = time.monotonic() + SERVE_STARTUP_SECONDS
+            while True:
+                assert server.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not answer: " + log.read_text()
+                time.sleep(0.5)
+            yield server, f"http://127.0.0.1:{port}/", db, log
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()

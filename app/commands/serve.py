@@ -115,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
     demo = None
     try:
         demo = build_ui(service, data_dir, args.max_upload_mb or DEFAULT_MAX_UPLOAD_MB)
+        # Gradio refuses every upload of an event when one file's name starts with a dot and its cache copy
+        # lies under the working folder (meant for an app's own .env files), with a bare "Error" on the
+        # page. The upload cache is inside the data folder, often under the folder serve starts in; the
+        # exports folder, which holds only what the app writes to be downloaded, is the working folder
+        # instead. Everything opened later has an absolute path by now (the store, the data folder).
+        exports = data_dir / "exports"
+        exports.mkdir(exist_ok=True)
+        os.chdir(exports)
         print(f"megalodoc serve: library {service.store.url}, uploads in {data_dir}", file=sys.stderr)
         launch(demo, host=args.host, port=args.port, auth=auth)
     except OSError as exc:  # the port is taken, or the address is not this machine's

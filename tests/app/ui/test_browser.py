@@ -6,16 +6,11 @@ picture is taken this way); MEGALODOC_UI_URL=URL drives an already running serve
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from app_support import atlas_pages, write_pdf
+from app_support import atlas_pages, serving, write_pdf
 from pypdf import PdfReader, PdfWriter
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -23,17 +18,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 MANUAL = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
 MANUAL_PAGES = 8  # title, contents, introduction, ASN.1 syntax, utilities: enough to ask about asn1Parser
-STARTUP_SECONDS = 120.0  # importing gradio and torch on a busy 2-core machine
 STEP_MS = 120_000  # the longest a single step (a read, an answer) may take in the browser
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} missing: install Debian's chromium "
                                 "package (.ci/run does) to run the browser test")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,29 +30,10 @@ def served(tiny_model_dir: Path, tmp_path: Path) -> Iterator[str]:
     if os.environ.get("MEGALODOC_UI_URL"):
         yield os.environ["MEGALODOC_UI_URL"].rstrip("/") + "/"
         return
-    port = free_port()
-    command = [sys.executable, "-m", "megalodoc.app.cli", "serve", "--db", str(tmp_path / "library.db"),
-               "--model", str(tiny_model_dir), "--port", str(port), "--data-dir", str(tmp_path / "data"),
-               "--threads", "1"]
-    log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not answer: " + (tmp_path / "serve.log").read_text()
-            time.sleep(0.5)
+    with serving(tiny_model_dir, tmp_path) as (server, url, _, _):
         yield url
-    finally:
         server.terminate()
         server.wait(30)
-        log.close()
 
 
 @pytest.fixture

@@ -6,57 +6,17 @@ process used to end under it and abort ("terminate called without an active exce
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
-import sys
 import sysconfig
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
+from app_support import serving
 from gradio_client import Client, handle_file
 
 from megalodoc.storage import open_store
 
-STARTUP_SECONDS = 120.0  # importing gradio and torch on a busy 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(model_dir: Path, folder: Path) -> Iterator[tuple[subprocess.Popen, str, Path, Path]]:
-    """`megalodoc serve` on a free port, answering; yields (process, url, database, log). Killed if the
-    test leaves it running."""
-    port = free_port()
-    db = folder / "library.db"
-    command = [sys.executable, "-m", "megalodoc.app.cli", "serve", "--db", str(db), "--model", str(model_dir),
-               "--port", str(port), "--data-dir", str(folder / "data"), "--threads", "1"]
-    log = folder / "serve.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder)
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                assert server.poll() is None, log.read_text()
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "serve did not answer: " + log.read_text()
-                time.sleep(0.5)
-            yield server, f"http://127.0.0.1:{port}/", db, log
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
+STARTUP_SECONDS = 120.0  # a reading under way, on a busy 2-core machine
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
