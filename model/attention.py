@@ -11,10 +11,14 @@ state holds views of its first n tokens: appending a token writes it after them 
 a new copy of the cache per generated token, and the new tokens attend to that view (a single new token
 needs no mask). A single new token without gradients (decoding) takes a shorter path: its rotation by
 a Python position and model/attention_one_query.py. A state is never mutated: the buffer remembers how
-many tokens have been claimed, and a second continuation of the same state (a branch) gets a copy.
+many tokens have been claimed, and a second continuation of the same state (a branch) gets a copy. The
+claim is atomic (checked and taken under one lock), so this holds when several threads continue the same
+state with one shared model; the write itself happens outside the lock, into the claimed slots only.
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +30,18 @@ from megalodoc.model.rotary import Rotary
 
 # chunk buffer -> number of its tokens some state already holds (writes go after them only)
 _CLAIMED: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+# guards _CLAIMED: without it two threads continuing one state could both see slot n free and both write it
+_CLAIM_LOCK = threading.Lock()
+
+
+def _claim(buffer: torch.Tensor, n: int, L: int) -> bool:
+    """Takes tokens n..n+L of `buffer` if exactly its first n are claimed so far; False if another
+    continuation has taken them already (or the buffer is not a chunk buffer)."""
+    with _CLAIM_LOCK:
+        if _CLAIMED.get(buffer) != n:
+            return False
+        _CLAIMED[buffer] = n + L
+        return True
 
 
 def _append(cached: torch.Tensor, new: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -35,18 +51,20 @@ def _append(cached: torch.Tensor, new: torch.Tensor, chunk_size: int) -> torch.T
         return torch.cat((cached, new), dim=1)  # autograd needs values that are never written again
     buffer = cached._base
     reusable = (
-        buffer is not None and _CLAIMED.get(buffer) == n and buffer.shape[1] == chunk_size
+        buffer is not None and buffer.shape[1] == chunk_size
         and buffer.dtype == new.dtype and buffer.device == new.device and buffer.shape[0] == new.shape[0]
         and cached.data_ptr() == buffer.data_ptr() and buffer.is_contiguous()
+        and _claim(buffer, n, L)  # last: a claim taken is a claim used
     )
     if not reusable:
         # a normal tensor even under inference_mode: a view of an inference tensor has no _base, so the
         # next append would not find its buffer again and would copy the chunk's n tokens every time
         with torch.inference_mode(False), torch.no_grad():
             buffer = new.new_empty(new.shape[0], chunk_size, *new.shape[2:])  # (B, C, H, d)
+        with _CLAIM_LOCK:  # no other thread knows this buffer yet; the lock guards the table itself
+            _CLAIMED[buffer] = n + L
         buffer[:, :n] = cached
     buffer[:, n : n + L] = new
-    _CLAIMED[buffer] = n + L
     return buffer[:, : n + L]
 
 
