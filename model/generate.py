@@ -85,7 +85,12 @@ def pick_token(logits: torch.Tensor, settings: SamplingSettings, generator: torc
     """One token id from last-position logits (V,)."""
     if settings.is_greedy:
         return int(torch.argmax(logits))
-    filtered = filter_logits(logits.float() / settings.temperature, settings.top_k, settings.top_p)
+    # Scaled from the best logit down, in float64: logits / 1e-38 overflows fp32 to inf (softmax then gives
+    # NaN) and a temperature below 1.4e-45 is 0 in fp32. The best token scales to 0, the rest to at most 0
+    # (-inf far below it): a tiny temperature samples among the best tokens, as the limit says.
+    shifted = logits.double() - logits.double().max()  # (V,)
+    scaled = (shifted / settings.temperature).float()  # (V,), finite or -inf
+    filtered = filter_logits(scaled, settings.top_k, settings.top_p)
     probs = torch.softmax(filtered, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from megalodoc.model import Generation, GenerationUsedError, Megalodon, MegalodonConfig, SamplingSettings, generate
-from megalodoc.model.generate import filter_logits
+from megalodoc.model.generate import filter_logits, pick_token
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,26 @@ def test_top_k_one_samples_the_greedy_tokens(tiny):
     greedy = list(generate(tiny, [2, 11], max_new_tokens=8, greedy=True))
     for seed in (0, 1):
         assert list(generate(tiny, [2, 11], max_new_tokens=8, top_k=1, temperature=1.5, seed=seed)) == greedy
+
+
+def test_a_tiny_temperature_samples_near_greedy(tiny):
+    """Every finite temperature > 0 samples: logits / 1e-38 overflowed fp32 to inf and softmax gave NaN
+    ("probability tensor contains either inf, nan or element < 0"); 5e-324 is 0 in fp32."""
+    greedy = list(generate(tiny, [2, 11], max_new_tokens=8, greedy=True))
+    for temperature in (1e-30, 1e-38, 1e-40, 1e-45, 5e-324):
+        for top_k, top_p in ((0, 1.0), (5, 0.9)):
+            got = list(generate(tiny, [2, 11], max_new_tokens=8, temperature=temperature, top_k=top_k, top_p=top_p,
+                                seed=0))
+            assert got == greedy, f"temperature {temperature}, top_k {top_k}, top_p {top_p}: {got} != {greedy}"
+
+
+def test_a_tiny_temperature_splits_ties_and_keeps_large_logits_finite():
+    generator = torch.Generator().manual_seed(0)
+    settings = SamplingSettings(temperature=1e-38)
+    assert {pick_token(torch.tensor([30.0, 29.0, -5.0]), settings, generator) for _ in range(20)} == {0}
+    assert {pick_token(torch.tensor([4.0, 4.0, 1.0]), settings, generator) for _ in range(20)} == {0, 1}
+    bf16 = torch.tensor([300.0, -300.0], dtype=torch.bfloat16)  # as a bf16 model hands them over
+    assert pick_token(bf16, SamplingSettings(temperature=5e-324), generator) == 0
 
 
 def test_bad_settings_are_named(tiny):
