@@ -109,6 +109,8 @@ class Megalodon(nn.Module):
             raise TypeError(f"ids must have dtype torch.int64, got {ids.dtype}")
         if ids.dim() != 2:
             raise ValueError(f"ids must have shape (batch, length), got shape {tuple(ids.shape)}")
+        if ids.shape[0] == 0:  # a batch of no sequences has no state to carry
+            raise ValueError(f"ids must hold at least one sequence, got shape {tuple(ids.shape)}")
         if ids.device.type != "cpu" or not ids.numel():
             return  # reading a device tensor's range would wait for the device: ids come from the host tokenizer
         if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
@@ -122,7 +124,8 @@ class Megalodon(nn.Module):
         self, ids: torch.Tensor, state: ModelState | None = None
     ) -> tuple[torch.Tensor, ModelState]:
         """ids (B, L) int64 -> the final norm's output (B, L, D), the LM head's input, and the state after
-        the last token: everything forward does except the head."""
+        the last token: everything forward does except the head. L = 0 (an empty piece of a stream) reads
+        nothing: (B, 0, D) and the state unchanged (a fresh one for state=None)."""
         self._check_ids(ids)
         B, L = ids.shape
         if state is not None:
@@ -132,6 +135,8 @@ class Megalodon(nn.Module):
             if torch.is_grad_enabled():  # a call with gradients cannot save inference tensors for its backward
                 state = state.with_normal_tensors()
         cfg = self.config
+        if L == 0:  # nothing to read; the layers assume at least one token
+            return self.embed(ids), state if state is not None else self.initial_state(B)  # (B, 0, D)
         x = self.embed(ids)  # (B, L, D)
         if cfg.scale_emb:
             x = x * math.sqrt(cfg.model_dim)
@@ -152,7 +157,8 @@ class Megalodon(nn.Module):
         compute_logits=False, which skips the LM head entirely) and the state after the last token.
         last_logits_only=True: logits (B, 1, V) of the last position only, what generation reads after a
         prompt; the head then skips the other L - 1 positions (for a 512-token prompt of the shipped model,
-        about 2 GFLOP and a 16 MB logits tensor)."""
+        about 2 GFLOP and a 16 MB logits tensor). L = 0 reads nothing: logits (B, 0, V) (with
+        last_logits_only too: there is no last position) and the state unchanged."""
         x, new_state = self.hidden_states(ids, state)  # (B, L, D)
         if not compute_logits:
             return None, new_state

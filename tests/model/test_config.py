@@ -63,3 +63,9 @@ def test_bad_ids_are_named():
         model(torch.tensor([[0, 300]]))
     with pytest.raises(TypeError, match="state must be a ModelState"):
         model(torch.zeros(1, 2, dtype=torch.int64), {"position": 0})
+    # a batch of no sequences has no state to carry (it stopped in a ZeroDivisionError)
+    for ids in (torch.zeros(0, 5, dtype=torch.int64), torch.zeros(0, 0, dtype=torch.int64)):
+        with pytest.raises(ValueError, match=rf"at least one sequence, got shape \(0, {ids.shape[1]}\)"):
+            model(ids)
+        with pytest.raises(ValueError, match="at least one sequence"):
+            model.hidden_states(ids)

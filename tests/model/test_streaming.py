@@ -236,6 +236,32 @@ def test_gradcheck_state_carrying_path_batch3():
     assert torch.autograd.gradcheck(loss_fn, inputs, fast_mode=True, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", [torch.enable_grad, torch.no_grad], ids=["grad", "no_grad"])
+def test_an_empty_call_reads_nothing(tiny, mode):
+    """ids (B, 0), an empty piece of a stream: logits (B, 0, V), also for the last position only, and the
+    state unchanged (a fresh one for state=None); reading on after it equals reading on without it."""
+    gen = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 256, (2, 21), generator=gen)  # 21: mid-chunk after one whole chunk of 16
+    empty = ids[:, :0]
+    V = tiny.config.vocab_size
+    with mode():
+        _, state = tiny(ids[:, :19])
+        for given, expect in ((None, tiny.initial_state(2)), (state, state)):
+            for kwargs in ({}, {"last_logits_only": True}):
+                logits, after = tiny(empty, given, **kwargs)
+                assert logits.shape == (2, 0, V) and logits.dtype == torch.float32, (tuple(logits.shape), kwargs)
+                assert after.position == expect.position
+                for key, value in expect.to_flat().items():
+                    assert torch.equal(after.to_flat()[key], value), f"{key} changed by an empty call"
+            hidden, _ = tiny.hidden_states(empty, given)
+            assert hidden.shape == (2, 0, tiny.config.model_dim)
+            assert tiny(empty, given, compute_logits=False)[0] is None
+        expect_logits, expect_state = tiny(ids[:, 19:], state)
+        logits, after = tiny(ids[:, 19:], tiny(empty, state)[1])
+    assert torch.equal(logits, expect_logits)
+    assert_states_close(after, expect_state, 0.0, "after an empty call")
+
+
 @pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
 def test_branches_from_one_mid_chunk_state_do_not_share_the_chunk_buffer(tiny, mode):
     """Token-by-token decoding appends into one chunk buffer (under inference_mode too, as Generation
