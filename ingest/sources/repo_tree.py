@@ -4,9 +4,10 @@
 A tree lists folders (entries plus problems found while listing) and reads files by their path
 relative to the repository root. Symbolic links are never followed, as git does not follow them: each
 is reported with what it is (a loop, broken, pointing outside the repository, or a duplicate of a path
-inside it). Archives are checked for unsafe member names. Tar archives cannot be read at random cheaply
-when compressed, so the files finally chosen are copied to a private temporary folder in one
-sequential pass (``prepare``).
+inside it). Archives are checked for unsafe member names; a name an archive lists twice is its last
+member, as extracting it would leave it (a link member is noted, never followed). Tar archives cannot
+be read at random cheaply when compressed, so the files finally chosen are copied to a private
+temporary folder in one sequential pass (``prepare``).
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ class _IndexedTree(Tree):
                                          f"nested deeper than {MAX_MEMBER_DEPTH} folders; not read"))
                 continue
             cleaned.append((path, kind, size))
+        # A name listed again replaces the earlier member, as extracting the archive would: the last one wins.
+        cleaned = list({path: (path, kind, size) for path, kind, size in cleaned}.values())
         tops = {path.split("/", 1)[0] for path, _, _ in cleaned}
         single_top = len(tops) == 1 and any("/" in path or kind == "dir" for path, kind, _ in cleaned)
         if single_top:
@@ -298,7 +301,10 @@ class TarTree(_IndexedTree):
     def read(self, path: str) -> bytes:
         if self._copies is not None and (self._copies / path).is_file():
             return (self._copies / path).read_bytes()
-        handle = self._tar.extractfile(self._member(path))
+        member = self._member(path)
+        if not member.isfile():  # extractfile would follow a link member
+            raise OSError(f"member {path!r} is not a regular file")
+        handle = self._tar.extractfile(member)
         if handle is None:
             raise OSError(f"member {path!r} has no data")
         try:
