@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from .caps import IngestCaps
-from .names import shown_name
+from .names import shortened, shown_name
 from .path_checks import file_type, open_binary, read_regular
 from .types import Notice
 
@@ -112,7 +112,7 @@ class FolderTree(Tree):
         return entries, problems
 
     def _symlink_reason(self, link: Path, folder: Path) -> str:
-        target = shown_name(os.readlink(link))
+        target = shortened(shown_name(os.readlink(link)))
         try:
             resolved = Path(os.path.realpath(link, strict=True))
         except OSError as error:
@@ -265,8 +265,8 @@ class TarTree(_IndexedTree):
             if member.isdir():
                 kind = "dir"
             elif member.issym() or member.islnk():
-                kind = f"{'symlink' if member.issym() else 'hard link'} in the archive (-> {member.linkname}); " \
-                       "not followed"
+                target = shortened(shown_name(member.linkname))
+                kind = f"{'symlink' if member.issym() else 'hard link'} in the archive (-> {target}); not followed"
             elif member.isfile():
                 kind = "file"
             else:
@@ -275,6 +275,7 @@ class TarTree(_IndexedTree):
             self._members[clean_member_name(member.name) or member.name] = member
         self._index(names)
         self._copies: Path | None = None
+        self._copied: dict[str, Path] = {}  # tree path -> its copy
         self._cleanup: weakref.finalize | None = None
 
     def _list_members(self, caps: IngestCaps, archive_size: int) -> list[tarfile.TarInfo]:
@@ -299,8 +300,9 @@ class TarTree(_IndexedTree):
         return member
 
     def read(self, path: str) -> bytes:
-        if self._copies is not None and (self._copies / path).is_file():
-            return (self._copies / path).read_bytes()
+        copy = self._copied.get(path)
+        if copy is not None:
+            return copy.read_bytes()
         member = self._member(path)
         if not member.isfile():  # extractfile would follow a link member
             raise OSError(f"member {path!r} is not a regular file")
@@ -313,16 +315,17 @@ class TarTree(_IndexedTree):
             raise OSError(f"corrupt archive member ({type(error).__name__}: {error})") from error
 
     def prepare(self, paths: list[str]) -> list[Notice]:
-        """Copy ``paths`` into a temporary folder in one pass in archive order."""
+        """Copy ``paths`` into a temporary folder in one pass in archive order. Each copy gets a short
+        generated name: a member's own name may be longer than the file system allows (255 bytes)."""
         if self._copies is None:
             self._make_copies_folder()
         problems: list[Notice] = []
         wanted = sorted(paths, key=lambda path: self._member(path).offset_data)
         for path in wanted:
-            target = self._copies / path
+            target = self._copies / str(len(self._copied))
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.read(path))
+                self._copied[path] = target
             except OSError as error:
                 problems.append(Notice(self.show(path), f"unreadable ({_os_reason(error)})"))
         return problems

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .caps import IngestCaps
-from .names import shown_name
+from .names import shortened, shown_name
 
 LocatorKind = Literal["page", "lines", "offset"]
 SourceKind = Literal["pdf", "text", "repo"]
@@ -116,13 +116,14 @@ class TextPiece:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Something skipped or worth a warning: ``subject`` (a file or repository path) and ``reason``."""
+    """Something skipped or worth a warning: ``subject`` (a file or repository path) and ``reason``.
+    ``str()`` gives the one-line note, a long subject shortened."""
 
     subject: str
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.subject}: {self.reason}"
+        return f"{shortened(self.subject)}: {self.reason}"
 
 
 def _default_pdf_workers() -> int:

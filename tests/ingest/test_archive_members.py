@@ -79,3 +79,27 @@ def test_reading_a_link_member_of_a_tar_is_an_os_error_not_a_followed_link(tmp_p
             tree.read("out")
     finally:
         tree.close()
+
+
+def test_member_names_longer_than_a_file_system_allows_are_read_from_a_tar_as_from_a_zip(tmp_path: Path):
+    long_file = "r/" + "x" * 300 + ".py"
+    long_folder = "r/" + "d" * 300 + "/b.py"
+    members = [("r/ok.py", b"ok = 1\n"), (long_file, b"x = 1\n"), (long_folder, b"b = 1\n")]
+    texts = [_read(make(tmp_path / f"long{suffix}", members)) for make, suffix in ((_tar, ".tar"), (_zip, ".zip"))]
+    assert texts[0] == texts[1]
+    text, reasons = texts[0]
+    assert reasons == {}
+    assert f"# file: {long_file}\nx = 1\n" in text and f"# file: {long_folder}\nb = 1\n" in text
+
+
+def test_a_note_shortens_a_long_name(tmp_path: Path):
+    name = "r/" + "y" * 5000 + ".bin"
+    link = (tarfile.SYMTYPE, "z" * 5000)
+    members = [("r/ok.py", b"ok = 1\n"), (name, b"\0binary"), ("r/link", link)]
+    with open_source(_tar(tmp_path / "r.tar", members)) as source:
+        binary, linked = sorted(source.skipped, key=lambda notice: notice.subject, reverse=True)
+    assert binary.subject == name  # the whole name stays the file's identity
+    note = str(binary)
+    assert note.startswith("r/yyy") and note.endswith(".bin: binary file (NUL byte at offset 0)")
+    assert len(note) < 250
+    assert str(linked).startswith("r/link: symlink in the archive (-> zzz") and len(str(linked)) < 250
