@@ -31,6 +31,8 @@ VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input
                        "track", "wbr"})
 _WHITESPACE = re.compile(r"\s+")
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_ASCII_PROBE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
+"""Printable ASCII and line controls: an ASCII-compatible encoding decodes them as ASCII does."""
 _HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html)[\s>]", re.IGNORECASE | re.DOTALL)
 
 
@@ -40,13 +42,21 @@ def looks_like_html(head: bytes) -> bool:
 
 
 def declared_charset(head: bytes) -> str | None:
-    """The charset of a <meta> tag in ``head``, as browsers read it (latin-1 and ASCII mean cp1252)."""
+    """The charset of a <meta> tag in ``head``, as browsers read it (latin-1 and ASCII mean cp1252).
+
+    Only an ASCII-compatible text encoding counts (the tag itself was read as ASCII): a label of anything
+    else (UTF-16 and UTF-32, which browsers also ignore in a meta tag; EBCDIC; bytes-to-bytes codecs such
+    as base64 or zlib) gives None, and the file's encoding is detected as without a tag.
+    """
     match = _META_CHARSET.search(head)
     if match is None:
         return None
     try:
         name = codecs.lookup(match.group(1).decode("ascii")).name
-    except (LookupError, UnicodeDecodeError):
+        ascii_compatible = _ASCII_PROBE.decode(name) == _ASCII_PROBE.decode("ascii")
+    except (LookupError, ValueError):  # unknown, not a text encoding (LookupError), or fails on ASCII
+        return None
+    if not ascii_compatible:
         return None
     return "cp1252" if name in ("latin-1", "iso8859-1", "ascii") else name
 

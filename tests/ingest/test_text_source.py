@@ -120,6 +120,29 @@ def test_html_is_detected_without_an_extension_and_honours_meta_charset(tmp_path
     assert source.text() == "Grüße\n"
 
 
+@pytest.mark.parametrize("label", ["utf-16", "utf-16le", "UTF-16BE", "utf-32", "utf-7", "rot13", "base64", "hex",
+                                   "zlib", "uu", "punycode", "bz2", "quopri", "cp500"])
+def test_a_meta_charset_that_is_not_an_ascii_compatible_text_encoding_is_ignored(tmp_path: Path, label: str):
+    path = tmp_path / "page.html"  # ASCII of even length, as a UTF-16 reading would need; then one UTF-8 word
+    path.write_bytes(f'<html><head><meta charset="{label}"></head><body><p>Hello world!!</p><p>caf\u00e9</p>'
+                     '</body></html>'.encode())
+    with open_source(path) as source:
+        assert source.encoding == "utf-8"
+        assert source.text() == "Hello world!!\n\ncafé\n"
+
+
+@pytest.mark.parametrize(("label", "encoding", "word"), [("windows-1251", "cp1251", "\u043c\u0438\u0440"),
+                                                         ("koi8-r", "koi8-r", "\u043c\u0438\u0440"),
+                                                         ("shift_jis", "shift_jis", "\u65e5\u672c"),
+                                                         ("ascii", "cp1252", "\u20ac")])
+def test_a_meta_charset_of_a_text_encoding_is_honoured(tmp_path: Path, label: str, encoding: str, word: str):
+    path = tmp_path / "page.html"
+    path.write_bytes(f'<html><head><meta charset="{label}"></head><body><p>{word}</p></body></html>'.encode(encoding))
+    with open_source(path) as source:
+        assert source.encoding == encoding
+        assert source.text() == f"{word}\n"
+
+
 def test_real_gtk_doc_html_page():
     page = GTK_DOC / "libtasn1-libtasn1.html"
     if not page.exists():
