@@ -2,7 +2,9 @@
 
 Every input reached through a path the user gives (an argument, a file inside a given folder) is judged
 from ``os.stat`` and ``os.path.realpath`` alone, which read no file contents: files under /proc, /sys and
-/dev, named pipes, sockets and devices are refused before any ``open``. A file is then opened with
+/dev, named pipes, sockets and devices are refused before any ``open``. A file of those file systems
+mounted elsewhere (a bind mount) has an ordinary path; its device number (``st_dev``) still names the
+file system, so it is refused too (``special_device``). A file is then opened with
 ``open_regular``, which re-checks the opened descriptor (the path may have been swapped between the
 check and the open) and never blocks on a pipe.
 
@@ -12,6 +14,7 @@ Paths in messages go through ``names.shown_name`` (undecodable bytes shown as ``
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from typing import BinaryIO
@@ -32,6 +35,31 @@ def special_root(real: str) -> str | None:
     return None
 
 
+@functools.cache
+def _special_devices() -> dict[int, str]:
+    """``st_dev`` -> root for each of /proc, /sys and /dev that is a file system of its own (a mount point,
+    not a plain folder of the root file system, which would make every file of it special). Read once."""
+    try:
+        root_device = os.stat("/").st_dev
+    except OSError:
+        return {}
+    devices: dict[int, str] = {}
+    for root in SPECIAL_ROOTS:
+        try:
+            device = os.stat(root).st_dev
+        except OSError:
+            continue
+        if device != root_device:
+            devices.setdefault(device, root)
+    return devices
+
+
+def special_device(info: os.stat_result) -> str | None:
+    """The kernel or device file system (/proc, /sys, /dev) that the file of ``info`` is on, wherever it is
+    mounted (a bind mount gives such a file an ordinary path), or None. One dict look-up."""
+    return _special_devices().get(info.st_dev)
+
+
 def file_type(mode: int) -> str:
     """What a non-regular, non-folder ``st_mode`` is, in words."""
     for test, label in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISSOCK, "socket"),
@@ -46,8 +74,8 @@ def check_input_path(path: str | os.PathLike[str]) -> os.stat_result:
     """Judge a path the user gave, without opening it; returns its ``stat`` (symlinks followed).
 
     Refuses (SourceError naming the path): a missing path or broken symlink, a symlink loop, a path
-    that resolves into /proc, /sys or /dev, anything that is neither a regular file nor a folder, and a
-    regular file written with a trailing slash (the user meant a folder).
+    that resolves into /proc, /sys or /dev or whose file system is one of them, anything that is neither
+    a regular file nor a folder, and a regular file written with a trailing slash (the user meant a folder).
     """
     raw = os.fspath(path)
     shown = shown_name(raw)
@@ -74,6 +102,10 @@ def check_input_path(path: str | os.PathLike[str]) -> os.stat_result:
         target = "" if real == os.path.abspath(raw) else f" (it resolves to {shown_name(real)})"
         raise UnsupportedSourceError(shown, f"a file of the kernel or device file system {root}{target}, "
                                             "not a document; refused without reading it")
+    mounted = special_device(info)
+    if mounted is not None:
+        raise UnsupportedSourceError(shown, f"a file of the kernel or device file system {mounted} (mounted here), "
+                                            "not a document; refused without reading it")
     if stat.S_ISDIR(info.st_mode):
         return info
     if not stat.S_ISREG(info.st_mode):
@@ -97,9 +129,12 @@ def open_regular(path: str | os.PathLike[str], *, follow_symlinks: bool = True) 
         flags |= getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"not a regular file ({file_type(mode)})")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({file_type(info.st_mode)})")
+        mounted = special_device(info)
+        if mounted is not None:
+            raise OSError(errno.EINVAL, f"a file of the kernel or device file system {mounted}, not a document")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

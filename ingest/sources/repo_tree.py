@@ -27,7 +27,7 @@ from typing import Literal
 
 from .caps import IngestCaps
 from .names import shortened, shown_name
-from .path_checks import file_type, open_binary, read_regular
+from .path_checks import file_type, open_binary, read_regular, special_device
 from .types import Notice
 
 EntryKind = Literal["file", "dir"]
@@ -100,13 +100,20 @@ class FolderTree(Tree):
             try:
                 if item.is_symlink():
                     problems.append(Notice(self.show(child), self._symlink_reason(Path(item.path), folder)))
-                elif item.is_dir(follow_symlinks=False):
+                    continue
+                info = item.stat(follow_symlinks=False)
+                mounted = special_device(info)  # /proc, /sys or /dev mounted inside the folder
+                if mounted is not None:
+                    what = "folder" if stat.S_ISDIR(info.st_mode) else "file"
+                    problems.append(Notice(self.show(child), f"a {what} of the kernel or device file system "
+                                                             f"{mounted} (mounted here), not a document; not read"))
+                elif stat.S_ISDIR(info.st_mode):
                     entries.append(Entry(item.name, child, "dir"))
-                elif item.is_file(follow_symlinks=False):
-                    entries.append(Entry(item.name, child, "file", item.stat(follow_symlinks=False).st_size))
+                elif stat.S_ISREG(info.st_mode):
+                    entries.append(Entry(item.name, child, "file", info.st_size))
                 else:
-                    mode = item.stat(follow_symlinks=False).st_mode
-                    problems.append(Notice(self.show(child), f"not a regular file ({file_type(mode)}); not read"))
+                    problems.append(Notice(self.show(child),
+                                           f"not a regular file ({file_type(info.st_mode)}); not read"))
             except OSError as error:
                 problems.append(Notice(self.show(child), f"unreadable ({_os_reason(error)})"))
         return entries, problems
