@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from megalodoc.model.config import MegalodonConfig
 from megalodoc.model.megalodon import Megalodon
+from megalodoc.model.tokenizer import Tokenizer, TokenizerError
 
 FORMAT_NAME = "megalodoc"
 FORMAT_VERSION = 1
@@ -58,41 +60,70 @@ def save_model(
     model: Megalodon, folder: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None
 ) -> Path:
     """Write config.json, the weights and (if given) the tokenizer into `folder`; returns the folder.
-    Files are written under temporary names and renamed, so a crash never leaves a half-written model."""
+
+    The tokenizer is checked first (it must load and fit the model's vocabulary: CheckpointError). Every
+    file is then written in full under a temporary name, and only when all are written are they renamed
+    into place, config.json last: a failure while writing (a full disk, an unreadable tokenizer) removes
+    the temporary files and leaves a model already in the folder as it was. All files get the mode a
+    new file gets (0666 less the umask)."""
     folder = Path(folder)
+    if tokenizer is not None:
+        _check_tokenizer(Path(tokenizer), model.config)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder}: exists and is not a folder; a model is saved into a folder")
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     shards = _shards(tensors)
     names = [SINGLE_FILE] if len(shards) == 1 else [
         f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))
     ]
-    for name, shard in zip(names, shards, strict=True):
-        tmp = folder / (name + ".tmp")
-        save_file(shard, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, folder / name)
-    if len(shards) > 1:
-        weight_map = {k: name for name, shard in zip(names, shards, strict=True) for k in shard}
-        _write_json(folder / INDEX_FILE, {"weight_map": weight_map})
-    tokenizer_name = None
-    if tokenizer is not None:
-        if Path(tokenizer).resolve() != (folder / TOKENIZER_FILE).resolve():
-            shutil.copyfile(tokenizer, folder / TOKENIZER_FILE)
-        tokenizer_name = TOKENIZER_FILE
+    copy_tokenizer = tokenizer is not None and Path(tokenizer).resolve() != (folder / TOKENIZER_FILE).resolve()
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
         "weights": names,
-        "tokenizer": tokenizer_name,
+        "tokenizer": None if tokenizer is None else TOKENIZER_FILE,
     }
-    _write_json(folder / "config.json", meta)
+    staged: list[Path] = []  # final paths whose content waits under name + ".tmp"; config.json last
+
+    def stage(name: str) -> Path:
+        staged.insert(len(staged) - 1 if staged else 0, folder / name)
+        return folder / (name + ".tmp")
+
+    try:
+        _write_json(stage("config.json"), meta)  # opened normally, so it has the mode a new file gets
+        mode = stat.S_IMODE(os.stat(folder / "config.json.tmp").st_mode)
+        for name, shard in zip(names, shards, strict=True):
+            save_file(shard, str(stage(name)), metadata={"format": "pt"})
+            os.chmod(folder / (name + ".tmp"), mode)  # save_file creates its file with mode 0600
+        if len(shards) > 1:
+            weight_map = {k: name for name, shard in zip(names, shards, strict=True) for k in shard}
+            _write_json(stage(INDEX_FILE), {"weight_map": weight_map})
+        if copy_tokenizer:
+            shutil.copyfile(tokenizer, stage(TOKENIZER_FILE))
+    except BaseException:
+        for path in staged:
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        raise
+    for path in staged:
+        os.replace(path.with_name(path.name + ".tmp"), path)
     return folder
 
 
+def _check_tokenizer(path: Path, config: MegalodonConfig) -> None:
+    """A tokenizer saved with a model must load and have no more pieces than the model has embeddings."""
+    try:
+        pieces = Tokenizer.from_file(path).vocab_size
+    except TokenizerError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if pieces > config.vocab_size:
+        raise CheckpointError(f"{path}: the tokenizer has {pieces} pieces but the model only "
+                              f"{config.vocab_size} embeddings (vocab_size)")
+
+
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_config(folder: str | os.PathLike) -> dict:

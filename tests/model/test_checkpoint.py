@@ -8,8 +8,10 @@ import torch
 from megalodoc.app.cli import main as cli_main
 from megalodoc.model import CheckpointError, Megalodon, MegalodonConfig, load_model, save_model
 from megalodoc.model import checkpoint as checkpoint_module
-from megalodoc.model.checkpoint import load_folder
+from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR, load_folder
 from megalodoc.model.upstream import KEY_TABLE, export_upstream, ours_to_upstream_keys
+
+TOKENIZER = DEFAULT_MODEL_DIR / "tokenizer.model"  # 8192 pieces
 
 
 def same_weights(a: Megalodon, b: Megalodon) -> bool:
@@ -49,11 +51,11 @@ def test_shards_stay_under_limit(tmp_path, monkeypatch):
     assert same_weights(model, load_model(tmp_path / "m"))
 
 
-def test_tokenizer_is_copied_and_recorded(tiny, tmp_path):
-    (tmp_path / "tok.model").write_bytes(b"not really a tokenizer but bytes to copy")
-    save_model(tiny, tmp_path / "m", tokenizer=tmp_path / "tok.model")
+def test_tokenizer_is_copied_and_recorded(tmp_path):
+    model = Megalodon(MegalodonConfig.preset("tiny", vocab_size=8192))
+    save_model(model, tmp_path / "m", tokenizer=TOKENIZER)
     loaded = load_folder(tmp_path / "m")
-    assert loaded.tokenizer_file.read_bytes() == (tmp_path / "tok.model").read_bytes()
+    assert loaded.tokenizer_file.read_bytes() == TOKENIZER.read_bytes()
     assert loaded.files == ("config.json", "model.safetensors", "tokenizer.model")
 
 
@@ -155,3 +157,60 @@ def test_reference_config_with_null_rope_base_and_bad_prior(tmp_path):
     (tmp_path / "ref" / "consolidated.pth").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="consolidated.pth: cannot read"):
         load_model(tmp_path / "ref")
+
+
+
+def test_failed_save_leaves_the_previous_model_loadable(tmp_path):
+    torch.manual_seed(3)
+    old = Megalodon(MegalodonConfig.preset("tiny", vocab_size=8192)).eval()
+    save_model(old, tmp_path / "m", tokenizer=TOKENIZER)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    new = Megalodon(MegalodonConfig.preset("tiny", vocab_size=8192, num_layers=3)).eval()
+    with pytest.raises(CheckpointError, match=r"no-such\.model: tokenizer model file not found"):
+        save_model(new, tmp_path / "m", tokenizer=tmp_path / "no-such.model")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    assert same_weights(old, load_model(tmp_path / "m"))
+
+
+def test_failed_shard_write_leaves_the_previous_model_and_no_temporary_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint_module, "SHARD_BYTES", 64 * 1024)
+    config = MegalodonConfig.preset("tiny", vocab_size=1024, model_dim=64)
+    torch.manual_seed(4)
+    old = Megalodon(config).eval()
+    save_model(old, tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    assert len(before) > 3  # config, index and several shards
+    real_save_file, calls = checkpoint_module.save_file, []
+
+    def disk_full_at_the_second_shard(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_save_file(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "save_file", disk_full_at_the_second_shard)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(Megalodon(config), tmp_path / "m")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    assert same_weights(old, load_model(tmp_path / "m"))
+
+
+def test_tokenizer_larger_than_the_vocabulary_is_refused_at_save(tiny, tmp_path):
+    with pytest.raises(CheckpointError, match=r"tokenizer\.model: the tokenizer has 8192 pieces but the model only "
+                                              r"256 embeddings"):
+        save_model(tiny, tmp_path / "m", tokenizer=TOKENIZER)
+    assert not (tmp_path / "m" / "config.json").exists()
+
+
+def test_saved_files_share_one_mode_that_follows_the_umask(tmp_path):
+    import os
+    import stat
+
+    model = Megalodon(MegalodonConfig.preset("tiny", vocab_size=8192))
+    old = os.umask(0o027)
+    try:
+        save_model(model, tmp_path / "m", tokenizer=TOKENIZER)
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in (tmp_path / "m").iterdir()}
+    assert modes == {"config.json": "0o640", "model.safetensors": "0o640", "tokenizer.model": "0o640"}
