@@ -24,11 +24,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from megalodoc.model.config import MegalodonConfig
+from megalodoc.model.folder_meta import FORMAT_NAME, FORMAT_VERSION, CheckpointError, parse_folder_meta
 from megalodoc.model.megalodon import Megalodon
 from megalodoc.model.tokenizer import Tokenizer, TokenizerError
+from megalodoc.model.weight_check import check_weight_headers, weight_problems
 
-FORMAT_NAME = "megalodoc"
-FORMAT_VERSION = 1
 # Shards stay under 16 MiB so every file fits comfortably in a git repository and in one upload.
 SHARD_BYTES = 16 * 1024 * 1024
 TOKENIZER_FILE = "tokenizer.model"
@@ -36,10 +36,6 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class CheckpointError(ValueError):
-    """A model folder is unusable; the message names the file and the problem."""
 
 
 def _shards(tensors: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -152,17 +148,8 @@ def _load_tensors(folder: Path, files: list[str]) -> dict[str, torch.Tensor]:
 
 def load_state_dict_strict(model: Megalodon, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Copy tensors into the model, refusing missing, unexpected or mis-shaped entries by name."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}" + (" ..." if len(unexpected) > 8 else ""))
-    for key in sorted(set(expected) & set(tensors)):
-        if tuple(expected[key].shape) != tuple(tensors[key].shape):
-            problems.append(f"{key} has shape {tuple(tensors[key].shape)}, expected {tuple(expected[key].shape)}")
+    problems = weight_problems({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                               {k: tuple(v.shape) for k, v in tensors.items()})
     if problems:
         raise CheckpointError(f"{source}: weights do not match the config: " + "; ".join(problems))
     model.load_state_dict(tensors, strict=True)
@@ -187,29 +174,15 @@ def _load_local(folder: Path) -> LoadedFolder:
         has_tokenizer = tokenizer.is_file()
         files = (upstream.CONFIG_FILE, upstream.WEIGHTS_FILE) + ((TOKENIZER_FILE,) if has_tokenizer else ())
         return LoadedFolder(upstream.load_upstream(folder), folder, files, tokenizer if has_tokenizer else None)
-    meta = read_config(folder)
-    if meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(
-            f"{folder / 'config.json'}: not a megalodoc model (no \"format\": \"megalodoc\") and no "
-            "reference checkpoint (consolidated.pth) beside it"
-        )
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{folder / 'config.json'}: format version {meta['format_version']} is newer than this "
-            f"megalodoc supports ({FORMAT_VERSION}); upgrade megalodoc"
-        )
-    try:
-        config = MegalodonConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{folder / 'config.json'}: invalid model config ({exc})") from exc
-    model = Megalodon(config)
-    weights = [str(name) for name in (meta.get("weights") or [])]
-    load_state_dict_strict(model, _load_tensors(folder, weights), str(folder))
-    tok = meta.get("tokenizer")
-    tokenizer = (folder / tok) if tok else None
+    # Everything config.json says is checked, and the weight headers against it, before a module is built.
+    meta = parse_folder_meta(read_config(folder), folder / "config.json")
+    tokenizer = None if meta.tokenizer is None else folder / meta.tokenizer
     if tokenizer is not None and not tokenizer.is_file():
         raise CheckpointError(f"{tokenizer}: tokenizer named in config.json is missing")
-    files = ("config.json", *weights) + ((str(tok),) if tok else ())
+    check_weight_headers(folder, meta.weights, meta.config)
+    model = Megalodon(meta.config)
+    load_state_dict_strict(model, _load_tensors(folder, list(meta.weights)), str(folder))
+    files = ("config.json", *meta.weights) + (() if meta.tokenizer is None else (meta.tokenizer,))
     return LoadedFolder(model, folder, files, tokenizer)
 
 

@@ -55,6 +55,19 @@ class MegalodonConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 problems.append(f"{name}={value!r} must be a positive integer")
+        for name in ("swiglu", "rescale_nffn", "scale_emb", "share_emb"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name}={getattr(self, name)!r} must be true or false")
+        for name in ("norm_eps", "rope_base", "dropout", "hidden_dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                problems.append(f"{name}={value!r} must be a number")
+        for name in ("pad_id", "unk_id", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                problems.append(f"{name}={value!r} must be an integer")
+        if not isinstance(self.init_mode, str):
+            problems.append(f"init_mode={self.init_mode!r} must be a string")
         if problems:
             raise ValueError("invalid MegalodonConfig: " + "; ".join(problems))
         if self.z_dim % self.num_heads:
@@ -77,10 +90,12 @@ class MegalodonConfig:
             problems.append(f"rope_base={self.rope_base!r} must be > 1 and finite")
         if self.init_mode not in ("he", "bert", "gaussian", "xavier", "none"):
             problems.append(f"init_mode={self.init_mode!r} is not one of he, bert, gaussian, xavier, none")
-        for name in ("pad_id", "unk_id", "bos_id", "eos_id"):
+        # pad and eos may be -1 (sentencepiece's "none"); every text starts with bos, and unk always exists
+        for name, lowest in (("pad_id", -1), ("unk_id", 0), ("bos_id", 0), ("eos_id", -1)):
             value = getattr(self, name)
-            if not -1 <= value < self.vocab_size:
-                problems.append(f"{name}={value!r} is outside the vocabulary [0, {self.vocab_size})")
+            if not lowest <= value < self.vocab_size:
+                none = " or -1 for none" if lowest < 0 else ""
+                problems.append(f"{name}={value!r} is outside the vocabulary [0, {self.vocab_size}){none}")
         if problems:
             raise ValueError("invalid MegalodonConfig: " + "; ".join(problems))
 
