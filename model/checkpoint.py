@@ -195,7 +195,8 @@ def _download(repo_id: str) -> Path:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         why = "the Hugging Face Hub is offline (HF_HUB_OFFLINE is set)" if offline else f"{type(exc).__name__}: {exc}"
         raise CheckpointError(
-            f"could not fetch model {repo_id!r} from the Hugging Face Hub ({why}); "
+            f"no local folder {repo_id!r} exists, and could not fetch model {repo_id!r} from the Hugging Face "
+            f"Hub ({why}); "
             "download the folder elsewhere and pass its local path instead"
         ) from exc
 
@@ -209,6 +210,9 @@ def resolve_model_folder(path_or_repo_id: str | os.PathLike | None = None) -> Pa
                 f"no default model is installed at {DEFAULT_MODEL_DIR}; pass a model folder explicitly"
             )
         return DEFAULT_MODEL_DIR
+    if isinstance(path_or_repo_id, str) and not path_or_repo_id.strip():
+        raise CheckpointError("the model path is empty: name a model folder or a Hub repo id (owner/name), "
+                              "or leave it out for the shipped default model")
     path = Path(path_or_repo_id)
     if path.exists():
         if not path.is_dir():

@@ -214,3 +214,15 @@ def test_saved_files_share_one_mode_that_follows_the_umask(tmp_path):
         os.umask(old)
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in (tmp_path / "m").iterdir()}
     assert modes == {"config.json": "0o640", "model.safetensors": "0o640", "tokenizer.model": "0o640"}
+
+
+def test_empty_model_path_is_refused(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="empty"):
+        load_model("")
+
+
+def test_a_mistyped_local_path_is_said_to_be_neither_folder_nor_fetched(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match=r"no local folder 'models/mine' exists"):
+        load_model("models/mine")
