@@ -86,7 +86,10 @@ class ModelState:
 
     # ---- flat form ----
     def to_flat(self) -> dict[str, torch.Tensor]:
-        """Named tensors, complex stored as (..., 2) real pairs; `from_flat` inverts it bit-exactly."""
+        """Named tensors, complex stored as (..., 2) real pairs; `from_flat` inverts it bit-exactly.
+
+        No copies are made where they are not needed (the codec only reads them): most of the tensors
+        share memory with the state, so editing one in place edits the state. Clone before editing."""
         flat: dict[str, torch.Tensor] = {"position": torch.tensor(self.position, dtype=torch.int64)}
         for i, layer in enumerate(self.layers):
             flat[f"layers.{i}.ema"] = torch.view_as_real(layer.ema).contiguous()
@@ -98,9 +101,15 @@ class ModelState:
 
     @classmethod
     def from_flat(cls, flat: Mapping[str, torch.Tensor], config: MegalodonConfig | None = None) -> ModelState:
-        """Rebuild a state from `to_flat` output; with a config, validate every shape against it."""
+        """Rebuild a state from `to_flat` output. Always checked: every entry is there, `position` is an int64
+        scalar, each ema is float32 or float64 real pairs (..., 2). With a config, also `validate`: every
+        shape and dtype against it, the norm counts against the position, the norm means and variances
+        finite and the variances not negative (the ema values and the keys and values are not read)."""
         if "position" not in flat:
             raise StateMismatchError("flat state has no 'position' entry")
+        position = flat["position"]
+        if position.dtype != torch.int64 or position.dim() != 0:
+            raise StateMismatchError(f"position is {position.dtype}{tuple(position.shape)}, expected an int64 scalar")
         num_layers = 0
         while f"layers.{num_layers}.ema" in flat:
             num_layers += 1
@@ -109,13 +118,13 @@ class ModelState:
             prefix = f"layers.{i}"
             layers.append(
                 LayerState(
-                    ema=torch.view_as_complex(_need(flat, f"{prefix}.ema").contiguous()),
+                    ema=_complex(_need(flat, f"{prefix}.ema"), f"{prefix}.ema"),
                     norm=_get_norm(flat, f"{prefix}.norm"),
                     keys=_need(flat, f"{prefix}.keys"),
                     values=_need(flat, f"{prefix}.values"),
                 )
             )
-        state = cls(tuple(layers), _get_norm(flat, "final_norm"), int(_need(flat, "position").item()))
+        state = cls(tuple(layers), _get_norm(flat, "final_norm"), int(position.item()))
         if config is not None:
             state.validate(config)
         return state
@@ -124,8 +133,9 @@ class ModelState:
     def validate(self, config: MegalodonConfig, batch_size: int | None = None, *, check_values: bool = True) -> None:
         """Raise StateMismatchError naming every field that does not fit `config` (and the batch).
         check_values=False checks only shapes and dtypes, which reads no tensor data (no device sync):
-        the model does that on every call; the norm counts are checked against the position where a
-        state enters from outside (`from_flat`, restore)."""
+        the model does that on every call; where a state enters from outside (`from_flat`, restore) the
+        norm counts are also checked against the position and the norm means and variances for values no
+        model call makes (not finite, a negative variance)."""
         B = self.batch_size if batch_size is None else batch_size
         c = config
         problems = []
@@ -148,6 +158,9 @@ class ModelState:
             problems += _norm_problems(layer.norm, f"layers.{i}.norm", B, c.norm_num_groups, self.position,
                                        check_values)
         problems += _norm_problems(self.final_norm, "final_norm", B, c.norm_num_groups, self.position, check_values)
+        if check_values:
+            norms = {f"layers.{i}.norm": layer.norm for i, layer in enumerate(self.layers)}
+            problems += _statistic_problems({**norms, "final_norm": self.final_norm})
         if self.position < 0:
             problems.append(f"position {self.position} is negative")
         if problems:
@@ -163,6 +176,14 @@ def _put_norm(flat: dict[str, torch.Tensor], prefix: str, norm: NormState) -> No
     flat[f"{prefix}.count"] = norm.count.contiguous()
     flat[f"{prefix}.mean"] = norm.mean.contiguous()
     flat[f"{prefix}.var"] = norm.var.contiguous()
+
+
+def _complex(pairs: torch.Tensor, key: str) -> torch.Tensor:
+    """(..., 2) float32/float64 real pairs -> (...) complex64/complex128."""
+    if pairs.dtype not in (torch.float32, torch.float64) or pairs.dim() == 0 or pairs.shape[-1] != 2:
+        raise StateMismatchError(f"{key} is {pairs.dtype}{tuple(pairs.shape)}, "
+                                 "expected float32 (or float64) real pairs (..., 2)")
+    return torch.view_as_complex(pairs.contiguous())
 
 
 def _get_norm(flat: Mapping[str, torch.Tensor], prefix: str) -> NormState:
@@ -187,4 +208,26 @@ def _norm_problems(
         t = getattr(norm, name)
         if tuple(t.shape) != (B, G) or t.dtype not in (torch.float32, torch.float64):
             problems.append(f"{prefix}.{name} is {t.dtype}{tuple(t.shape)}, expected float32({B}, {G})")
+    return problems
+
+
+def _statistic_problems(norms: dict[str, NormState]) -> list[str]:
+    """Means and variances that no model call makes (not finite, negative variance), by name. One check
+    over all of them at once (a restore pays it), and a search by name only when it fails."""
+    means = [n.mean.reshape(-1) for n in norms.values() if n.mean.is_floating_point()]
+    variances = [n.var.reshape(-1) for n in norms.values() if n.var.is_floating_point()]
+    if not means and not variances:  # wrong dtypes, reported by _norm_problems
+        return []
+    values = torch.cat(means + variances)  # (every mean, then every variance)
+    first_variance = sum(t.numel() for t in means)
+    if bool(torch.isfinite(values).all() & (values[first_variance:] >= 0).all()):
+        return []
+    problems = []
+    for prefix, norm in norms.items():
+        for name in ("mean", "var"):
+            t = getattr(norm, name)
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                problems.append(f"{prefix}.{name} holds a value that is not finite")
+        if norm.var.is_floating_point() and bool((norm.var < 0).any()):
+            problems.append(f"{prefix}.var holds a negative variance")
     return problems

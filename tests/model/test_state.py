@@ -116,3 +116,21 @@ def test_a_state_made_under_inference_mode_continues_with_gradients(tiny, length
     normal = state.with_normal_tensors()
     assert not any(t.is_inference() for t in normal.to_flat().values())
     assert normal.with_normal_tensors() is normal  # nothing to copy: the same state back
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f["layers.0.norm.var"].__setitem__((0, 0), -1.0), r"layers\.0\.norm\.var holds a negative"),
+    (lambda f: f["final_norm.mean"].__setitem__((0, 1), float("nan")), r"final_norm\.mean holds a value that is "
+                                                                         r"not finite"),
+    (lambda f: f.__setitem__("layers.0.ema", f["layers.0.ema"].half()), r"layers\.0\.ema is torch\.float16"),
+    (lambda f: f.__setitem__("position", torch.tensor(40.9)), r"position is torch\.float32\(\), expected an "
+                                                              r"int64 scalar"),
+    (lambda f: f.__setitem__("position", torch.tensor([40])), r"position is torch\.int64\(1,\)"),
+])
+def test_from_flat_refuses_values_no_model_call_makes(tiny, edit, message):
+    with torch.no_grad():
+        _, state = tiny(torch.randint(0, 256, (1, 40)))
+    flat = {k: v.clone() for k, v in state.to_flat().items()}
+    edit(flat)
+    with pytest.raises(StateMismatchError, match=message):
+        ModelState.from_flat(flat, tiny.config)
