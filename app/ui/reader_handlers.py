@@ -12,7 +12,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from megalodoc.app.reader import MACHINE_LABEL, Citation, SessionPoint
+from megalodoc.app.reader import MACHINE_LABEL, Citation, SessionNotFoundError, SessionPoint
 from megalodoc.app.reader.sessions import one_line
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
@@ -141,11 +141,15 @@ def _point(ctx: AppContext, doc_id: int, position: int, session_id: int | None,
     document from this reading point, otherwise a new session there."""
     service = ctx.service
     if session_id is not None:
-        session = service.session(session_id)  # SessionNotFoundError when deleted meanwhile
-        if session.document_id == doc_id and session.position == position:
-            if after_turn is not None:
-                return service.branch(after_turn), False
-            return service.session_start(session_id), False
+        try:
+            session = service.session(session_id)
+            if session.document_id == doc_id and session.position == position:
+                if after_turn is not None:
+                    return service.branch(after_turn), False
+                return service.session_start(session_id), False
+        except SessionNotFoundError as exc:  # deleted meanwhile, in this page or another
+            raise UiError(f"{exc}: the conversation this page shows is gone; press \"New conversation\" "
+                          "to start another here, or resume one from the list") from exc
     return service.start_session(doc_id, at=int(position)), True
 
 

@@ -110,6 +110,13 @@ def test_export_rename_and_delete_a_session(ctx, atlas):
         h.resume_session(ctx, one.session_id)
     with pytest.raises(UiError, match="choose a session"):
         h.export_session(ctx, None)
+    # a page still showing the deleted session says what to do, for a question and a continuation alike
+    gone = (rf"no session with id {one.session_id} .*: the conversation this page shows is gone; "
+            r"press \"New conversation\"")
+    with pytest.raises(UiError, match=gone):
+        list(h.ask(ctx, atlas.id, "And then?", atlas.committed_position, False, SAMPLING, one.session_id, None))
+    with pytest.raises(UiError, match=gone):
+        list(h.continue_text(ctx, atlas.id, atlas.committed_position, SAMPLING, one.session_id, None))
 
 
 def test_reading_points_from_pages_and_the_plot(ctx, atlas):
