@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 from megalodoc.app.ui.jobs import FileTask
+from megalodoc.ingest.sources.names import shortened
+
+TABLE_NAME_CHARS = 60  # a name in a table row or a picker: longer ones (up to 120) pushed the other columns out
 
 _MARKDOWN_MARKS = re.compile(r"([\\`*_\[\]<>~|#])")
 
@@ -14,6 +17,11 @@ def markdown_text(text: str) -> str:
     would start emphasis, code, links, HTML or headings are backslash-escaped, so `__init__.py` shows as
     itself and not as a bold "init.py"."""
     return _MARKDOWN_MARKS.sub(r"\\\1", text)
+
+
+def table_name(name: str) -> str:
+    """A document's name as a table row or a picker shows it: its start and its end (the extension)."""
+    return shortened(name, TABLE_NAME_CHARS)
 
 
 def human_bytes(n: int) -> str:
@@ -49,14 +57,14 @@ def progress_row(task: FileTask) -> list[str]:
     percent = task.percent
     done = "" if percent is None else f"{percent:.0f}%"
     if p is None:
-        return [task.name, str(task.status), done, "", "", "", "", task.message or ""]
+        return [table_name(task.name), str(task.status), done, "", "", "", "", task.message or ""]
     units = f"{p.units_done:,}/{p.unit_count:,} {p.unit_name}s" if p.unit_count else f"{p.units_done:,} {p.unit_name}s"
     if p.unit_name == "byte":
         units = f"{human_bytes(p.units_done)} of {human_bytes(p.unit_count)}" if p.unit_count else human_bytes(
             p.units_done)
     eta = "" if task.done else human_seconds(p.eta_seconds)
-    return [task.name, str(task.status), done, f"{p.tokens_done:,}", f"{p.tokens_per_second:,.0f}", eta, units,
-            task.message or ""]
+    return [table_name(task.name), str(task.status), done, f"{p.tokens_done:,}", f"{p.tokens_per_second:,.0f}", eta,
+            units, task.message or ""]
 
 
 def live_status(task: FileTask) -> str:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
-from megalodoc.app.ui.formatting import human_bytes, live_status, markdown_text, progress_row
+from megalodoc.app.ui.formatting import (
+    human_bytes,
+    live_status,
+    markdown_text,
+    progress_row,
+    table_name,
+)
 from megalodoc.app.ui.jobs import FileTask
 from megalodoc.app.ui.picked import picked_id
 from megalodoc.app.ui.uploads import StoredUpload
@@ -108,14 +114,15 @@ def document_rows(ctx: AppContext) -> list[list[object]]:
         if doc.status == DocumentStatus.FAILED and doc.error:
             status = f"failed: {doc.error}"
         total = f" of {doc.token_count:,}" if doc.token_count and doc.token_count != doc.committed_position else ""
-        rows.append([doc.id, doc.name, doc.kind, status, f"{doc.committed_position:,}{total}", len(snapshots),
-                     human_bytes(size), len(store.list_sessions(doc.id))])
+        rows.append([doc.id, table_name(doc.name), doc.kind, status, f"{doc.committed_position:,}{total}",
+                     len(snapshots), human_bytes(size), len(store.list_sessions(doc.id))])
     return rows
 
 
 def document_choices(ctx: AppContext) -> list[tuple[str, int]]:
     """(label, id) pairs for a document picker, newest first."""
-    return [(f"{d.name} (id {d.id}, {d.status})", d.id) for d in reversed(ctx.service.documents())]
+    return [(f"{table_name(d.name)} (id {d.id}, {d.status})", d.id)
+            for d in reversed(ctx.service.documents())]
 
 
 def _chosen(doc_id: int | str | None) -> int:

@@ -16,6 +16,7 @@ from megalodoc.app.reader import MACHINE_LABEL, Citation, SessionNotFoundError, 
 from megalodoc.app.reader.sessions import one_line
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
+from megalodoc.app.ui.formatting import table_name
 from megalodoc.app.ui.picked import picked_id
 from megalodoc.app.ui.plot import document_plot
 from megalodoc.storage import TurnRecord
@@ -44,7 +45,8 @@ class ReaderView:
 
 def readable_choices(ctx: AppContext) -> list[tuple[str, int]]:
     """Documents with something read, newest first, as (label, id) for the picker."""
-    return [(f"{d.name} (id {d.id})", d.id) for d in reversed(ctx.service.documents()) if d.committed_position > 0]
+    return [(f"{table_name(d.name)} (id {d.id})", d.id) for d in reversed(ctx.service.documents())
+            if d.committed_position > 0]
 
 
 def _doc_id(doc_id: int | str | None) -> int:

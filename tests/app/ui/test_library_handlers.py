@@ -202,3 +202,18 @@ def test_an_id_typed_beyond_what_the_store_holds_is_not_found(ctx, typed):
     for handler in (h.delete_document, h.cancel_ingest, h.resume_ingest):
         with pytest.raises(expected_errors(), match=f"no document with id {typed}"):
             handler(ctx, typed)
+
+
+def test_a_long_name_is_shortened_in_the_tables_and_pickers_but_kept_whole(ctx, long_text, tmp_path):
+    # a 120-character stored name without spaces pushed the Status column out of the Documents table
+    named = tmp_path / ("chapter-" * 13 + "final.txt")
+    named.write_bytes(long_text.read_bytes())
+    [task] = finished_tasks(ctx, h.start_upload(ctx, [str(named)]))
+    doc = ctx.service.store.get_document(task.document_id)
+    assert doc.name == named.name and len(doc.name) == 113  # the whole name is stored
+    [row] = h.document_rows(ctx)
+    [(label, _)] = h.document_choices(ctx)
+    [progress] = h.progress_rows([task])
+    for shown in (row[1], label.rpartition(" (id ")[0], progress[0]):
+        assert len(shown) <= 60 and shown.startswith("chapter-chapter-") and shown.endswith("final.txt"), shown
+        assert "..." in shown
