@@ -49,9 +49,9 @@ def _append(cached: torch.Tensor, new: torch.Tensor, chunk_size: int) -> torch.T
     n, L = cached.shape[1], new.shape[1]
     if torch.is_grad_enabled() and (cached.requires_grad or new.requires_grad):
         return torch.cat((cached, new), dim=1)  # autograd needs values that are never written again
-    buffer = cached._base
+    buffer = cached._base  # a chunk buffer, or (a restored state's keys) whatever the bytes decoded into
     reusable = (
-        buffer is not None and buffer.shape[1] == chunk_size
+        buffer is not None and buffer.dim() == new.dim() and buffer.shape[1] == chunk_size
         and buffer.dtype == new.dtype and buffer.device == new.device and buffer.shape[0] == new.shape[0]
         and cached.data_ptr() == buffer.data_ptr() and buffer.is_contiguous()
         and _claim(buffer, n, L)  # last: a claim taken is a claim used
