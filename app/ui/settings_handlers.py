@@ -68,6 +68,10 @@ def sampling_settings(max_new_tokens: float, temperature: float, top_k: float, t
         problems.append(f"top-p {top_p} must lie in (0, 1]")
     if seed is not None and not -math.inf < seed < 2**64:  # torch's seeds end below 2**64
         problems.append(f"seed {seed:.0f} must be a whole number below 2**64 (or below 0 for a new one per answer)")
+    # the number boxes keep what was typed (they rounded 2.5 to 2 before, silently): a fraction is refused
+    for name, value in (("answer length", max_new_tokens), ("top-k", top_k), ("seed", seed)):
+        if value is not None and math.isfinite(value) and not float(value).is_integer():
+            problems.append(f"{name} {value} must be a whole number")
     if problems:
         raise UiError("sampling settings: " + "; ".join(problems))
     return {"max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "top_k": int(top_k),

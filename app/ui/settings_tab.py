@@ -30,13 +30,13 @@ def sampling_controls() -> SettingsTab:
     Settings tab (which comes later on the page) renders them."""
     d = h.DEFAULT_SAMPLING
     return SettingsTab(
-        gr.Number(d["max_new_tokens"], label="Answer length (tokens)", precision=0, minimum=1, maximum=4096,
+        gr.Number(d["max_new_tokens"], label="Answer length (tokens)", precision=None, minimum=1, maximum=4096,
                   render=False),
         gr.Slider(0.0, 2.0, d["temperature"], step=0.05, label="Temperature (0 = greedy)", render=False),
-        gr.Number(d["top_k"], label="Top-k (0 = off)", precision=0, minimum=0, render=False),
+        gr.Number(d["top_k"], label="Top-k (0 = off)", precision=None, minimum=0, render=False),
         gr.Slider(0.05, 1.0, d["top_p"], step=0.05, label="Top-p", render=False),
         gr.Checkbox(d["greedy"], label="Greedy (always the most likely token)", render=False),
-        gr.Number(d["seed"], label="Seed (-1 = a new random seed per answer)", precision=0, render=False),
+        gr.Number(d["seed"], label="Seed (-1 = a new random seed per answer)", precision=None, render=False),
     )
 
 

@@ -98,6 +98,10 @@ def test_bad_input_shows_a_message_and_the_app_keeps_serving(app, atlas_pdf, ser
         client.predict(doc_id, "p. 42", api_name="/go_to")
     with pytest.raises(AppError, match="Value -1.0 is less than minimum value 0.0"):  # checked by the slider
         client.predict(doc_id, "why?", 10, False, 12, -1.0, 0, 1.0, False, 3, api_name="/ask")
+    # a fraction in a number box is refused, not rounded (a seed of 2.5 was stored as 2)
+    with pytest.raises(AppError, match="answer length 12.5 must be a whole number; top-k 0.5 must be a whole "
+                                       "number; seed 2.5 must be a whole number"):
+        client.predict(doc_id, "why?", 10, False, 12.5, 0.8, 0.5, 1.0, False, 2.5, api_name="/ask")
     # the document is deleted in another tab while this one still shows it
     other = Client(url, verbose=False)
     said = other.predict(doc_id, api_name="/delete_document")[0]
