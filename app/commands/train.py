@@ -30,6 +30,7 @@ def _handler(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from megalodoc.model.train.distributed import barrier, setup, teardown
+    from megalodoc.model.train.errors import TrainingInputError
     from megalodoc.model.train.token_data import corpus_token_file, open_token_file
     from megalodoc.model.train.tokenizer_train import load_processor
     from megalodoc.model.train.train_config import TrainConfig, resolve_model_config
@@ -39,8 +40,11 @@ def _train(args: argparse.Namespace) -> int:
     tokenizer = Path(args.tokenizer)
     sp = load_processor(tokenizer)
     # The model's vocabulary and special ids are the tokenizer's.
-    cfg = dataclasses.replace(cfg, vocab_size=sp.get_piece_size(), pad_id=sp.pad_id(), unk_id=sp.unk_id(),
-                              bos_id=sp.bos_id(), eos_id=sp.eos_id())
+    try:
+        cfg = dataclasses.replace(cfg, vocab_size=sp.get_piece_size(), pad_id=sp.pad_id(), unk_id=sp.unk_id(),
+                                  bos_id=sp.bos_id(), eos_id=sp.eos_id())
+    except ValueError as exc:  # e.g. no BOS piece: every text the model reads starts with one
+        raise TrainingInputError(f"{tokenizer}: does not fit a model ({exc})") from exc
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     tcfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     _check_out(Path(args.out))

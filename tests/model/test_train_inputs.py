@@ -122,3 +122,17 @@ def test_a_held_out_split_too_short_for_validation_is_refused_before_the_first_s
     assert not (run / "train_log.jsonl").exists() and not (run / "checkpoints").exists()
     # without validation the same corpus trains
     assert cli_main(_train(corpus, run, "--config", "tiny", "--seq-chunks", "2", "--val-batches", "0")) == 0
+
+
+def test_a_tokenizer_without_a_bos_piece_is_named(corpus: Path, tmp_path: Path, capsys) -> None:
+    import sentencepiece as spm
+
+    text = tmp_path / "text.txt"
+    text.write_text(_TEXT)
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "no-bos"), vocab_size=40,
+                                   bos_id=-1, minloglevel=2)
+    argv = _train(corpus, tmp_path / "run", "--config", "tiny")
+    argv[argv.index("--tokenizer") + 1] = str(tmp_path / "no-bos.model")
+    said = _refused(argv, capsys)
+    assert f"{tmp_path / 'no-bos.model'}: does not fit a model" in said and "bos_id=-1" in said
+    assert not (tmp_path / "run").exists()
