@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
 
 from megalodoc.model.config import MegalodonConfig
@@ -22,6 +21,7 @@ from megalodoc.model.megalodon import Megalodon
 
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a float weight may be stored in
 _LAYER = re.compile(r"layers\.(\d+)\.")
+EMBEDDING = "embed.weight"  # (vocab_size, model_dim)
 
 
 def weight_problems(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]) -> list[str]:
@@ -40,10 +40,10 @@ def weight_problems(expected: Mapping[str, tuple[int, ...]], found: Mapping[str,
 
 
 def expected_shapes(config: MegalodonConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every weight a model of `config` has, from a one-layer model on the meta device
-    (no memory, no initialisation work); call it only once num_layers is known to be sane."""
-    with torch.device("meta"):
-        one = Megalodon(dataclasses.replace(config, num_layers=1))
+    """Name -> shape of every weight a model of `config` has, from a one-layer model; call it only once
+    num_layers and the embedding's size are known to match the weight files (the model is built on the CPU:
+    on the meta device its initialisation imports torch's compiler, which writes a cache folder)."""
+    one = Megalodon(dataclasses.replace(config, num_layers=1, init_mode="none"))
     shapes: dict[str, tuple[int, ...]] = {}
     for key, tensor in one.state_dict().items():
         if key.startswith("layers.0."):
@@ -71,10 +71,17 @@ def check_weight_headers(folder: Path, weights: Sequence[str], config: Megalodon
             raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({exc})") from exc
     held = {int(match.group(1)) for key in found if (match := _LAYER.match(key))}
     layers = max(held) + 1 if held else 0
+    embedding = (config.vocab_size, config.model_dim)
     if config.num_layers != layers:
         problems = [f"config.json says num_layers={config.num_layers} but the weights hold {layers} layers"]
+    elif EMBEDDING in found and found[EMBEDDING][0] != embedding:  # before a model of that size is built
+        problems = [f"{EMBEDDING} has shape {found[EMBEDDING][0]}, expected {embedding}"]
     else:
-        problems = weight_problems(expected_shapes(config), {key: shape for key, (shape, _) in found.items()})
+        try:
+            expected = expected_shapes(config)
+        except RuntimeError as exc:  # sizes of the config that no weight pins down, too large to build
+            raise CheckpointError(f"{folder / 'config.json'}: a layer of this config cannot be built ({exc})") from exc
+        problems = weight_problems(expected, {key: shape for key, (shape, _) in found.items()})
         problems += [f"{key} has dtype {dtype}, expected a floating-point type"
                      for key, (_, dtype) in sorted(found.items()) if dtype not in _FLOAT_DTYPES]
     if problems:
