@@ -10,7 +10,9 @@ cooperatively at a safe point.
 A KeyboardInterrupt raised while Python runs a finalizer (a ``__del__`` method or a weakref callback,
 which the garbage collector may start between any two statements) is printed and dropped, and the
 interrupt is lost. So while a command reads, SIGINT also tells it to stop (a cancel token that the
-reading checks after every model call) before raising as usual.
+reading checks after every model call) before raising as usual; during store work the raise waits
+until that work ends (``storage/interrupt_shield.py``: an interrupt inside SQLAlchemy could leave a lock
+held and hang the process).
 """
 
 from __future__ import annotations
@@ -60,8 +62,14 @@ def stop_on_interrupt(stop: Callable[[], None]) -> AbstractContextManager[None]:
     does: an interrupt whose exception is dropped on its way (see above) still stops the work (only in
     the main thread; elsewhere, or where SIGINT is ignored, the block runs unchanged)."""
 
+    # imported here, not at the top: this module is imported before start-up, when loading the store package
+    # (SQLAlchemy) would delay the start-up handler
+    from megalodoc.storage.interrupt_shield import defer_interrupt
+
     def interrupt(signum: int, frame: FrameType | None) -> None:
         stop()
+        if defer_interrupt():  # store work under way: it raises KeyboardInterrupt when it ends
+            return
         signal.default_int_handler(signum, frame)
 
     return _sigint_handler(interrupt)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from megalodoc.storage.engine import READ_OPTION
 from megalodoc.storage.errors import ConflictError, StorageError, StorageFullError
+from megalodoc.storage.interrupt_shield import interrupt_waiting, shielded
 
 T = TypeVar("T")
 
@@ -62,14 +63,16 @@ class UnitOfWork:
 
     def read(self, work: Callable[[Session], T]) -> T:
         """Run `work` in a read transaction (never blocks on a SQLite writer in WAL mode)."""
-        return self._run(self._read, work)
+        with shielded():  # a Ctrl-C meanwhile is raised when the work has ended, not inside it
+            return self._run(self._read, work)
 
     def write(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one write transaction: all of it is committed, or none of it."""
-        result = self._run(self._write, work)
-        if self._after_write is not None:
-            self._after_write()
-        return result
+        with shielded():  # the checkpointer's cue too: it takes a lock
+            result = self._run(self._write, work)
+            if self._after_write is not None:
+                self._after_write()
+            return result
 
     def _run(self, maker: sessionmaker, work: Callable[[Session], T]) -> T:
         delay = 0.05
@@ -89,7 +92,7 @@ class UnitOfWork:
                     raise
                 if not is_busy(exc):
                     raise StorageError(f"{self._where} failed: {exc.orig}") from exc
-                if attempt == MAX_ATTEMPTS:
+                if attempt == MAX_ATTEMPTS or interrupt_waiting():
                     raise StorageError(
                         f"{self._where} stayed busy through {MAX_ATTEMPTS} attempts: {exc.orig}"
                     ) from exc
