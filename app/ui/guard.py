@@ -2,8 +2,8 @@
 its own message; anything else is logged with its traceback and shown as a short notice. The server
 keeps serving either way.
 
-A handler guarded with a `HandlerGate` also counts as running while it works (a generator: while it
-computes its next item), so that a stopping server can wait for the model calls in flight instead of
+A handler guarded with a `HandlerGate` also counts as running while it works (a generator: from its
+first item to its end), so that a stopping server can wait for the model calls in flight instead of
 ending the process under them: Python stops the worker threads still running at exit, and a thread
 stopped inside torch aborted the whole process ("terminate called without an active exception").
 """
@@ -49,11 +49,10 @@ class HandlerGate:
         self._closed = False
 
     @contextmanager
-    def step(self, *, refusable: bool = True) -> Iterator[None]:
-        """Count the enclosed work as running; refused (gr.Error) once the gate is closed, unless
-        `refusable` is False (a generator's clean-up, which must run)."""
+    def step(self) -> Iterator[None]:
+        """Count the enclosed work as running; refused (gr.Error) once the gate is closed."""
         with self._changed:
-            if self._closed and refusable:
+            if self._closed:
                 raise gr.Error("the server is stopping; try again once it is back", print_exception=False)
             self._running += 1
         try:
@@ -88,10 +87,12 @@ def guarded(handler: Callable[..., Any], gate: HandlerGate | None = None) -> Cal
 
         @functools.wraps(handler)
         def stream(*args: Any, **kwargs: Any) -> Any:
-            items = handler(*args, **kwargs)  # runs none of its code yet
-            try:
-                while True:
-                    with gate.step():
+            # counted from its first item to its end: a stopping server lets an answer that streams finish
+            # (its turn is stored at the end), and refuses only streams not yet started
+            with gate.step():
+                items = handler(*args, **kwargs)
+                try:
+                    while True:
                         try:
                             item = next(items)
                         except StopIteration:
@@ -100,10 +101,9 @@ def guarded(handler: Callable[..., Any], gate: HandlerGate | None = None) -> Cal
                             raise
                         except Exception as exc:
                             raise _message(exc) from exc
-                    yield item
-            finally:
-                with gate.step(refusable=False):
-                    items.close()  # its own clean-up runs now, not whenever it is collected
+                        yield item
+                finally:
+                    items.close()  # its own clean-up runs now (the page went away), not when it is collected
 
         return stream
 

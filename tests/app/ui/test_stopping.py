@@ -46,28 +46,34 @@ def test_close_waits_for_a_running_handler_and_refuses_new_ones() -> None:
     assert gate.running == 0 and plain(1) == 2
 
 
-def test_a_streaming_handler_counts_only_while_it_computes_and_cleans_up_when_closed() -> None:
+def test_a_stream_under_way_runs_to_its_end_while_new_ones_are_refused() -> None:
+    # an answer streams in items every 0.1 s and stores its turn at the end: refusing its next item once
+    # the server began stopping lost the answer
     gate = HandlerGate()
-    seen, cleaned = [], []
+    seen, stored, cleaned = [], [], []
 
     def stream():
         try:
             for item in range(3):
-                seen.append(gate.running)  # counted while computing an item
+                seen.append(gate.running)
                 yield item
+            stored.append("turn")
         finally:
             cleaned.append(gate.running)
 
-    items = guarded(stream, gate=gate)()
-    assert next(items) == 0 and gate.running == 0  # between items: nothing runs
-    assert next(items) == 1
-    items.close()  # the page went away mid-stream: the handler's own clean-up runs now, counted
-    assert seen == [1, 1] and cleaned == [1] and gate.running == 0
-    assert gate.close(0.0) is True
-    closed_early = guarded(stream, gate=gate)()
+    answer = guarded(stream, gate=gate)()
+    assert next(answer) == 0 and gate.running == 1  # counted between items too
+    assert gate.close(0.0) is False  # the server begins stopping: the stream is still under way
     with pytest.raises(gr.Error, match="the server is stopping"):
-        next(closed_early)
-    assert seen == [1, 1] and cleaned == [1]  # refused before its first item: none of its code ran
+        next(guarded(stream, gate=gate)())  # a new one is refused before any of its code runs
+    assert list(answer) == [1, 2] and stored == ["turn"]  # the one under way finishes
+    assert gate.running == 0 and gate.close(0.0) is True
+    assert seen == [1, 1, 1] and cleaned == [1]
+    left = HandlerGate()
+    abandoned = guarded(stream, gate=left)()
+    next(abandoned)
+    abandoned.close()  # the page went away mid-stream: its clean-up runs now, and it no longer counts
+    assert len(cleaned) == 2 and left.running == 0
 
 
 def test_shut_down_cancels_a_reading_and_releases_its_document(ctx, long_text) -> None:
