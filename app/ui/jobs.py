@@ -178,4 +178,7 @@ class IngestJobs:
                 status, message = IngestStatus.COMPLETE, None
             self._update(job, index, status=status, message=message, document_id=record.id)
             if self.on_finished is not None:
-                self.on_finished(self.tasks(job.id)[index], record)
+                try:
+                    self.on_finished(self.tasks(job.id)[index], record)
+                except Exception:  # housekeeping after a file: the job's other files are still read
+                    log.exception("after reading %s", task.path)

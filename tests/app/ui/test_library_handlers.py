@@ -217,3 +217,17 @@ def test_a_long_name_is_shortened_in_the_tables_and_pickers_but_kept_whole(ctx, 
     for shown in (row[1], label.rpartition(" (id ")[0], progress[0]):
         assert len(shown) <= 60 and shown.startswith("chapter-chapter-") and shown.endswith("final.txt"), shown
         assert "..." in shown
+
+
+def test_a_failing_after_file_hook_does_not_stop_the_job(service, atlas_pdf, long_text):
+    # the hook (dropping a duplicate copy) touches the store and the disk; an error there killed the job's
+    # thread, leaving its next file queued forever and the page polling it
+    jobs = IngestJobs(service.ingest)
+
+    def failing(task, record):
+        raise OSError("disk gone")
+
+    jobs.on_finished = failing
+    job = jobs.start([(atlas_pdf, "atlas.pdf"), (long_text, "long.txt")])
+    assert jobs.wait(job, WAIT), jobs.tasks(job)
+    assert [t.status for t in jobs.tasks(job)] == ["complete", "complete"] and jobs.running() == []
