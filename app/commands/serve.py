@@ -131,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own wait took it: the same requested stop
         pass
     finally:
-        if demo is not None:  # readings cancelled and requests in flight finished before the store closes
-            demo.megalodoc_context.shut_down()
-        service.close()
+        try:
+            if demo is not None:  # readings cancelled and requests in flight finished before the store closes
+                demo.megalodoc_context.shut_down()
+        finally:  # also after a second Ctrl-C or SIGTERM during that wait
+            service.close()
     return 0
