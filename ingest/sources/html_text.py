@@ -31,8 +31,9 @@ VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input
                        "track", "wbr"})
 _WHITESPACE = re.compile(r"\s+")
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_ASCII_PROBE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
-"""Printable ASCII and line controls: an ASCII-compatible encoding decodes them as ASCII does."""
+_ASCII_PROBE = bytes(b for b in range(0x20, 0x7F) if b != 0x5C) + b"\t\n\r" + b"\\n\\u0041"
+"""Printable ASCII, line controls and two backslash escapes: an ASCII-compatible encoding decodes them as
+ASCII does; the escape codecs (unicode_escape, raw_unicode_escape) turn the escapes into other text."""
 _HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html)[\s>]", re.IGNORECASE | re.DOTALL)
 
 

@@ -121,7 +121,8 @@ def test_html_is_detected_without_an_extension_and_honours_meta_charset(tmp_path
 
 
 @pytest.mark.parametrize("label", ["utf-16", "utf-16le", "UTF-16BE", "utf-32", "utf-7", "rot13", "base64", "hex",
-                                   "zlib", "uu", "punycode", "bz2", "quopri", "cp500"])
+                                   "zlib", "uu", "punycode", "bz2", "quopri", "cp500", "unicode_escape",
+                                   "raw_unicode_escape"])
 def test_a_meta_charset_that_is_not_an_ascii_compatible_text_encoding_is_ignored(tmp_path: Path, label: str):
     path = tmp_path / "page.html"  # ASCII of even length, as a UTF-16 reading would need; then one UTF-8 word
     path.write_bytes(f'<html><head><meta charset="{label}"></head><body><p>Hello world!!</p><p>caf\u00e9</p>'
