@@ -5,7 +5,8 @@
 
 Every entry is checked for its type; the file names it holds must be plain names of files inside the
 folder (no path separator, no "..", not absolute), so a folder from elsewhere (a download, a Hub repo)
-makes the loader read only its own files.
+cannot name files elsewhere. A name that is a symbolic link inside the folder is still followed: the
+Hub's snapshot folders are made of such links.
 """
 
 from __future__ import annotations
