@@ -14,7 +14,14 @@ from typing import Any
 
 from megalodoc.app.ui.guard import HandlerGate
 from megalodoc.app.ui.jobs import FileTask, IngestJobs
-from megalodoc.app.ui.uploads import StoredUpload, remove_upload, store_uploads
+from megalodoc.app.ui.uploads import (
+    StoredUpload,
+    discard_received,
+    place_upload,
+    receive_uploads,
+    remove_stale_incoming,
+    remove_upload,
+)
 from megalodoc.ingest.sources.names import shown_name
 from megalodoc.storage import DocumentRecord, DocumentStatus
 
@@ -52,6 +59,7 @@ class AppContext:
             raise ValueError(f"max_upload_mb={max_upload_mb} must be > 0 and finite")
         folder = Path(data_dir).resolve()
         (folder / "uploads").mkdir(parents=True, exist_ok=True)
+        remove_stale_incoming(folder)
         ctx = cls(service, IngestJobs(service.ingest), folder, int(max_upload_mb * 2**20))
         ctx.jobs.on_finished = ctx.drop_duplicate_copy
         return ctx
@@ -74,10 +82,18 @@ class AppContext:
 
     def stage(self, files: Sequence[str]) -> list[StoredUpload]:
         """Copy uploaded files into the data folder (size-capped) and hold their copies for a job that
-        `start_reading` or `unstage` ends."""
-        with self.copies_lock:
-            stored = store_uploads(list(files), self.data_dir, self.max_upload_bytes)
-            self.staged.update(s.path for s in stored)
+        `start_reading` or `unstage` ends. The copying and hashing happen outside `copies_lock`, so other
+        people's uploads and deletes do not wait for a large file; only the renames into place hold it."""
+        received = receive_uploads(list(files), self.data_dir, self.max_upload_bytes)
+        stored: list[StoredUpload] = []
+        try:
+            with self.copies_lock:
+                for item in received:
+                    stored.append(place_upload(item, self.data_dir))
+                self.staged.update(s.path for s in stored)
+        except BaseException:
+            discard_received(received[len(stored):])  # those not placed; a placed one is a lasting copy
+            raise
         return stored
 
     def unstage(self, stored: Sequence[StoredUpload]) -> None:

@@ -2,7 +2,8 @@
 
 A copy lives under DATA_DIR/uploads/<first 16 hex of its sha256>/<name>, so the same file uploaded twice
 maps to the same path (an interrupted ingest of it resumes) and nothing outside the data folder is read
-later (a cancelled ingest resumes from this copy, not from Gradio's temporary file).
+later (a cancelled ingest resumes from this copy, not from Gradio's temporary file). An upload is first
+copied and hashed under DATA_DIR/uploads/.incoming, outside any lock, then renamed into place.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import hashlib
 import logging
 import os
 import re
-import shutil
+import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,8 @@ _KEPT_MARKS = "._ +()-"
 NAME_CHARS = 120
 NAME_BYTES = 240
 COPY_BLOCK = 1 << 20  # hash and copy in 1 MiB blocks: constant memory for large uploads
+INCOMING = ".incoming"  # under DATA_DIR/uploads: copies being received, before they are placed
+STALE_INCOMING_S = 3600.0  # a copy there untouched this long was left by a process that stopped
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,19 @@ def safe_name(name: str) -> str:
     return (stem.rstrip(" .") or "upload") + dot + suffix
 
 
-def store_uploads(paths: list[str | os.PathLike], data_dir: Path, max_bytes: int) -> list[StoredUpload]:
+@dataclass(frozen=True)
+class ReceivedUpload:
+    """An upload copied into the data folder's incoming area and hashed, not yet at its lasting path."""
+
+    partial: Path
+    name: str
+    digest: str
+
+
+def receive_uploads(paths: list[str | os.PathLike], data_dir: Path, max_bytes: int) -> list[ReceivedUpload]:
     """Check every file's size first (nothing is copied when one is too large), then copy each into
-    DATA_DIR/uploads. Raises UiError naming the file and the limit."""
+    DATA_DIR/uploads/.incoming under a name of its own, hashing it in the same pass. Needs no lock: two
+    requests never write the same file. Raises UiError naming the file and the limit."""
     if not paths:
         raise UiError("no file given: choose one or more files to upload first")
     sources = [Path(p) for p in paths]
@@ -67,23 +81,72 @@ def store_uploads(paths: list[str | os.PathLike], data_dir: Path, max_bytes: int
         if size > max_bytes:
             raise UiError(f"{safe_name(source.name)}: {size / 2**20:.1f} MiB is over the upload limit of "
                           f"{max_bytes / 2**20:.0f} MiB")
-    return [_copy_in(source, data_dir / "uploads") for source in sources]
+    incoming = data_dir / "uploads" / INCOMING
+    incoming.mkdir(parents=True, exist_ok=True)
+    received: list[ReceivedUpload] = []
+    try:
+        for source in sources:
+            received.append(_receive(source, incoming))
+    except BaseException:
+        discard_received(received)
+        raise
+    return received
 
 
-def _copy_in(source: Path, uploads: Path) -> StoredUpload:
+def _receive(source: Path, incoming: Path) -> ReceivedUpload:
     digest = hashlib.sha256()
-    with open(source, "rb") as handle:
-        while block := handle.read(COPY_BLOCK):
-            digest.update(block)
-    name = safe_name(source.name)
-    target = uploads / digest.hexdigest()[:16] / name
-    if not target.exists():
+    handle_out, partial_name = tempfile.mkstemp(dir=incoming, suffix=".part")
+    partial = Path(partial_name)
+    try:
+        with open(source, "rb") as reader, os.fdopen(handle_out, "wb") as writer:
+            while block := reader.read(COPY_BLOCK):
+                digest.update(block)
+                writer.write(block)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UiError(f"{safe_name(source.name)}: the upload cannot be read ({exc.strerror})") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return ReceivedUpload(partial, safe_name(source.name), digest.hexdigest())
+
+
+def place_upload(received: ReceivedUpload, data_dir: Path) -> StoredUpload:
+    """Move a received upload to DATA_DIR/uploads/<first 16 hex of its sha256>/<name>, or drop it when
+    that copy is there already. Quick (a rename); the caller holds whatever keeps the copy from being
+    removed meanwhile."""
+    target = data_dir / "uploads" / received.digest[:16] / received.name
+    if target.exists():
+        received.partial.unlink(missing_ok=True)
+    else:
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-        log.info("stored upload %s (%d bytes) as %s", name, target.stat().st_size, target)
-    return StoredUpload(target, name, target.stat().st_size)
+        os.replace(received.partial, target)
+        log.info("stored upload %s (%d bytes) as %s", received.name, target.stat().st_size, target)
+    return StoredUpload(target, received.name, target.stat().st_size)
+
+
+def discard_received(received: list[ReceivedUpload]) -> None:
+    """Remove received uploads that will not be placed (a later file of the same upload failed)."""
+    for item in received:
+        item.partial.unlink(missing_ok=True)
+
+
+def remove_stale_incoming(data_dir: Path, older_than_s: float = STALE_INCOMING_S) -> int:
+    """Remove copies left in DATA_DIR/uploads/.incoming by a process that stopped while receiving them
+    (not written to for `older_than_s` seconds). Returns how many were removed."""
+    removed = 0
+    deadline = time.time() - older_than_s
+    for partial in (data_dir / "uploads" / INCOMING).glob("*.part"):
+        try:
+            if partial.is_file() and partial.stat().st_mtime < deadline:
+                partial.unlink()
+                removed += 1
+        except OSError as exc:
+            log.warning("could not remove the stale upload copy %s (%s)", partial, exc.strerror)
+    if removed:
+        log.info("removed %d stale upload cop%s from %s", removed, "y" if removed == 1 else "ies",
+                 data_dir / "uploads" / INCOMING)
+    return removed
 
 
 def remove_upload(path: str | os.PathLike | None, data_dir: Path) -> bool:
