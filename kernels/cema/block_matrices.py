@@ -12,6 +12,7 @@ interleaved (re, im) pairs so that complex tensors are read and written as real 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +54,7 @@ def block_matrices(p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, T: int
 # q -> {T: (p, gamma, versions of q, p, gamma, matrices)}: reused while q lives and is unchanged.
 # p and gamma are held (not their ids), so a new tensor at a recycled id can never match.
 _CACHE: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+_CACHE_LOCK = threading.Lock()
 
 
 def cached_block_matrices(p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, T: int) -> BlockMatrices:
@@ -62,14 +64,17 @@ def cached_block_matrices(p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor,
     if p.is_inference() or q.is_inference() or gamma.is_inference():
         return block_matrices(p, q, gamma, T)
     versions = (q._version, p._version, gamma._version)
-    per_q = _CACHE.get(q)
-    if per_q is None:
-        per_q = _CACHE[q] = {}
-    hit = per_q.get(T)
+    with _CACHE_LOCK:
+        per_q = _CACHE.get(q)
+        hit = None if per_q is None else per_q.get(T)
     if hit is not None and hit[0] is p and hit[1] is gamma and hit[2] == versions:
         return hit[3]
-    built = block_matrices(p, q, gamma, T)
-    if len(per_q) >= _CACHED_BLOCKS and T not in per_q:
-        per_q.pop(next(iter(per_q)))
-    per_q[T] = (p, gamma, versions, built)
+    built = block_matrices(p, q, gamma, T)  # outside the lock: other threads' hits do not wait for it
+    with _CACHE_LOCK:  # threads sharing one model evict and insert one at a time
+        per_q = _CACHE.get(q)
+        if per_q is None:
+            per_q = _CACHE[q] = {}
+        if len(per_q) >= _CACHED_BLOCKS and T not in per_q:
+            per_q.pop(next(iter(per_q)))
+        per_q[T] = (p, gamma, versions, built)
     return built
