@@ -60,8 +60,9 @@ def save_model(
     The tokenizer is checked first (it must load and fit the model's vocabulary: CheckpointError). Every
     file is then written in full under a temporary name, and only when all are written are they renamed
     into place, config.json last: a failure while writing (a full disk, an unreadable tokenizer) removes
-    the temporary files and leaves a model already in the folder as it was. All files get the mode a
-    new file gets (0666 less the umask)."""
+    the temporary files and leaves a model already in the folder as it was. Weight files of a model
+    saved there before that the new config.json does not name (more shards than now) are removed after
+    it is in place. All files get the mode a new file gets (0666 less the umask)."""
     folder = Path(folder)
     if tokenizer is not None:
         _check_tokenizer(Path(tokenizer), model.config)
@@ -73,6 +74,7 @@ def save_model(
     names = [SINGLE_FILE] if len(shards) == 1 else [
         f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))
     ]
+    replaced = _weight_files_listed(folder)  # the model being replaced, if any: its shards may be fewer
     copy_tokenizer = tokenizer is not None and Path(tokenizer).resolve() != (folder / TOKENIZER_FILE).resolve()
     meta = {
         "format": FORMAT_NAME,
@@ -104,7 +106,20 @@ def save_model(
         raise
     for path in staged:
         os.replace(path.with_name(path.name + ".tmp"), path)
+    for name in sorted(replaced - {p.name for p in staged}):  # a previous model's shards no config names now
+        (folder / name).unlink(missing_ok=True)
     return folder
+
+
+def _weight_files_listed(folder: Path) -> set[str]:
+    """The weight files (and shard index) a megalodoc config.json in `folder` names; empty when there is
+    none or it cannot be read (then nothing is removed after a save)."""
+    try:
+        meta = parse_folder_meta(json.loads((folder / "config.json").read_text()), folder / "config.json")
+    except (OSError, ValueError, CheckpointError):  # no model there, or not one this megalodoc reads
+        return set()
+    names = set(meta.weights)
+    return names | {INDEX_FILE} if len(names) > 1 else names
 
 
 def _check_tokenizer(path: Path, config: MegalodonConfig) -> None:

@@ -51,6 +51,20 @@ def test_shards_stay_under_limit(tmp_path, monkeypatch):
     assert same_weights(model, load_model(tmp_path / "m"))
 
 
+def test_resaving_with_fewer_shards_removes_the_old_shards_and_nothing_else(tmp_path, monkeypatch):
+    folder = tmp_path / "m"
+    model = Megalodon(MegalodonConfig.preset("tiny", vocab_size=1024, model_dim=64))
+    monkeypatch.setattr(checkpoint_module, "SHARD_BYTES", 64 * 1024)
+    save_model(model, folder)
+    sharded = json.loads((folder / "config.json").read_text())["weights"]
+    (folder / "notes.safetensors").write_bytes(b"a file of the person's own")
+    monkeypatch.setattr(checkpoint_module, "SHARD_BYTES", 16 * 1024 * 1024)
+    save_model(model, folder)
+    assert len(sharded) > 1
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "notes.safetensors"]
+    assert same_weights(model, load_model(folder))
+
+
 def test_tokenizer_is_copied_and_recorded(tmp_path):
     model = Megalodon(MegalodonConfig.preset("tiny", vocab_size=8192))
     save_model(model, tmp_path / "m", tokenizer=TOKENIZER)
