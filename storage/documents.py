@@ -20,14 +20,14 @@ from megalodoc.storage.models import (
     utcnow,
 )
 from megalodoc.storage.records import DOCUMENT_KINDS, DocumentRecord
-from megalodoc.storage.row_ids import can_exist
+from megalodoc.storage.row_ids import get_row
 from megalodoc.storage.status import DocumentStatus
 from megalodoc.storage.unit import UnitOfWork
 
 
 def load_document(session: Session, document_id: int, lock: bool = False) -> Document:
     """The document row, or NotFoundError. `lock` takes a row lock on PostgreSQL (SELECT ... FOR UPDATE)."""
-    row = session.get(Document, document_id, with_for_update=lock or None) if can_exist(session, document_id) else None
+    row = get_row(session, Document, document_id, lock=lock)
     if row is None:
         raise NotFoundError(f"no document with id {document_id}")
     return row
@@ -133,7 +133,7 @@ class DocumentsMixin:
         """The document with this id, or None."""
 
         def work(session: Session) -> DocumentRecord | None:
-            row = session.get(Document, document_id) if can_exist(session, document_id) else None
+            row = get_row(session, Document, document_id)
             return None if row is None else document_record(row)
 
         return self._uow.read(work)

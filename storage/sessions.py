@@ -20,7 +20,7 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import NotFoundError
 from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
-from megalodoc.storage.row_ids import can_exist
+from megalodoc.storage.row_ids import can_exist, get_row
 from megalodoc.storage.snapshots import (
     check_fingerprint,
     check_state_args,
@@ -33,21 +33,21 @@ from megalodoc.storage.unit import UnitOfWork
 
 
 def _load_session(session: Session, session_id: int) -> SessionRow:
-    row = session.get(SessionRow, session_id) if can_exist(session, session_id) else None
+    row = get_row(session, SessionRow, session_id)
     if row is None:
         raise NotFoundError(f"no session with id {session_id}")
     return row
 
 
 def _load_turn(session: Session, turn_id: int) -> TurnRow:
-    row = session.get(TurnRow, turn_id) if can_exist(session, turn_id) else None
+    row = get_row(session, TurnRow, turn_id)
     if row is None:
         raise NotFoundError(f"no turn with id {turn_id}")
     return row
 
 
 def _check_snapshot_of(session: Session, snapshot_id: int, document_id: int) -> SnapshotRow:
-    snapshot = session.get(SnapshotRow, snapshot_id) if can_exist(session, snapshot_id) else None
+    snapshot = get_row(session, SnapshotRow, snapshot_id)
     if snapshot is None:
         raise NotFoundError(f"no snapshot with id {snapshot_id}")
     if snapshot.document_id != document_id:
