@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from collections.abc import Callable
+
+from sqlalchemy import Update, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from megalodoc.storage.clock import db_now
@@ -20,7 +22,7 @@ from megalodoc.storage.models import (
     utcnow,
 )
 from megalodoc.storage.records import DOCUMENT_KINDS, DocumentRecord
-from megalodoc.storage.row_ids import get_row
+from megalodoc.storage.row_ids import get_row, guard_ids
 from megalodoc.storage.status import DocumentStatus
 from megalodoc.storage.unit import UnitOfWork
 
@@ -46,6 +48,12 @@ def _check_lease(worker_id: str, lease_seconds: float) -> None:
     require_text("worker_id", worker_id)
     if not isinstance(lease_seconds, (int, float)) or not lease_seconds > 0:
         raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
+
+
+def _updates_one(statement: Update, document_id: int) -> Callable[[Session], bool]:
+    """Work running `statement`, an UPDATE of document `document_id`: whether it changed that row (an id
+    no row can have changes none, without reaching the database)."""
+    return guard_ids(lambda s: s.execute(statement).rowcount == 1, False, document_id)
 
 
 class DocumentsMixin:
@@ -235,7 +243,7 @@ class DocumentsMixin:
             .values(claimed_by=worker_id, lease_expires_at=now + float(lease_seconds), updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        return self._uow.write(lambda s: s.execute(statement).rowcount == 1)
+        return self._uow.write(_updates_one(statement, document_id))
 
     def claim_next_document(self, worker_id: str, lease_seconds: float) -> DocumentRecord | None:
         """Claim the oldest "ingesting" document that nobody holds (or whose lease expired); None if none."""
@@ -272,7 +280,7 @@ class DocumentsMixin:
             .values(lease_expires_at=db_now() + float(lease_seconds))
             .execution_options(synchronize_session=False)
         )
-        return self._uow.write(lambda s: s.execute(statement).rowcount == 1)
+        return self._uow.write(_updates_one(statement, document_id))
 
     def release_document(self, document_id: int, worker_id: str) -> bool:
         """Give the claim back. False when this worker did not hold it."""
@@ -283,7 +291,7 @@ class DocumentsMixin:
             .values(claimed_by=None, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         )
-        return self._uow.write(lambda s: s.execute(statement).rowcount == 1)
+        return self._uow.write(_updates_one(statement, document_id))
 
     # ------------------------------------------------------------ deletion
 

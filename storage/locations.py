@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import Select, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from megalodoc.storage.convert import (
@@ -22,7 +22,7 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import StorageError
 from megalodoc.storage.models import ChunkRow, LocationRow
 from megalodoc.storage.records import ChunkRecord, ChunkText, Location, LocationRecord, describe_locations
-from megalodoc.storage.row_ids import can_exist
+from megalodoc.storage.row_ids import can_exist, guard_ids
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -96,6 +96,8 @@ _LOCATIONS_INSIDE = (
 def overlapping_locations(session: Session, document_id: int, start: int, end: int) -> list[LocationRecord]:
     """Locations of the document that overlap tokens [start, end), by start. Two index seeks: the
     location running into `start` from before it, and those starting inside the range."""
+    if not can_exist(session, document_id):
+        return []
     connection = session.connection()
     params = {"document_id": document_id, "start": start, "end": end}
     before = connection.execute(_LOCATION_BEFORE, params).first()
@@ -132,6 +134,12 @@ def _check_range(start: int, end: int) -> None:
     require_int("end", end)
     if end <= start:
         raise ValueError(f"need start < end, got start={start} end={end}")
+
+
+def _first_token(query: Select, document_id: int) -> Callable[[Session], int | None]:
+    """Work reading `query`, the first token of a place in document `document_id`, or None (also for an
+    id no document can have, without reaching the database)."""
+    return guard_ids(lambda s: s.scalar(query), None, document_id)
 
 
 class LocationsMixin:
@@ -182,7 +190,7 @@ class LocationsMixin:
         query = select(func.min(LocationRow.token_start)).where(
             LocationRow.document_id == document_id, LocationRow.page == page
         )
-        return self._uow.read(lambda s: s.scalar(query))
+        return self._uow.read(_first_token(query, document_id))
 
     def position_of_line(self, document_id: int, path: str, line: int) -> int | None:
         """First token of the location holding line `line` (1-based) of file `path`, or None. Positions
@@ -195,7 +203,7 @@ class LocationsMixin:
             LocationRow.line_start <= line,
             LocationRow.line_end >= line,
         )
-        return self._uow.read(lambda s: s.scalar(query))
+        return self._uow.read(_first_token(query, document_id))
 
     def position_of_char(self, document_id: int, char_offset: int) -> int | None:
         """First token of the text location holding character `char_offset`, or None."""
@@ -205,7 +213,7 @@ class LocationsMixin:
             LocationRow.char_start <= char_offset,
             LocationRow.char_end > char_offset,
         )
-        return self._uow.read(lambda s: s.scalar(query))
+        return self._uow.read(_first_token(query, document_id))
 
     def get_chunks(self, document_id: int, start: int, end: int) -> list[ChunkRecord]:
         """Stored chunk text overlapping tokens [start, end), in order."""

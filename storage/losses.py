@@ -12,6 +12,7 @@ from megalodoc.storage.convert import require_text
 from megalodoc.storage.documents import load_document
 from megalodoc.storage.models import ChunkLossRow, utcnow
 from megalodoc.storage.records import ChunkLoss
+from megalodoc.storage.row_ids import guard_ids
 from megalodoc.storage.unit import UnitOfWork
 
 
@@ -59,4 +60,5 @@ class LossesMixin:
             .where(ChunkLossRow.document_id == document_id, ChunkLossRow.model_fingerprint == model_fingerprint)
             .order_by(ChunkLossRow.token_start)
         )
-        return self._uow.read(lambda s: [ChunkLoss(int(a), int(b), float(c)) for a, b, c in s.execute(query)])
+        return self._uow.read(guard_ids(
+            lambda s: [ChunkLoss(int(a), int(b), float(c)) for a, b, c in s.execute(query)], [], document_id))

@@ -2,10 +2,12 @@
 id columns can hold before they reach SQL: a larger integer fails inside the driver (OverflowError on
 SQLite, "integer out of range" on PostgreSQL) instead of finding nothing.
 
-`get_row` looks a row up by its id, finding none for an id no row can have."""
+`get_row` looks a row up by its id; `guard_ids` wraps the work of a query that filters by ids so that an id
+no row can have finds nothing without reaching the database."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
@@ -14,12 +16,14 @@ SQLITE_MAX_ID = 2**63 - 1  # SQLite's INTEGER PRIMARY KEY is 64-bit
 INTEGER_MAX_ID = 2**31 - 1  # the id columns are INTEGER, 32-bit on PostgreSQL
 
 RowT = TypeVar("RowT")
+T = TypeVar("T")
 
 
-def can_exist(session: Session, row_id: int) -> bool:
-    """Whether a row of this database can have `row_id`: ids are positive and fit the id column."""
+def can_exist(session: Session, *row_ids: int | None) -> bool:
+    """Whether rows of this database can have every one of `row_ids` (None, an id not given, is skipped):
+    ids are positive and fit the id column."""
     limit = SQLITE_MAX_ID if session.get_bind().dialect.name == "sqlite" else INTEGER_MAX_ID
-    return 0 < row_id <= limit
+    return all(row_id is None or 0 < row_id <= limit for row_id in row_ids)
 
 
 def get_row(session: Session, model: type[RowT], row_id: int, *, lock: bool = False) -> RowT | None:
@@ -29,3 +33,12 @@ def get_row(session: Session, model: type[RowT], row_id: int, *, lock: bool = Fa
         return None
     return session.get(model, row_id, with_for_update=lock or None)
 
+
+def guard_ids(work: Callable[[Session], T], nothing: T, *row_ids: int | None) -> Callable[[Session], T]:
+    """`work`, for a query that filters by `row_ids`; when one of them cannot exist, a function that
+    returns `nothing` (what the query finds when no row matches) without running the query."""
+
+    def run(session: Session) -> T:
+        return work(session) if can_exist(session, *row_ids) else nothing
+
+    return run

@@ -12,6 +12,7 @@ from megalodoc.storage.fts_query import parse_terms, websearch_query
 from megalodoc.storage.locations import overlapping_locations
 from megalodoc.storage.models import ChunkRow
 from megalodoc.storage.records import ChunkHit
+from megalodoc.storage.row_ids import guard_ids
 from megalodoc.storage.search_sqlite import hit_rows, top_chunks
 from megalodoc.storage.unit import UnitOfWork
 
@@ -71,7 +72,7 @@ class SearchMixin:
                 for chunk_id, owner, start, end, chunk_text, score, snippet in rows
             ]
 
-        return self._uow.read(work)
+        return self._uow.read(guard_ids(work, [], document_id))
 
 
 def _postgres(session: Session, web_query: str, document_id: int | None, limit: int) -> list:

@@ -20,7 +20,7 @@ from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import NotFoundError
 from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
-from megalodoc.storage.row_ids import can_exist, get_row
+from megalodoc.storage.row_ids import get_row, guard_ids
 from megalodoc.storage.snapshots import (
     check_fingerprint,
     check_state_args,
@@ -105,8 +105,7 @@ class SessionsMixin:
         query = select(SessionRow).order_by(SessionRow.updated_at.desc(), SessionRow.id.desc())
         if document_id is not None:
             query = query.where(SessionRow.document_id == document_id)
-        return self._uow.read(lambda s: [session_record(row) for row in s.scalars(query)]
-                              if document_id is None or can_exist(s, document_id) else [])
+        return self._uow.read(guard_ids(lambda s: [session_record(row) for row in s.scalars(query)], [], document_id))
 
     def rename_session(self, session_id: int, title: str | None) -> SessionRecord:
         """Set (or clear) the session's title."""
@@ -233,7 +232,7 @@ class SessionsMixin:
         def work(session: Session) -> list[TurnRecord]:
             ids = list(session.scalars(select(ancestry.c.id)))
             if not ids:
-                raise NotFoundError(f"no turn with id {turn_id}")
+                return []
             rows = {row.id: row for row in session.scalars(select(TurnRow).where(TurnRow.id.in_(ids)))}
             path = []
             current: int | None = turn_id
@@ -242,7 +241,10 @@ class SessionsMixin:
                 current = rows[current].parent_turn_id
             return path[::-1]
 
-        return self._uow.read(work)
+        path = self._uow.read(guard_ids(work, [], turn_id))  # a turn's path holds at least the turn
+        if not path:
+            raise NotFoundError(f"no turn with id {turn_id}")
+        return path
 
     def list_children(self, session_id: int, parent_turn_id: int | None = None) -> list[TurnRecord]:
         """Turns that follow `parent_turn_id` in the session (None: the first turns), oldest first. More
@@ -251,10 +253,10 @@ class SessionsMixin:
             TurnRow.parent_turn_id.is_(None) if parent_turn_id is None else TurnRow.parent_turn_id == parent_turn_id
         )
         query = select(TurnRow).where(TurnRow.session_id == session_id, parent).order_by(TurnRow.id)
-        return self._uow.read(lambda s: [turn_record(row) for row in s.scalars(query)])
+        return self._uow.read(
+            guard_ids(lambda s: [turn_record(row) for row in s.scalars(query)], [], session_id, parent_turn_id))
 
     def list_turns(self, session_id: int) -> list[TurnRecord]:
         """Every turn of the session (the whole tree), oldest first."""
         query = select(TurnRow).where(TurnRow.session_id == session_id).order_by(TurnRow.id)
-        return self._uow.read(
-            lambda s: [turn_record(row) for row in s.scalars(query)] if can_exist(s, session_id) else [])
+        return self._uow.read(guard_ids(lambda s: [turn_record(row) for row in s.scalars(query)], [], session_id))

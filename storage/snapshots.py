@@ -38,7 +38,7 @@ from megalodoc.storage.errors import (
 from megalodoc.storage.locations import chunk_rows, location_rows
 from megalodoc.storage.models import ChunkRow, Document, LocationRow, SnapshotRow, StateBlob, utcnow
 from megalodoc.storage.records import SNAPSHOT_KINDS, ChunkText, Location, SnapshotInfo, check_tail_ids
-from megalodoc.storage.row_ids import can_exist
+from megalodoc.storage.row_ids import can_exist, guard_ids
 from megalodoc.storage.status import DocumentStatus
 from megalodoc.storage.unit import UnitOfWork
 
@@ -266,8 +266,9 @@ class SnapshotsMixin:
                           "b_now": now}
             if worker_id is not None:
                 parameters["b_worker"] = worker_id
-            moved = session.execute(_MOVE_COMMITTED[worker_id is not None], parameters).rowcount
-            if moved != 1:
+            moved = can_exist(session, document_id) and session.execute(
+                _MOVE_COMMITTED[worker_id is not None], parameters).rowcount == 1
+            if not moved:
                 return refused(session)
             put_blob(session, blob)
             row = new_snapshot_values(
@@ -288,15 +289,11 @@ class SnapshotsMixin:
 
     def get_snapshot(self, snapshot_id: int) -> SnapshotInfo:
         """The snapshot's description (no bytes); `NotFoundError` when there is none."""
-
-        def work(session: Session) -> SnapshotInfo:
-            row = (session.execute(select(*SNAPSHOT_COLUMNS).where(SnapshotRow.id == snapshot_id)).first()
-                   if can_exist(session, snapshot_id) else None)
-            if row is None:
-                raise NotFoundError(f"no snapshot with id {snapshot_id}")
-            return snapshot_info(row)
-
-        return self._uow.read(work)
+        query = select(*SNAPSHOT_COLUMNS).where(SnapshotRow.id == snapshot_id)
+        row = self._uow.read(guard_ids(lambda s: s.execute(query).first(), None, snapshot_id))
+        if row is None:
+            raise NotFoundError(f"no snapshot with id {snapshot_id}")
+        return snapshot_info(row)
 
     def list_snapshots(self, document_id: int, kind: str = "document") -> list[SnapshotInfo]:
         """The document's snapshots of `kind` ("document" or "turn") by position. Never loads blobs."""
@@ -336,7 +333,7 @@ class SnapshotsMixin:
             row = session.execute(query).first()
             return None if row is None else snapshot_info(row)
 
-        return self._uow.read(work)
+        return self._uow.read(guard_ids(work, None, document_id))
 
     def load_snapshot_bytes(self, snapshot_id: int) -> bytes:
         """The snapshot's state bytes, verified against their sha256 on every read. A mismatch raises
@@ -354,7 +351,7 @@ class SnapshotsMixin:
             .join(StateBlob, StateBlob.sha256 == SnapshotRow.blob_sha256)
             .where(SnapshotRow.id == snapshot_id)
         )
-        row = self._uow.read(lambda s: s.execute(query).first())
+        row = self._uow.read(guard_ids(lambda s: s.execute(query).first(), None, snapshot_id))
         if row is None:
             raise NotFoundError(f"no snapshot with id {snapshot_id}")
         return verified_bytes(row)
