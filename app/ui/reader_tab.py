@@ -11,6 +11,7 @@ import gradio as gr
 from megalodoc.app.ui import reader_handlers as h
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.guard import QUIET, guarded_by
+from megalodoc.app.ui.picks import ONE_AT_A_TIME, repeated
 from megalodoc.app.ui.settings_handlers import sampling_settings
 from megalodoc.app.ui.settings_tab import SettingsTab
 
@@ -28,6 +29,10 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     # page was built) and every handler checks the id it gets against the store.
     session_id = gr.State(None)
     after_turn = gr.State(None)
+    # what the pickers' dependent lists show: the document whose sessions the Session picker lists, the
+    # session whose turns the turn picker lists (see picks.py: a pick of these again is a repeat)
+    listed_document = gr.State(None)
+    listed_session = gr.State(None)
     with gr.Row():
         document = gr.Dropdown(label="Document", choices=h.readable_choices(ctx), value=None, scale=3,
                                allow_custom_value=True)
@@ -65,15 +70,24 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
         exported = gr.File(label="Exported session (Markdown)", interactive=False, visible=False)
 
     sampling_inputs = settings.inputs()
-    view_outputs = [evidence, chat, session_id, after_turn, status, plot, sessions, turns]
+    view_outputs = [evidence, chat, session_id, after_turn, status, plot, sessions, turns, listed_session]
 
-    def picked(doc_id: int | None) -> tuple[Any, ...]:
+    def picked(doc_id: int | None, listed: int | None) -> tuple[Any, ...]:
+        if repeated(doc_id, listed):  # leaves the reading point, conversation and session picked as they are
+            return (*[gr.skip()] * 5, gr.update(choices=h.session_choices(ctx, doc_id)), gr.skip(), gr.skip(),
+                    listed)
         if doc_id is None:
-            return gr.update(maximum=1, value=0), "", None, None, None, gr.update(choices=[], value=None), [], ""
+            return (gr.update(maximum=1, value=0), "", None, None, None, gr.update(choices=[], value=None), [], "",
+                    None)
         length = h.document_length(ctx, doc_id)
         return (gr.update(maximum=max(1, length), value=length), h.describe_point(ctx, doc_id, length), None, None,
                 h.reading_plot(ctx, doc_id, length), gr.update(choices=h.session_choices(ctx, doc_id), value=None),
-                [], "")
+                [], "", doc_id)
+
+    def session_picked(sid: int | None, listed: int | None) -> tuple[Any, ...]:
+        if repeated(sid, listed):  # leaves the turn picked as it is
+            return gr.update(choices=h.turn_choices(ctx, sid)), listed
+        return gr.update(choices=h.turn_choices(ctx, sid), value=None), sid
 
     def moved(doc_id: int | None, at: float) -> tuple[Any, ...]:
         if doc_id is None:
@@ -89,11 +103,11 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
             plot_now = h.reading_plot(ctx, doc_id, at, view.citations) if number == 0 else gr.skip()
             if not view.done:
                 yield (view.evidence, view.chat, view.session_id, view.after_turn, view.status, plot_now, gr.skip(),
-                       gr.skip())
+                       gr.skip(), gr.skip())
                 continue
             yield (view.evidence, view.chat, view.session_id, view.after_turn, view.status, plot_now,
                    gr.update(choices=h.session_choices(ctx, doc_id), value=view.session_id),
-                   gr.update(choices=h.turn_choices(ctx, view.session_id), value=view.after_turn))
+                   gr.update(choices=h.turn_choices(ctx, view.session_id), value=view.after_turn), view.session_id)
 
     def asked(doc_id, text, at, whole_doc, *rest):
         *knobs, sid, turn = rest
@@ -111,13 +125,13 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
             1, h.document_length(ctx, doc_id)), value=at), h.describe_point(ctx, doc_id, at), view.evidence,
             view.chat, view.session_id, view.after_turn, view.status, h.reading_plot(ctx, doc_id, at, view.citations),
             gr.update(choices=h.session_choices(ctx, doc_id), value=view.session_id),
-            gr.update(choices=h.turn_choices(ctx, view.session_id), value=view.after_turn))
+            gr.update(choices=h.turn_choices(ctx, view.session_id), value=view.after_turn), view.session_id, doc_id)
 
     def removed(doc_id: int | None, sid: int | None, current: int | None) -> tuple[Any, ...]:
         said = h.delete_session(ctx, sid)
         cleared = current is not None and int(current) == int(sid)
         return (said, gr.update(choices=h.session_choices(ctx, doc_id), value=None), gr.update(choices=[], value=None),
-                None if cleared else current, gr.skip() if not cleared else None,
+                None, None if cleared else current, gr.skip() if not cleared else None,
                 gr.skip() if not cleared else [])
 
     def surprised(doc_id: int | None, at: float, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
@@ -127,9 +141,10 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
         said = h.compute_surprise(ctx, doc_id, report)
         return said, h.reading_plot(ctx, doc_id, int(at))
 
-    restore_outputs = [document, position, point_info, *view_outputs]
-    document.input(guarded(picked), [document], [position, point_info, session_id, after_turn, plot, sessions, chat,
-                                                 evidence], api_name="pick_document", **QUIET)
+    restore_outputs = [document, position, point_info, *view_outputs, listed_document]
+    document.input(guarded(picked), [document, listed_document], [position, point_info, session_id, after_turn, plot,
+                                                                  sessions, chat, evidence, listed_document],
+                   api_name="pick_document", **QUIET, **ONE_AT_A_TIME)
     position.release(guarded(moved), [document, position], [point_info, plot], api_visibility="private", **QUIET)
     go.click(guarded(went), [document, where], [position, point_info, plot], api_name="go_to", **QUIET)
     where.submit(guarded(went), [document, where], [position, point_info, plot], api_visibility="private", **QUIET)
@@ -142,8 +157,8 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
               [session_id, after_turn, chat, evidence, status], api_name="new_conversation")
     refresh.click(guarded(lambda: gr.update(choices=h.readable_choices(ctx))), None, [document],
                   api_name="readable_documents", **QUIET)
-    sessions.input(guarded(lambda sid: gr.update(choices=h.turn_choices(ctx, sid), value=None)), [sessions], [turns],
-                   api_visibility="private", **QUIET)
+    sessions.input(guarded(session_picked), [sessions, listed_session], [turns, listed_session],
+                   api_name="pick_session", api_visibility="undocumented", **QUIET, **ONE_AT_A_TIME)
     resume.click(guarded(lambda sid: shown(h.resume_session(ctx, sid))), [sessions], restore_outputs,
                  api_name="resume_session", **QUIET)
     branch.click(guarded(lambda turn: shown(h.branch_session(ctx, turn))), [turns], restore_outputs,
@@ -151,8 +166,9 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     rename.click(guarded(lambda doc_id, sid, text: (h.rename_session(ctx, sid, text),
                                                     gr.update(choices=h.session_choices(ctx, doc_id), value=sid))),
                  [document, sessions, title], [status, sessions], api_name="rename_session", **QUIET)
-    delete.click(guarded(removed), [document, sessions, session_id], [status, sessions, turns, session_id, after_turn,
-                                                                      chat], api_name="delete_session", **QUIET)
+    delete.click(guarded(removed), [document, sessions, session_id], [status, sessions, turns, listed_session,
+                                                                      session_id, after_turn, chat],
+                 api_name="delete_session", **QUIET)
     surprise.click(guarded(surprised), [document, position], [status, plot], api_name="surprise",
                    show_progress_on=[status])
     export.click(guarded(lambda sid: gr.update(value=str(h.export_session(ctx, sid)), visible=True)), [sessions],
