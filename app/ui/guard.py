@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 QUIET: dict[str, str] = {"show_progress": "hidden"}
 
 
+def quiet_on(target: gr.components.Component) -> dict[str, Any]:
+    """QUIET for a quick event whose outputs include the conversation (a gr.Chatbot): the Chatbot shows
+    a failed event's "Error" over the whole conversation even when the event hides its progress, so the
+    event's progress, and a refusal's mark, go to `target` (one of its text outputs) instead."""
+    return {**QUIET, "show_progress_on": [target]}
+
+
 def _message(exc: BaseException) -> gr.Error:
     # print_exception=False: Gradio would print every message's traceback; ours are logged below (bugs only)
     if isinstance(exc, expected_errors()):

@@ -10,7 +10,7 @@ import gradio as gr
 
 from megalodoc.app.ui import reader_handlers as h
 from megalodoc.app.ui.context import AppContext
-from megalodoc.app.ui.guard import QUIET, guarded_by
+from megalodoc.app.ui.guard import QUIET, guarded_by, quiet_on
 from megalodoc.app.ui.picks import ONE_AT_A_TIME, repeated
 from megalodoc.app.ui.settings_handlers import sampling_settings
 from megalodoc.app.ui.settings_tab import SettingsTab
@@ -144,7 +144,7 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     restore_outputs = [document, position, point_info, *view_outputs, listed_document]
     document.input(guarded(picked), [document, listed_document], [position, point_info, session_id, after_turn, plot,
                                                                   sessions, chat, evidence, listed_document],
-                   api_name="pick_document", **QUIET, **ONE_AT_A_TIME)
+                   api_name="pick_document", **quiet_on(point_info), **ONE_AT_A_TIME)
     position.release(guarded(moved), [document, position], [point_info, plot], api_visibility="private", **QUIET)
     go.click(guarded(went), [document, where], [position, point_info, plot], api_name="go_to", **QUIET)
     where.submit(guarded(went), [document, where], [position, point_info, plot], api_visibility="private", **QUIET)
@@ -154,21 +154,21 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
     cont.click(guarded(continued), [document, position, *sampling_inputs, session_id, after_turn], view_outputs,
                api_name="continue", show_progress_on=[status])
     new.click(lambda: (None, None, [], "", "A new conversation starts with the next question."), None,
-              [session_id, after_turn, chat, evidence, status], api_name="new_conversation")
+              [session_id, after_turn, chat, evidence, status], api_name="new_conversation", **quiet_on(status))
     refresh.click(guarded(lambda: gr.update(choices=h.readable_choices(ctx))), None, [document],
                   api_name="readable_documents", **QUIET)
     sessions.input(guarded(session_picked), [sessions, listed_session], [turns, listed_session],
                    api_name="pick_session", api_visibility="undocumented", **QUIET, **ONE_AT_A_TIME)
     resume.click(guarded(lambda sid: shown(h.resume_session(ctx, sid))), [sessions], restore_outputs,
-                 api_name="resume_session", **QUIET)
+                 api_name="resume_session", **quiet_on(status))
     branch.click(guarded(lambda turn: shown(h.branch_session(ctx, turn))), [turns], restore_outputs,
-                 api_name="branch", **QUIET)
+                 api_name="branch", **quiet_on(status))
     rename.click(guarded(lambda doc_id, sid, text: (h.rename_session(ctx, sid, text),
                                                     gr.update(choices=h.session_choices(ctx, doc_id), value=sid))),
                  [document, sessions, title], [status, sessions], api_name="rename_session", **QUIET)
     delete.click(guarded(removed), [document, sessions, session_id], [status, sessions, turns, listed_session,
                                                                       session_id, after_turn, chat],
-                 api_name="delete_session", **QUIET)
+                 api_name="delete_session", **quiet_on(status))
     surprise.click(guarded(surprised), [document, position], [status, plot], api_name="surprise",
                    show_progress_on=[status])
     export.click(guarded(lambda sid: gr.update(value=str(h.export_session(ctx, sid)), visible=True)), [sessions],
