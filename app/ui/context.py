@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.guard import HandlerGate
 from megalodoc.app.ui.jobs import FileTask, IngestJobs
 from megalodoc.app.ui.uploads import (
@@ -90,9 +91,16 @@ class AppContext:
             with self.copies_lock:
                 for item in received:
                     stored.append(place_upload(item, self.data_dir))
-                self.staged.update(s.path for s in stored)
-        except BaseException:
-            discard_received(received[len(stored):])  # those not placed; a placed one is a lasting copy
+                    self.staged[stored[-1].path] += 1
+        except BaseException as exc:
+            discard_received(received[len(stored):])
+            self.unstage(stored)  # and the copies placed already go unless something else needs them
+            for placed in stored:
+                self.remove_copy_unless_used(placed.path)
+            # placing is the server's own writing (a full disk, say)
+            if isinstance(exc, OSError) and len(stored) < len(received):
+                raise UiError(f"{received[len(stored)].name}: the server could not store the upload "
+                              f"({exc.strerror})") from exc
             raise
         return stored
 

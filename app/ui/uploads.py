@@ -12,11 +12,12 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
+import secrets
 import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from megalodoc.app.ui.errors import UiError
 
@@ -94,21 +95,37 @@ def receive_uploads(paths: list[str | os.PathLike], data_dir: Path, max_bytes: i
 
 
 def _receive(source: Path, incoming: Path) -> ReceivedUpload:
-    digest = hashlib.sha256()
-    handle_out, partial_name = tempfile.mkstemp(dir=incoming, suffix=".part")
-    partial = Path(partial_name)
+    shown = safe_name(source.name)
     try:
-        with open(source, "rb") as reader, os.fdopen(handle_out, "wb") as writer:
-            while block := reader.read(COPY_BLOCK):
-                digest.update(block)
-                writer.write(block)
+        reader = open(source, "rb")
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise UiError(f"{safe_name(source.name)}: the upload cannot be read ({exc.strerror})") from exc
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return ReceivedUpload(partial, safe_name(source.name), digest.hexdigest())
+        raise UiError(f"{shown}: the upload cannot be read ({exc.strerror})") from exc
+    digest = hashlib.sha256()
+    partial = incoming / f"{secrets.token_hex(8)}.part"
+    with reader:
+        try:
+            writer = open(partial, "xb")  # created as any new file is (0666 less the umask), never reused
+        except OSError as exc:
+            raise UiError(f"{shown}: the server could not store the upload ({exc.strerror})") from exc
+        try:
+            with writer:  # closing flushes: a full disk may show only then
+                while block := _read_block(reader, shown):
+                    digest.update(block)
+                    writer.write(block)
+        except OSError as exc:  # reading errors arrive as UiError: this one is the server's writing
+            partial.unlink(missing_ok=True)
+            raise UiError(f"{shown}: the server could not store the upload ({exc.strerror})") from exc
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    return ReceivedUpload(partial, shown, digest.hexdigest())
+
+
+def _read_block(reader: BinaryIO, shown: str) -> bytes:
+    try:
+        return reader.read(COPY_BLOCK)
+    except OSError as exc:
+        raise UiError(f"{shown}: the upload cannot be read ({exc.strerror})") from exc
 
 
 def place_upload(received: ReceivedUpload, data_dir: Path) -> StoredUpload:

@@ -4,7 +4,11 @@ nothing behind in the data folder."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -91,3 +95,50 @@ def test_copies_left_by_a_stopped_server_are_removed_when_the_next_one_starts(se
     os.utime(stale, (an_hour_ago, an_hour_ago))
     AppContext.create(service, tmp_path / "data", max_upload_mb=1)
     assert not stale.exists() and fresh.exists()
+
+
+def test_a_full_disk_is_named_as_the_servers_problem_and_leaves_nothing(tmp_path):
+    # a file size limit stands in for a nearly full disk, in a process of its own
+    source = tmp_path / "book.txt"
+    source.write_bytes(b"a line of a book\n" * 20_000)  # 340 kB
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from megalodoc.app.ui.errors import UiError\n"
+        "from megalodoc.app.ui.uploads import receive_uploads\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "try:\n"
+        "    receive_uploads([sys.argv[1]], Path(sys.argv[2]), 2**30)\n"
+        "except UiError as error:\n"
+        "    print(error)\n"
+    )
+    data = tmp_path / "data"
+    done = subprocess.run([sys.executable, "-c", script, str(source), str(data)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "book.txt: the server could not store the upload (File too large)", done
+    assert list((data / "uploads" / INCOMING).iterdir()) == []
+
+
+def test_stored_copies_get_the_mode_a_new_file_gets(ctx, atlas_pdf, tmp_path):
+    [copy] = ctx.stage([str(atlas_pdf)])
+    fresh = tmp_path / "fresh"
+    fresh.write_bytes(b"")
+    assert stat.S_IMODE(copy.path.stat().st_mode) == stat.S_IMODE(fresh.stat().st_mode)
+
+
+def test_a_failed_placing_leaves_no_copy_that_nothing_holds(ctx, atlas_pdf, long_text, monkeypatch):
+    from megalodoc.app.ui import context as context_module
+
+    placed, place = [], context_module.place_upload
+
+    def place_then_fail(received, data_dir):
+        if placed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        placed.append(place(received, data_dir))
+        return placed[-1]
+
+    monkeypatch.setattr(context_module, "place_upload", place_then_fail)
+    with pytest.raises(UiError, match=r"^long\.txt: the server could not store the upload \(No space left"):
+        ctx.stage([str(atlas_pdf), str(long_text)])
+    assert not placed[0].path.exists() and ctx.staged == {} and incoming_files(ctx) == []
