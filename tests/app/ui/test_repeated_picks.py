@@ -6,6 +6,8 @@ session's document and session count as picked."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -56,7 +58,47 @@ def test_a_document_picked_twice_resets_the_session_picker_once(library):
     for outputs in picks:  # both list the document's session
         assert [sid for _, sid in outputs[SESSIONS]["choices"]] == [session_id]
     repeat = next(outputs for outputs in picks if not resets(outputs[SESSIONS]))
-    assert repeat[0] == {"__type__": "update"}  # the reading point (and the conversation) stay as they are
+    assert not resets(repeat[0])  # the reading point (and the conversation) stay as they are
+
+
+def test_a_document_picked_again_after_it_grew_offers_its_new_end(library, ctx):
+    url, doc_id, _, _ = library
+    client = Client(url, verbose=False)
+    first = client.predict(doc_id, api_name="/pick_document")[0]
+    length = first["maximum"]
+    grown = h.document_length
+    try:  # the document read further meanwhile (an ingest still running)
+        h.document_length = lambda ctx, doc: grown(ctx, doc) + 500
+        again = client.predict(doc_id, api_name="/pick_document")[0]
+    finally:
+        h.document_length = grown
+    assert first["value"] == length and again == {"maximum": length + 500, "__type__": "update"}
+
+
+def test_one_pages_slow_pick_does_not_hold_up_another_pages_pick(library):
+    url, doc_id, _, other = library
+    slow, quick = Client(url, verbose=False), Client(url, verbose=False)
+    started, go_on = threading.Event(), threading.Event()
+    length = h.document_length
+
+    def held(ctx, doc):
+        if doc == doc_id:  # the first page's pick waits here until the second page's pick is done
+            started.set()
+            go_on.wait(60)
+        return length(ctx, doc)
+
+    h.document_length = held
+    try:
+        waiting = slow.submit(doc_id, api_name="/pick_document")
+        assert started.wait(60)
+        began = time.monotonic()
+        quick.predict(other, api_name="/pick_document")
+        took = time.monotonic() - began
+    finally:
+        go_on.set()
+        h.document_length = length
+    waiting.result()
+    assert took < 30, f"another page's pick waited {took:.1f} s for this one"
 
 
 def test_a_session_picked_twice_resets_the_turn_picker_once(library):
