@@ -9,7 +9,13 @@ from sqlalchemy.orm import Session
 
 from megalodoc.storage.clock import db_now
 from megalodoc.storage.convert import document_record, require_int, require_text, storable_text
-from megalodoc.storage.errors import ConflictError, DocumentExistsError, DocumentInUseError, NotFoundError
+from megalodoc.storage.errors import (
+    ClaimLostError,
+    ConflictError,
+    DocumentExistsError,
+    DocumentInUseError,
+    NotFoundError,
+)
 from megalodoc.storage.models import (
     ChunkLossRow,
     ChunkRow,
@@ -173,25 +179,42 @@ class DocumentsMixin:
         *,
         error: str | None = None,
         token_count: int | None = None,
+        worker_id: str | None = None,
     ) -> DocumentRecord:
         """Set the status (ingesting, complete, failed, cancelled); `error` is kept for failed documents and
-        cleared otherwise; `token_count`, when given, is stored too. Leaving "ingesting" ends any claim."""
+        cleared otherwise; `token_count`, when given, is stored too. Leaving "ingesting" ends any claim.
+
+        With `worker_id` (an ingest worker writing the outcome of its reading), the change is one
+        conditional UPDATE that only applies while that worker holds the claim of the "ingesting"
+        document; otherwise nothing is written and `ClaimLostError` names the holder and the status."""
         status = _check_status(status)
         if token_count is not None:
             require_int("token_count", token_count)
+        if worker_id is not None:
+            require_text("worker_id", worker_id)
 
         def work(session: Session) -> DocumentRecord:
-            row = load_document(session, document_id, lock=True)
-            row.status = status
-            row.error = storable_text(error) if status == DocumentStatus.FAILED and error is not None else None
+            values: dict[str, object] = {
+                "status": status,
+                "error": storable_text(error) if status == DocumentStatus.FAILED and error is not None else None,
+                "updated_at": utcnow(),
+            }
             if token_count is not None:
-                row.token_count = token_count
+                values["token_count"] = token_count
             if status != DocumentStatus.INGESTING:
-                row.claimed_by = None
-                row.lease_expires_at = None
-            row.updated_at = utcnow()
-            session.flush()
-            return document_record(row)
+                values.update(claimed_by=None, lease_expires_at=None)
+            conditions = [Document.id == document_id]
+            if worker_id is not None:
+                conditions += [Document.claimed_by == worker_id, Document.status == DocumentStatus.INGESTING.value]
+            statement = update(Document).where(*conditions).values(values).execution_options(
+                synchronize_session=False)
+            if not _updates_one(statement, document_id)(session):
+                row = load_document(session, document_id)  # NotFoundError when there is no such document
+                raise ClaimLostError(
+                    f"worker {worker_id} no longer holds document {document_id} (it is {row.status}, held by "
+                    f"{row.claimed_by or 'nobody'}): status {status} not written"
+                )
+            return document_record(load_document(session, document_id))
 
         return self._uow.write(work)
 

@@ -9,6 +9,7 @@ import pytest
 from storage_testkit import MODEL, TOKENIZER, new_document
 
 from megalodoc.storage import (
+    ClaimLostError,
     DocumentExistsError,
     DocumentStatus,
     NotFoundError,
@@ -125,6 +126,28 @@ def test_cancelling_stops_the_worker_and_finished_documents_cannot_be_claimed(st
     assert not store.claim_document(document.id, "w", 30)
     store.set_status(document.id, "complete")
     assert not store.claim_document(document.id, "w", 30)
+
+
+def test_a_worker_writes_the_status_only_while_it_holds_the_claim(store: Store) -> None:
+    """A worker whose lease expired and was taken over cannot fail, cancel or complete the document: the
+    claim check and the write are one step, and a refused write changes nothing."""
+    document = new_document(store)
+    assert store.claim_document(document.id, "stalled", 0.2)
+    time.sleep(0.35)
+    assert store.claim_document(document.id, "successor", 30)
+    for status in (DocumentStatus.FAILED, DocumentStatus.CANCELLED, DocumentStatus.COMPLETE):
+        with pytest.raises(ClaimLostError, match=r"worker stalled no longer holds .* held by successor"):
+            store.set_status(document.id, status, error="lost", token_count=5, worker_id="stalled")
+    kept = store.get_document(document.id)
+    assert (kept.status, kept.claimed_by, kept.error) == ("ingesting", "successor", None)
+    assert kept.token_count == document.token_count
+    done = store.set_status(document.id, DocumentStatus.COMPLETE, token_count=9, worker_id="successor")
+    assert (done.status, done.claimed_by, done.token_count) == ("complete", None, 9)
+    with pytest.raises(ClaimLostError, match="it is complete, held by nobody"):  # a finished document stays so
+        store.set_status(document.id, DocumentStatus.FAILED, error="late", worker_id="stalled")
+    assert store.get_document(document.id).status == "complete"
+    with pytest.raises(NotFoundError):
+        store.set_status(document.id + 1, DocumentStatus.FAILED, worker_id="successor")
 
 
 def test_claim_next_hands_out_each_document_once(store: Store) -> None:
