@@ -71,8 +71,8 @@ class Library:
     def ingest(self, path: str | os.PathLike, on_progress: ProgressCallback | None = None,
                cancel: CancelToken | None = None) -> DocumentRecord:
         """Read one document (or resume it); returns its record. Raises IngestError naming the file when it
-        cannot be read (DocumentBusyError, a subclass, when another worker is reading it now); a cancelled
-        ingest returns the record with status "cancelled"."""
+        cannot be read (DocumentBusyError, a subclass, when another worker is reading it now or took it
+        over from this one); a cancelled ingest returns the record with status "cancelled"."""
         outcome = ingest_path(self.store, self.bundle, path, self._settings(), on_progress=on_progress, cancel=cancel)
         if outcome.status == IngestStatus.BUSY:
             raise DocumentBusyError(outcome.message or f"{path}: {outcome.status}")

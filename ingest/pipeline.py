@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -42,7 +42,16 @@ from megalodoc.model import (
 from megalodoc.model.boundary import call_span
 from megalodoc.model.state_codec import compute_label
 from megalodoc.model.tokenizer import Tokenizer, TokenizerError
-from megalodoc.storage import ChunkText, DocumentRecord, DocumentStatus, IngestStatus, Location, StorageError, Store
+from megalodoc.storage import (
+    ChunkText,
+    ClaimLostError,
+    DocumentRecord,
+    DocumentStatus,
+    IngestStatus,
+    Location,
+    StorageError,
+    Store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +294,15 @@ class _DocumentRun:
             self.last_heartbeat = time.monotonic()
 
 
+def _latest_record(store: Store, run: _DocumentRun) -> DocumentRecord:
+    """The document as stored now; when the store cannot be read, the record this run started from with
+    the position of the last snapshot it wrote."""
+    try:
+        return store.get_document(run.document.id)
+    except StorageError:
+        return replace(run.document, committed_position=max(run.document.committed_position, run.committed))
+
+
 def _release_claim(store: Store, document_id: int, worker_id: str, shown: str) -> None:
     try:
         store.release_document(document_id, worker_id)
@@ -357,13 +375,19 @@ def ingest_path(
             status = _read(store, bundle, run, source)
         except EXPECTED_ERRORS as exc:  # one bad file must not stop the others: record it and report
             message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
-            logger.warning("%s", message)
-            try:
-                record = store.set_status(document.id, DocumentStatus.FAILED, error=message)
+            status, record = IngestStatus.FAILED, None
+            try:  # only while this worker still holds the claim: a lost one belongs to whoever took it
+                record = store.set_status(document.id, DocumentStatus.FAILED, error=message,
+                                          worker_id=settings.worker_id)
+                logger.warning("%s", message)
+            except ClaimLostError as lost:
+                status = IngestStatus.BUSY
+                message = f"{shown}: lost the ingest claim after token {run.committed}; left as it is ({lost})"
+                logger.warning("%s", message)
             except StorageError as status_error:
+                logger.warning("%s", message)
                 logger.warning("%s: could not record the failure (%s)", shown, status_error)
-                record = document
-            return IngestOutcome(shown, IngestStatus.FAILED, record, message, exc,
+            return IngestOutcome(shown, status, record or _latest_record(store, run), message, exc,
                                  tokens_read=run.position - meter.start_tokens, resumed_from=meter.start_tokens,
                                  seconds=time.perf_counter() - started, times=times.as_dict(), **notes)
         except BaseException as exc:
@@ -387,7 +411,8 @@ def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) 
     resume = _restore(store, bundle, run, source.stream_version)
     run.meter.start_tokens = run.position
     if resume is None:  # stopped after the final snapshot, before the status was written
-        store.set_status(run.document.id, DocumentStatus.COMPLETE, token_count=run.position)
+        store.set_status(run.document.id, DocumentStatus.COMPLETE, token_count=run.position,
+                     worker_id=run.settings.worker_id)
         run.progress(finished=True)
         return IngestStatus.COMPLETE
     piece_index, piece_start = resume
@@ -420,7 +445,7 @@ def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) 
                 if run.cancel is not None and run.cancel.cancelled:
                     if run.chunks_since_snapshot:
                         run.snapshot(source.stream_version)
-                    store.set_status(run.document.id, DocumentStatus.CANCELLED)
+                    store.set_status(run.document.id, DocumentStatus.CANCELLED, worker_id=run.settings.worker_id)
                     return IngestStatus.CANCELLED
                 run.keep_claim()
     finally:
@@ -431,6 +456,7 @@ def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) 
         raise IngestError(f"{source.path}: no text to read (every page or file was empty)")
     if run.position > run.committed:
         run.snapshot(source.stream_version)
-    store.set_status(run.document.id, DocumentStatus.COMPLETE, token_count=run.position)
+    store.set_status(run.document.id, DocumentStatus.COMPLETE, token_count=run.position,
+                     worker_id=run.settings.worker_id)
     run.progress(finished=True)
     return IngestStatus.COMPLETE

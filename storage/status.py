@@ -42,7 +42,7 @@ class IngestStatus(_Word):
     ALREADY_COMPLETE = "already-complete"  # the document was complete before; nothing was read
     CANCELLED = "cancelled"  # stopped by a cancel request (resumable)
     FAILED = "failed"  # could not be read; the outcome's message names the file and the cause
-    BUSY = "busy"  # another worker holds this document's claim; nothing was read
+    BUSY = "busy"  # another worker holds this document's claim (or took it over meanwhile): left to it
 
     @property
     def ok(self) -> bool:
