@@ -93,18 +93,37 @@ class CancelToken:
         return self._cancelled
 
 
+def _pid_namespace() -> str | None:
+    """Who can see this process's pids: the kernel's boot id and the inode of this process's PID
+    namespace, or None when /proc does not say (not Linux, or /proc not mounted)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+        return f"{boot[:12]}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except (OSError, ValueError):
+        return None
+
+
 def default_worker_id() -> str:
-    """host:pid:random, unique per ingest worker."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """host/namespace:pid:random, unique per ingest worker; the namespace part (see `_pid_namespace`) is
+    left out (host:pid:random) when it cannot be read."""
+    namespace = _pid_namespace()
+    place = socket.gethostname() if namespace is None else f"{socket.gethostname()}/{namespace}"
+    return f"{place}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _release_if_holder_died(store: Store, document: DocumentRecord) -> bool:
-    """A claim held by a process of this host that no longer exists (killed, crashed) is released at once
-    instead of waiting for its lease to expire. Claims from other hosts are left to their lease."""
+    """A claim held by a process that no longer exists (killed, crashed) is released at once instead of
+    waiting for its lease to expire, when the holder's pid means the same process here: same host name
+    and same PID namespace of the same kernel. Any other claim is left to its lease: one from another host
+    or container (its pid may not exist here while it runs), or one without a namespace part (written
+    where /proc could not be read, or by an older release), whose pid cannot be placed."""
     holder = document.claimed_by or ""
-    host, _, rest = holder.partition(":")
+    place, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+    namespace = _pid_namespace()
+    if namespace is None or place != f"{socket.gethostname()}/{namespace}":
+        return False
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
         return False
     try:
         os.kill(int(pid_text), 0)
