@@ -141,7 +141,10 @@ def _read(args: argparse.Namespace, library, cancel) -> int:
 
 
 def _print_summary(outcomes) -> int:
-    """Print what happened to each path; returns how many failed."""
+    """Print what happened to each path; returns how many failed. A document another worker holds (busy)
+    is not a failure of this run: the summary counts it as left to that worker."""
+    from megalodoc.storage import IngestStatus
+
     print("\nsummary:")
     for o in outcomes:
         tokens = f"{o.document.committed_position:,} tokens" if o.document else ""
@@ -151,9 +154,11 @@ def _print_summary(outcomes) -> int:
             print(f"      note: {note}")
         if len(o.skipped) > 20:
             print(f"      ... and {len(o.skipped) - 20} more skipped")
-    failed = sum(not o.ok for o in outcomes)
-    print(f"{len(outcomes) - failed} of {len(outcomes)} documents read")
-    return failed
+    read = sum(o.ok for o in outcomes)
+    busy = sum(o.status == IngestStatus.BUSY for o in outcomes)
+    left = f", {busy} left to another worker reading them" if busy else ""
+    print(f"{read} of {len(outcomes)} documents read{left}")
+    return len(outcomes) - read - busy
 
 
 def run_list(args: argparse.Namespace) -> int:
