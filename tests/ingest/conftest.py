@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sysconfig
+import uuid
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -25,6 +26,7 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 TOKENIZER_CORPUS_CHARS = 1_000_000  # about 1 MB of real text: trains in well under a second
 TOKENIZER_VOCAB = 1000
+POSTGRES_URL = os.environ.get("MEGALODOC_TEST_POSTGRES_URL")
 
 PdfPages = list[list[str]]  # pages of lines
 
@@ -173,3 +175,20 @@ def tiny_model_dir(tokenizer: Tokenizer, tmp_path_factory: pytest.TempPathFactor
 def model_dir(tiny_model_dir: Path) -> Path:
     """The model folder the pipeline tests read with (the session's tiny reader model; tests only read it)."""
     return tiny_model_dir
+
+
+@pytest.fixture
+def fresh_database():
+    """A new empty database on the test server, dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip("MEGALODOC_TEST_POSTGRES_URL is not set (source .ci/postgres.sh to start a server)")
+    import sqlalchemy  # only to create/drop the scratch database; megalodoc's code goes through storage
+
+    name = f"workers_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()

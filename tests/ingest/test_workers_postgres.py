@@ -7,14 +7,12 @@ import os
 import subprocess
 import sys
 import sysconfig
-import uuid
 from pathlib import Path
 
 import pytest
 from pipeline_support import make_model_folder
 
 pytestmark = pytest.mark.postgres
-POSTGRES_URL = os.environ.get("MEGALODOC_TEST_POSTGRES_URL")
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 WORKER = """
@@ -24,23 +22,6 @@ lib = Library(sys.argv[1], sys.argv[2])
 outcomes = lib.ingest_many(sys.argv[3:])
 print(json.dumps([[o.path, o.status, o.document.id if o.document else None] for o in outcomes]))
 """
-
-
-@pytest.fixture
-def fresh_database():
-    """A new empty database on the test server, dropped afterwards."""
-    if not POSTGRES_URL:
-        pytest.skip("MEGALODOC_TEST_POSTGRES_URL is not set (source .ci/postgres.sh to start a server)")
-    import sqlalchemy  # only to create/drop the scratch database; megalodoc's code goes through storage
-
-    name = f"workers_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
 
 
 def test_two_workers_share_the_documents(tmp_path, tokenizer, fresh_database):
