@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from megalodoc.storage import ChunkText, Location, Store, open_store
+from megalodoc.storage import ChunkText, Location, Store, display_url, open_store
 
 MODEL = "bench-model"
 GOALS_MS = {
@@ -174,7 +174,7 @@ def main() -> None:
         rows.append((f"search {chunks:,} chunks", search["all queries"]))
         dialect = store.dialect
 
-    print(f"\nstorage benchmark: {dialect}, {url}")
+    print(f"\nstorage benchmark: {dialect}, {display_url(url)}")
     print(f"load average before: {load_before}, after: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"{'operation':<26}{'median ms':>11}{'p95 ms':>9}{'min ms':>9}{'CPU ms':>9}{'goal ms':>9}  ok")
     for label, stats in rows:

@@ -10,11 +10,13 @@ model). Every failure is a `StorageError` (`errors.py`).
 """
 
 from megalodoc.storage.compaction import ThinningReport
+from megalodoc.storage.db_url import display_url
 from megalodoc.storage.engine import DB_ENV_VAR, DEFAULT_DB_FILE, resolve_url
 from megalodoc.storage.errors import (
     ClaimLostError,
     ConflictError,
     CorruptSnapshotError,
+    DatabaseUrlError,
     DocumentExistsError,
     DocumentInUseError,
     DocumentStatusError,
@@ -60,6 +62,7 @@ __all__ = [
     "ClaimLostError",
     "ConflictError",
     "CorruptSnapshotError",
+    "DatabaseUrlError",
     "DocumentExistsError",
     "DocumentInUseError",
     "DocumentRecord",
@@ -85,6 +88,7 @@ __all__ = [
     "TurnRecord",
     "database_status",
     "describe_locations",
+    "display_url",
     "open_store",
     "resolve_url",
     "upgrade_database",

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
+from megalodoc.storage.db_url import display_url, parse_url
 from megalodoc.storage.errors import StorageError
 
 DEFAULT_DB_FILE = "megalodoc.db"
@@ -58,7 +59,7 @@ def _absolute_sqlite_url(raw: str) -> str:
     SQLAlchemy cannot parse, which opening reports) as it is."""
     try:
         parsed = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return raw
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:") or os.path.isabs(database):
@@ -73,17 +74,10 @@ def _missing_driver(url: str, backend: str, exc: ModuleNotFoundError) -> str:
     return f"{where}; install the driver that the URL names"
 
 
-def display_url(url: str) -> str:
-    """The URL with any password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
 def sqlite_file(url: str) -> Path | None:
-    """The file behind a SQLite URL, or None for in-memory databases and other backends."""
-    parsed = make_url(url)
+    """The file behind a SQLite URL, or None for in-memory databases and other backends;
+    `DatabaseUrlError` when `url` cannot be parsed."""
+    parsed = parse_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
         return None
@@ -92,11 +86,9 @@ def sqlite_file(url: str) -> Path | None:
 
 def create_store_engine(url: str, sqlite_pragmas: Mapping[str, PragmaValue] | None = None) -> Engine:
     """A SQLAlchemy engine for `url` (already resolved). For SQLite: WAL, foreign keys,
-    synchronous=NORMAL and a busy timeout on every connection, plus any extra `sqlite_pragmas`."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StorageError(f"not a database URL: {url!r} ({exc})") from exc
+    synchronous=NORMAL and a busy timeout on every connection, plus any extra `sqlite_pragmas`.
+    `DatabaseUrlError` when `url` cannot be parsed."""
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite":
         try:
             return create_engine(url, pool_pre_ping=True)

@@ -61,3 +61,7 @@ class ClaimLostError(StorageError):
 
 class DocumentStatusError(StorageError):
     """The document's status forbids the operation (e.g. a snapshot for a document that is not ingesting)."""
+
+
+class DatabaseUrlError(StorageError, ValueError):
+    """The database URL cannot be parsed (no scheme, a port that is not a number, ...); nothing was opened."""

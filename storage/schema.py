@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 
-from megalodoc.storage.engine import display_url
+from megalodoc.storage.db_url import display_url
 from megalodoc.storage.errors import SchemaBehindError, SchemaError, SchemaNewerError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -11,8 +11,9 @@ from sqlalchemy.exc import DBAPIError
 
 from megalodoc.storage.blob_encoding import DEFAULT_ENCODING, check_encoding
 from megalodoc.storage.compaction import CompactionMixin
+from megalodoc.storage.db_url import display_url
 from megalodoc.storage.documents import DocumentsMixin
-from megalodoc.storage.engine import PragmaValue, create_store_engine, display_url, resolve_url, sqlite_file
+from megalodoc.storage.engine import PragmaValue, create_store_engine, resolve_url, sqlite_file
 from megalodoc.storage.errors import StorageError
 from megalodoc.storage.locations import LocationsMixin
 from megalodoc.storage.losses import LossesMixin

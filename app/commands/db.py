@@ -57,16 +57,23 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _failed(command: str, exc: Exception) -> int:
+    """Print why `megalodoc db COMMAND` failed, in one line; the exit status: 2 for a --db value that is
+    not a usable URL (a usage error, like argparse's), else 1."""
+    from megalodoc.storage import DatabaseUrlError
+
+    print(f"megalodoc db {command}: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, DatabaseUrlError) else 1
+
+
 def _upgrade(args: argparse.Namespace) -> int:
-    from megalodoc.storage import StorageError, resolve_url, upgrade_database
-    from megalodoc.storage.engine import display_url
+    from megalodoc.storage import StorageError, display_url, resolve_url, upgrade_database
 
     shown = display_url(resolve_url(args.db))
     try:
         before, after = upgrade_database(args.db)
     except StorageError as exc:
-        print(f"megalodoc db upgrade: {exc}", file=sys.stderr)
-        return 1
+        return _failed("upgrade", exc)
     if before == after:
         print(f"{shown}: already at schema revision {after}")
     elif before is None:
@@ -82,8 +89,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         status = database_status(args.db)
     except StorageError as exc:
-        print(f"megalodoc db status: {exc}", file=sys.stderr)
-        return 1
+        return _failed("status", exc)
     advice = {
         "current": "up to date",
         "missing": "no database file: `megalodoc db upgrade` creates it",
@@ -105,8 +111,7 @@ def _check(args: argparse.Namespace) -> int:
         with open_store(args.db, create=False) as store:
             problems = store.check_integrity(verify_blobs=not args.no_blobs)
     except StorageError as exc:
-        print(f"megalodoc db check: {exc}", file=sys.stderr)
-        return 1
+        return _failed("check", exc)
     for problem in problems:
         print(problem)
     print(f"{store.url}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
@@ -161,8 +166,7 @@ def _compact(args: argparse.Namespace) -> int:
             elif args.vacuum:
                 print(f"{store.url}: not SQLite; the database reuses the freed space itself")
     except (StorageError, ValueError) as exc:
-        print(f"megalodoc db compact: {exc}", file=sys.stderr)
-        return 1
+        return _failed("compact", exc)
     return 0
 
 
