@@ -26,12 +26,19 @@ def can_exist(session: Session, *row_ids: int | None) -> bool:
     return all(row_id is None or 0 < row_id <= limit for row_id in row_ids)
 
 
-def get_row(session: Session, model: type[RowT], row_id: int, *, lock: bool = False) -> RowT | None:
+def get_row(
+    session: Session, model: type[RowT], row_id: int, *, lock: bool = False, key_share: bool = False
+) -> RowT | None:
     """The row of `model` with primary key `row_id`, or None when there is none, also when no row can
-    have that id. `lock` takes a row lock on PostgreSQL (SELECT ... FOR UPDATE)."""
+    have that id. `lock` takes a row lock on PostgreSQL (SELECT ... FOR UPDATE). `key_share` takes the
+    weakest one (FOR KEY SHARE): the row cannot be deleted until the transaction ends, while others may
+    still update it; a delete in progress elsewhere is waited for, and then the row is None. Rows that
+    a new row will reference are read so: its foreign keys then hold when it is inserted."""
     if not can_exist(session, row_id):
         return None
-    return session.get(model, row_id, with_for_update=lock or None)
+    if lock:
+        return session.get(model, row_id, with_for_update=True)
+    return session.get(model, row_id, with_for_update={"key_share": True} if key_share else None)
 
 
 def guard_ids(work: Callable[[Session], T], nothing: T, *row_ids: int | None) -> Callable[[Session], T]:

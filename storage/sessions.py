@@ -18,7 +18,7 @@ from megalodoc.storage.convert import (
 )
 from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import NotFoundError
-from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
+from megalodoc.storage.models import Document, SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
 from megalodoc.storage.row_ids import get_row, guard_ids
 from megalodoc.storage.snapshots import (
@@ -32,17 +32,27 @@ from megalodoc.storage.snapshots import (
 from megalodoc.storage.unit import UnitOfWork
 
 
-def _load_session(session: Session, session_id: int) -> SessionRow:
-    row = get_row(session, SessionRow, session_id)
+def _load_session(session: Session, session_id: int, *, key_share: bool = False) -> SessionRow:
+    row = get_row(session, SessionRow, session_id, key_share=key_share)
     if row is None:
         raise NotFoundError(f"no session with id {session_id}")
     return row
 
 
-def _load_turn(session: Session, turn_id: int) -> TurnRow:
-    row = get_row(session, TurnRow, turn_id)
+def _load_turn(session: Session, turn_id: int, *, key_share: bool = False) -> TurnRow:
+    row = get_row(session, TurnRow, turn_id, key_share=key_share)
     if row is None:
         raise NotFoundError(f"no turn with id {turn_id}")
+    return row
+
+
+def _hold_document(session: Session, document_id: int) -> Document:
+    """The document row, kept from being deleted until the transaction ends (`get_row`'s key_share): a
+    delete in progress in another transaction is waited for and then gives NotFoundError, not a
+    foreign-key violation when the new row that references the document is inserted."""
+    row = get_row(session, Document, document_id, key_share=True)
+    if row is None:
+        raise NotFoundError(f"no document with id {document_id}")
     return row
 
 
@@ -63,12 +73,13 @@ class SessionsMixin:
         self, document_id: int, position: int, snapshot_id: int | None = None, title: str | None = None
     ) -> SessionRecord:
         """Start a session at `position` of the document, optionally naming the document snapshot it
-        resumes from (which must lie at or before `position`)."""
+        resumes from (which must lie at or before `position`). `NotFoundError` when the document is not
+        there, also when another process deletes it meanwhile."""
         require_int("position", position)
         optional_text("title", title)
 
         def work(session: Session) -> SessionRecord:
-            document = load_document(session, document_id)
+            document = _hold_document(session, document_id)
             limit = max(document.committed_position, document.token_count or 0)
             if position > limit:
                 raise ValueError(
@@ -163,7 +174,8 @@ class SessionsMixin:
     ) -> TurnRecord:
         """Record a turn after `parent_turn_id` (None: a first turn). The state after the turn is either an
         already stored snapshot (`snapshot_id`) or `state`, stored as a "turn" snapshot in the same
-        transaction as the turn. A second child of the same parent is a branch."""
+        transaction as the turn. A second child of the same parent is a branch. `NotFoundError` when the
+        session or the parent turn is not there, also when another process deletes it meanwhile."""
         if not isinstance(prompt, str) or not isinstance(answer, str):
             raise TypeError("prompt and answer must be str")
         sampling_json = to_json("sampling settings", sampling)
@@ -178,9 +190,10 @@ class SessionsMixin:
             state_metadata = to_json("state metadata", state.metadata)
 
         def work(session: Session) -> TurnRecord:
-            owner = _load_session(session, session_id)
+            # held from deletion until the turn is stored: a delete meanwhile gives NotFoundError
+            owner = _load_session(session, session_id, key_share=True)
             if parent_turn_id is not None:
-                parent = _load_turn(session, parent_turn_id)
+                parent = _load_turn(session, parent_turn_id, key_share=True)
                 if parent.session_id != session_id:
                     raise ValueError(f"turn {parent_turn_id} belongs to session {parent.session_id}, not {session_id}")
             turn_snapshot = snapshot_id
