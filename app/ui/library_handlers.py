@@ -140,15 +140,30 @@ def cancel_ingest(ctx: AppContext, doc_id: int | str | None) -> str:
 
 def resume_ingest(ctx: AppContext, doc_id: int | str | None) -> int:
     """Start reading a cancelled (or failed, or interrupted) document again from its last snapshot;
-    returns the new job id."""
+    returns the new job id. Only an upload of this server is read again: a document read from a file
+    elsewhere (by the CLI, or by another machine sharing the store) is refused, saying how to resume it."""
     doc = ctx.service.store.get_document(_chosen(doc_id))
     if doc.status == DocumentStatus.COMPLETE:
         raise UiError(f"{doc.name} is already read completely")
     if ctx.jobs.live_progress(doc.id) is not None:
         raise UiError(f"{doc.name} is being read now")
-    if not doc.source_path or not (Path(doc.source_path).is_file() or Path(doc.source_path).is_dir()):
+    source = _uploaded_source(ctx, doc.name, doc.source_path)
+    if not (source.is_file() or source.is_dir()):
         raise UiError(f"{doc.name}: its uploaded file is no longer in the server's data folder; upload it again")
-    return ctx.jobs.start([(Path(doc.source_path), doc.name)])
+    return ctx.jobs.start([(source, doc.name)])
+
+
+def _uploaded_source(ctx: AppContext, name: str, source_path: str | None) -> Path:
+    """The document's source, resolved (symlinks followed), when it lies in this server's uploads; else
+    UiError: the web app reads nothing outside its data folder."""
+    if not source_path:
+        raise UiError(f"{name}: its uploaded file is no longer in the server's data folder; upload it again")
+    source = Path(source_path).resolve()
+    if not source.is_relative_to((ctx.data_dir / "uploads").resolve()):
+        raise UiError(f"{name} was read from {source_path}, outside this server's data folder, and this page "
+                      f"reads only its own uploads: resume it on the machine that has the file with "
+                      f"`megalodoc ingest {source_path}` (the same --db), or upload the file here")
+    return source
 
 
 def delete_document(ctx: AppContext, doc_id: int | str | None) -> str:
