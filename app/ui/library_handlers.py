@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from megalodoc.app.reader import DocumentInUseError
 from megalodoc.app.ui.context import AppContext
 from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.formatting import (
@@ -172,10 +173,24 @@ def delete_document(ctx: AppContext, doc_id: int | str | None) -> str:
     doc = ctx.service.store.get_document(_chosen(doc_id))
     if ctx.jobs.live_progress(doc.id) is not None:
         raise UiError(f"{doc.name} is being read now: cancel the ingest first")
-    sessions = len(ctx.service.sessions(doc.id))
-    if sessions:  # said here: the store's refusal speaks of the Python API's force=True
-        raise UiError(f"{doc.name} (id {doc.id}) has {sessions} session(s): delete them first, under "
-                      "\"Sessions of this document\" in the Reader tab")
-    ctx.service.delete_document(doc.id)
+    if ctx.service.sessions(doc.id):  # said here: the store's refusal speaks of the Python API's force=True
+        raise UiError(_in_use(ctx, doc.id, doc.name))
+    try:
+        ctx.service.delete_document(doc.id)
+    except DocumentInUseError as exc:  # said here: the store's refusal speaks of the Python API's force=True
+        raise UiError(_in_use(ctx, doc.id, doc.name)) from exc
     ctx.remove_copy_unless_used(doc.source_path)  # kept while another upload has it staged or queued
     return f"Deleted {doc.name} (id {doc.id})."
+
+
+def _in_use(ctx: AppContext, doc_id: int, name: str) -> str:
+    """Why the document cannot be deleted, for the page: sessions use it, or another process (a
+    `megalodoc ingest`, another server) is reading it now."""
+    sessions = len(ctx.service.sessions(doc_id))
+    if sessions:
+        return (f"{name} (id {doc_id}) has {sessions} session(s): delete them first, under \"Sessions of this "
+                "document\" in the Reader tab")
+    reader = ctx.service.store.get_document(doc_id).claimed_by or "unknown"
+    return (f"{name} (id {doc_id}) is being read by another process ({reader}), not by this server: wait for "
+            "that reading to end, or stop it where it runs (Ctrl-C in its `megalodoc ingest`, or Cancel on the "
+            "page of the server reading it), then delete it here")
