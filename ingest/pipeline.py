@@ -17,9 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -111,20 +114,47 @@ def default_worker_id() -> str:
     return f"{place}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+# Worker ids of the readings running in this process now (a count: one id may read several documents).
+_READING_HERE: Counter[str] = Counter()
+_READING_HERE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _reading_here(worker_id: str) -> Iterator[None]:
+    """Count a reading of `worker_id` as running in this process while the block runs."""
+    with _READING_HERE_LOCK:
+        _READING_HERE[worker_id] += 1
+    try:
+        yield
+    finally:
+        with _READING_HERE_LOCK:
+            _READING_HERE[worker_id] -= 1
+            if not _READING_HERE[worker_id]:
+                del _READING_HERE[worker_id]
+
+
 def _release_if_holder_died(store: Store, document: DocumentRecord) -> bool:
     """A claim held by a process that no longer exists (killed, crashed) is released at once instead of
     waiting for its lease to expire, when the holder's pid means the same process here: same host name
     and same PID namespace of the same kernel. Any other claim is left to its lease: one from another host
     or container (its pid may not exist here while it runs), or one without a namespace part (written
-    where /proc could not be read, or by an older release), whose pid cannot be placed."""
+    where /proc could not be read, or by an older release), whose pid cannot be placed. A claim of this
+    very process whose reading is over (the store was unreachable when it ended, so the claim stayed) is
+    released too: a long-running server would otherwise call its own document busy for a whole lease."""
     holder = document.claimed_by or ""
     place, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
     namespace = _pid_namespace()
     if namespace is None or place != f"{socket.gethostname()}/{namespace}":
         return False
-    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+    if not pid_text.isdigit():
         return False
+    if int(pid_text) == os.getpid():
+        with _READING_HERE_LOCK:
+            if holder in _READING_HERE:
+                return False
+        logger.info("document %d: releasing the claim a finished reading of this process left", document.id)
+        return store.release_document(document.id, holder)
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
@@ -380,48 +410,58 @@ def ingest_path(
             return IngestOutcome(shown, IngestStatus.ALREADY_COMPLETE, document, **notes)
         if document.status != DocumentStatus.INGESTING:
             document = store.set_status(document.id, DocumentStatus.INGESTING)
-        if not store.claim_document(document.id, settings.worker_id, settings.lease_seconds):
-            if not _release_if_holder_died(store, store.get_document(document.id)) or not store.claim_document(
-                document.id, settings.worker_id, settings.lease_seconds
-            ):
-                return IngestOutcome(shown, IngestStatus.BUSY, document,
-                                     f"{shown}: another worker is reading this document", **notes)
-        meter = ProgressMeter(shown, source.name, document.id, source.unit_name, source.unit_count or None,
-                              document.committed_position)
-        run = _DocumentRun(store, bundle, document, settings, meter, on_progress, cancel, times)
-        logger.info("reading %s (document %d) from token %d", shown, document.id, document.committed_position)
-        try:
-            status = _read(store, bundle, run, source)
-        except EXPECTED_ERRORS as exc:  # one bad file must not stop the others: record it and report
-            message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
-            status, record = IngestStatus.FAILED, None
-            try:  # only while this worker still holds the claim: a lost one belongs to whoever took it
-                record = store.set_status(document.id, DocumentStatus.FAILED, error=message,
-                                          worker_id=settings.worker_id)
-                logger.warning("%s", message)
-            except ClaimLostError as lost:
-                status = IngestStatus.BUSY
-                message = f"{shown}: lost the ingest claim after token {run.committed}; left as it is ({lost})"
-                logger.warning("%s", message)
-            except StorageError as status_error:
-                logger.warning("%s", message)
-                logger.warning("%s: could not record the failure (%s)", shown, status_error)
-            return IngestOutcome(shown, status, record or _latest_record(store, run), message, exc,
-                                 tokens_read=run.position - meter.start_tokens, resumed_from=meter.start_tokens,
-                                 seconds=time.perf_counter() - started, times=times.as_dict(), **notes)
-        except BaseException as exc:
-            # A bug or an interrupt, not a bad file: keep the document as it is (its last snapshot is the
-            # last good state), give up the claim so the next run resumes at once, and let it propagate.
-            if isinstance(exc, Exception):
-                logger.exception("%s: unexpected %s while reading; the document keeps its snapshot at token %d",
-                                 shown, type(exc).__name__, run.committed)
-            _release_claim(store, document.id, settings.worker_id, shown)
-            raise
-        record = store.get_document(document.id)
-        message = None if status == IngestStatus.COMPLETE else f"cancelled at token {run.committed}"
-        return IngestOutcome(shown, status, record, message, tokens_read=run.position - meter.start_tokens,
-                             resumed_from=meter.start_tokens, seconds=time.perf_counter() - started,
-                             times=times.as_dict(), **notes)
+        with _reading_here(settings.worker_id):  # counted from before the claim: never released as left over
+            return _claim_and_read(store, bundle, source, document, path, settings, on_progress, cancel, started,
+                                   times, notes)
+
+
+def _claim_and_read(store: Store, bundle: ModelBundle, source: Source, document: DocumentRecord,
+                    path: str | os.PathLike, settings: IngestSettings, on_progress: ProgressCallback | None,
+                    cancel: CancelToken | None, started: float, times: StageTimes, notes: dict) -> IngestOutcome:
+    shown = shown_name(path)
+    if not store.claim_document(document.id, settings.worker_id, settings.lease_seconds):
+        if not _release_if_holder_died(store, store.get_document(document.id)) or not store.claim_document(
+            document.id, settings.worker_id, settings.lease_seconds
+        ):
+            return IngestOutcome(shown, IngestStatus.BUSY, document,
+                                 f"{shown}: another worker is reading this document", **notes)
+    meter = ProgressMeter(shown, source.name, document.id, source.unit_name, source.unit_count or None,
+                          document.committed_position)
+    run = _DocumentRun(store, bundle, document, settings, meter, on_progress, cancel, times)
+    logger.info("reading %s (document %d) from token %d", shown, document.id, document.committed_position)
+    try:
+        status = _read(store, bundle, run, source)
+    except EXPECTED_ERRORS as exc:  # one bad file must not stop the others: record it and report
+        message = str(exc) if shown in str(exc) else f"{shown}: {exc}"
+        status, record = IngestStatus.FAILED, None
+        try:  # only while this worker still holds the claim: a lost one belongs to whoever took it
+            record = store.set_status(document.id, DocumentStatus.FAILED, error=message,
+                                      worker_id=settings.worker_id)
+            logger.warning("%s", message)
+        except ClaimLostError as lost:
+            status = IngestStatus.BUSY
+            message = f"{shown}: lost the ingest claim after token {run.committed}; left as it is ({lost})"
+            logger.warning("%s", message)
+        except StorageError as status_error:
+            logger.warning("%s", message)
+            logger.warning("%s: could not record the failure (%s)", shown, status_error)
+            _release_claim(store, document.id, settings.worker_id, shown)  # if the store is back already
+        return IngestOutcome(shown, status, record or _latest_record(store, run), message, exc,
+                             tokens_read=run.position - meter.start_tokens, resumed_from=meter.start_tokens,
+                             seconds=time.perf_counter() - started, times=times.as_dict(), **notes)
+    except BaseException as exc:
+        # A bug or an interrupt, not a bad file: keep the document as it is (its last snapshot is the
+        # last good state), give up the claim so the next run resumes at once, and let it propagate.
+        if isinstance(exc, Exception):
+            logger.exception("%s: unexpected %s while reading; the document keeps its snapshot at token %d",
+                             shown, type(exc).__name__, run.committed)
+        _release_claim(store, document.id, settings.worker_id, shown)
+        raise
+    record = store.get_document(document.id)
+    message = None if status == IngestStatus.COMPLETE else f"cancelled at token {run.committed}"
+    return IngestOutcome(shown, status, record, message, tokens_read=run.position - meter.start_tokens,
+                         resumed_from=meter.start_tokens, seconds=time.perf_counter() - started,
+                         times=times.as_dict(), **notes)
 
 
 def _read(store: Store, bundle: ModelBundle, run: _DocumentRun, source: Source) -> IngestStatus:
