@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from megalodoc.app.arg_types import whole_number
 from megalodoc.app.listen_check import listen_problem
+
+log = logging.getLogger(__name__)
 
 # Nothing leaves the machine: no analytics, no Hub lookups. Set before gradio or huggingface_hub load.
 OFFLINE_ENVIRONMENT = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -124,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         exports.mkdir(exist_ok=True)
         os.chdir(exports)
         print(f"megalodoc serve: library {service.store.url}, uploads in {data_dir}", file=sys.stderr)
-        launch(demo, host=args.host, port=args.port, auth=auth)
+        launch(demo, host=args.host, port=args.port, auth=auth, prevent_thread_lock=True)
+        _wait_for_stop()
     except OSError as exc:  # the port is taken, or the address is not this machine's
         print(f"megalodoc serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
@@ -135,5 +140,18 @@ def run(args: argparse.Namespace) -> int:
             if demo is not None:  # readings cancelled and requests in flight finished before the store closes
                 demo.megalodoc_context.shut_down()
         finally:  # also after a second Ctrl-C or SIGTERM during that wait
-            service.close()
+            try:
+                if demo is not None:
+                    demo.close()  # the web server last: it waits up to 5 s for open pages' connections
+                    log.info("web server closed")
+            finally:
+                service.close()
     return 0
+
+
+def _wait_for_stop() -> None:
+    """Serve until Ctrl-C or SIGTERM (a KeyboardInterrupt here). The stop is handled by the caller at once:
+    readings are cancelled before the web server closes, which waits for open pages for a few seconds
+    (Gradio's own wait closed the web server first, so readings went on for those seconds)."""
+    while True:
+        time.sleep(3600)

@@ -1,7 +1,9 @@
 """`megalodoc serve` stopped by SIGTERM (a service manager, `docker stop`) closes as Ctrl-C does: the
 server ends with status 0 and the SQLite store is closed (its -wal file removed), not killed mid-write.
 A reading under way is cancelled first (it keeps its last snapshot and releases its document): the
-process used to end under it and abort ("terminate called without an active exception", status -6)."""
+process used to end under it and abort ("terminate called without an active exception", status -6). The
+web server closes after that, not before (its close waits for open pages up to 5 s, while the reading
+went on)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ def test_a_stop_during_a_reading_cancels_it_and_releases_the_document(tiny_model
         assert server.wait(120) == 0, log.read_text()
     text = log.read_text()
     assert "terminate called" not in text and "Traceback" not in text, text
+    # the reading is cancelled at once; the web server, which waits for open pages a few seconds, closes after
+    assert "stopping: cancelling 1 reading(s)" in text and "web server closed" in text, text
+    assert text.index("stopping: cancelling 1 reading(s)") < text.index("web server closed"), text
     with open_store(str(db)) as store:
         [doc] = store.list_documents()
     assert doc.status == "cancelled" and doc.claimed_by is None, doc
