@@ -96,13 +96,25 @@ class CancelToken:
         return self._cancelled
 
 
+def _read_boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12] or None
+    except (OSError, ValueError):  # not Linux, or /proc not mounted
+        return None
+
+
+# Read once, when the module loads: a reading opens nothing outside the paths it is given.
+_BOOT_ID = _read_boot_id()
+
+
 def _pid_namespace() -> str | None:
     """Who can see this process's pids: the kernel's boot id and the inode of this process's PID
     namespace, or None when /proc does not say (not Linux, or /proc not mounted)."""
+    if _BOOT_ID is None:
+        return None
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
-        return f"{boot[:12]}.{os.stat('/proc/self/ns/pid').st_ino}"
-    except (OSError, ValueError):
+        return f"{_BOOT_ID}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
         return None
 
 

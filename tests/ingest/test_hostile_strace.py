@@ -20,11 +20,12 @@ REPRESENTATIVE = ("folder-symlinks-loops-outside", "folder-fifo-socket", "markdo
                   "html-entities", "tar-symlink-hardlink-outside", "tar-dotdot-absolute", "zip-symlink-outside",
                   "direct-fifo", "direct-proc-symlink", "direct-sys-symlink", "direct-device-symlink",
                   "file-with-trailing-slash", "pdf-nested", "folder-undecodable-names")
-# What the interpreter, torch and SQLite open for themselves (never an input): the process's own /proc
-# entries, CPU and cgroup facts, and the usual character devices.
+# What the interpreter, torch, SQLite and megalodoc open for themselves (never an input): the process's own
+# /proc entries, CPU and cgroup facts, the kernel's boot id (read once when the ingest pipeline loads: it
+# names the machine in worker ids), and the usual character devices.
 SYSTEM_ALLOWED = re.compile(
-    r"^/proc/(self|thread-self|\d+)/|^/proc/(cpuinfo|meminfo|stat)$|^/sys/devices/system/|^/sys/fs/cgroup/"
-    r"|^/dev/(null|u?random|tty|shm/)")
+    r"^/proc/(self|thread-self|\d+)/|^/proc/(cpuinfo|meminfo|stat)$|^/proc/sys/kernel/random/boot_id$"
+    r"|^/sys/devices/system/|^/sys/fs/cgroup/|^/dev/(null|u?random|tty|shm/)")
 OPEN_CALL = re.compile(r'^(\d+)\s+(?:open|openat|openat2)\((?:AT_FDCWD|\d+)?,?\s*"((?:[^"\\]|\\.)*)"')
 
 
