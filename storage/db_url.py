@@ -31,7 +31,9 @@ _SECRET_PAIR = re.compile(
     r"(?i)((?:[a-z_]*(?:password|passwd|secret|token)[a-z_]*|scram_client_key|scram_server_key)\s*(?:=|%3D)\s*)"
     r"('(?:[^'\\]|\\.)*'|[^&\s'#]*)"
 )
-_USERINFO = re.compile(r"^([^:/?#]*://[^:/?#@]*):[^/?#]*@")  # scheme://user:password@ (password to the last @)
+# scheme://user:password@ with the password running to the last "@": a password written unescaped may hold
+# "/", "?", "#" or "@" (hiding more than the password is the safe side)
+_USERINFO = re.compile(r"^([^:/?#]*://[^:/?#@]*):.*@", re.DOTALL)
 
 
 def is_secret_parameter(name: str) -> bool:
@@ -55,10 +57,13 @@ def parse_url(url: str) -> URL:
 
 def display_url(url: str) -> str:
     """The URL with every secret it carries hidden (see the module's docstring), for messages and logs.
-    A URL that cannot be parsed is shown with its `user:password@` password and secret pairs hidden."""
+    A URL that cannot be parsed, or whose password holds an unescaped "@", is shown with everything from
+    its password to the last "@" hidden, and its secret pairs."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
+        return _hide_pairs(_USERINFO.sub(rf"\1:{HIDDEN}@", url))
+    if url.count("@") > 1 and parsed.password is not None:  # an unescaped "@" in it: parsing split it early
         return _hide_pairs(_USERINFO.sub(rf"\1:{HIDDEN}@", url))
     query = {key: (HIDDEN if is_secret_parameter(key) else value) for key, value in parsed.query.items()}
     database = None if parsed.database is None else _hide_pairs(parsed.database)

@@ -8,7 +8,7 @@ from storage_testkit import postgres_base_url
 
 from megalodoc.storage import DatabaseUrlError, StorageError, database_status, display_url, open_store, upgrade_database
 
-SECRETS = ("Pw0rdInUserinfo", "S3cretQuery", "KeyPassS3cret", "OauthS3cret", "ScramS3cret", "DbnameS3cret")
+SECRETS = ("Pw0rd", "InUserinfo", "Pw0rdInUserinfo", "S3cretQuery", "KeyPassS3cret", "OauthS3cret", "ScramS3cret", "DbnameS3cret")
 
 
 @pytest.mark.parametrize("url", [
@@ -19,6 +19,12 @@ SECRETS = ("Pw0rdInUserinfo", "S3cretQuery", "KeyPassS3cret", "OauthS3cret", "Sc
     "postgresql+psycopg://reader@db.example/host%3Dx%20password%3DDbnameS3cret",
     "postgresql+psycopg://reader:Pw0rdInUserinfo@db.example:notaport/lib?password=S3cretQuery",
     "nonsense-without-scheme password=S3cretQuery",
+    # passwords with the characters that end a URL's parts, written unescaped: parsed or not
+    "postgresql+psycopg://reader:Pw0rd/InUserinfo@db.example:notaport/lib",
+    "postgresql+psycopg://reader:Pw0rd#InUserinfo@db.example:notaport/lib",
+    "postgresql+psycopg://reader:Pw0rd?InUserinfo@db.example:notaport/lib",
+    "postgresql+psycopg://reader:Pw0rd@InUserinfo@db.example/lib",
+    "postgresql+psycopg://reader:Pw0rd@InUserinfo@db.example:notaport/lib",
 ])
 def test_display_url_hides_every_secret(url: str) -> None:
     shown = display_url(url)
