@@ -8,7 +8,8 @@ from storage_testkit import postgres_base_url
 
 from megalodoc.storage import DatabaseUrlError, StorageError, database_status, display_url, open_store, upgrade_database
 
-SECRETS = ("Pw0rd", "InUserinfo", "Pw0rdInUserinfo", "S3cretQuery", "KeyPassS3cret", "OauthS3cret", "ScramS3cret", "DbnameS3cret")
+SECRETS = ("Pw0rd", "InUserinfo", "Pw0rdInUserinfo", "S3cretQuery", "KeyPassS3cret", "OauthS3cret", "ScramS3cret",
+           "DbnameS3cret")
 
 
 @pytest.mark.parametrize("url", [
