@@ -62,8 +62,8 @@ def display_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        return _hide_pairs(_USERINFO.sub(rf"\1:{HIDDEN}@", url))
-    if url.count("@") > 1 and parsed.password is not None:  # an unescaped "@" in it: parsing split it early
+        parsed = None
+    if parsed is None or (url.count("@") > 1 and parsed.password is not None):  # an unescaped "@" split it early
         return _hide_pairs(_USERINFO.sub(rf"\1:{HIDDEN}@", url))
     query = {key: (HIDDEN if is_secret_parameter(key) else value) for key, value in parsed.query.items()}
     database = None if parsed.database is None else _hide_pairs(parsed.database)
