@@ -16,6 +16,9 @@ length, so that they share the machine's state):
    run; the one-shot forward under torch.no_grad, as the surprise curve runs;
 2. one-shot (training-style, with logits): forward, and forward + backward of the cross-entropy, at
    2K, 4K, 8K, 32K tokens;
+One-shot rows record the minor page faults of each timed run. --allocator tcmalloc reruns the script on
+tcmalloc, which keeps freed memory in the process (bench/allocator.py): timings then leave out the page
+faults that glibc's fresh 64 MiB blocks take, and peak RSS holds what earlier measurements left.
 A baseline that exceeds the per-stream time budget or the memory cap stops there; that is recorded,
 and its longer lengths are skipped. Writes long_context.json and long_context.png into --out and prints
 a table.
@@ -49,6 +52,8 @@ try:
 except ImportError:
     pass  # recorded in the results: the baselines need the bench extra
 sys.path.append(str(_HERE))
+
+from allocator import ALLOCATORS, loaded_allocator, minor_faults, run_under  # noqa: E402
 
 from megalodoc.model import Megalodon, MegalodonConfig, load_model  # noqa: E402
 from megalodoc.model.cuda_graph import GraphedStream  # noqa: E402
@@ -370,7 +375,8 @@ def one_shot_rows(systems, ids_all: torch.Tensor, lengths: list[int], device, ar
                 elif guess is not None and guess > args.time_budget:
                     row["status"] = f"skipped: estimated {guess:.0f}s > time budget"
                 else:
-                    row.update(status="ok", runs=[], peak_memory_bytes=0, memory_growth_bytes=0)
+                    row.update(status="ok", runs=[], minor_faults_runs=[], peak_memory_bytes=0,
+                               memory_growth_bytes=0)
             for index in range(timed + 1):  # index 0 warms up
                 turn = index % len(systems)
                 for system in systems[turn:] + systems[:turn]:
@@ -379,12 +385,15 @@ def one_shot_rows(systems, ids_all: torch.Tensor, lengths: list[int], device, ar
                         continue
                     try:
                         with Meter(device) as meter:
+                            faults = minor_faults()
                             seconds = one_shot_once(system, ids, device, backward)
+                            faults = minor_faults() - faults
                     except OOM:
                         row.update(status="stopped: out of memory")
                         continue
                     if index:
                         row["runs"].append(seconds)
+                        row["minor_faults_runs"].append(faults)
                         for key, value in meter.result().items():
                             row[key] = max(row[key], value)
             for system in systems:
@@ -421,6 +430,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory-cap-gib", type=float, default=6.0,
                         help="CPU: stop a stream whose RSS grows by more than this")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="system",
+                        help="the C allocator under the run: the system's (glibc) or tcmalloc, preloaded; "
+                             "under tcmalloc, peak RSS includes memory kept from earlier measurements")
     parser.add_argument("--repeats", type=int, default=3, help="timed one-shot repeats (median) up to 8K")
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--baselines", default="llama-width,llama-params",
@@ -470,7 +482,7 @@ def machine(device: torch.device, args) -> dict:
     info = {
         "platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
         "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "device": str(device),
+        "threads": torch.get_num_threads(), "device": str(device), "allocator": loaded_allocator(),
     }
     try:
         import transformers
@@ -488,6 +500,7 @@ def machine(device: torch.device, args) -> dict:
 
 def main() -> None:
     args = parse_args()
+    run_under(args.allocator)
     if args.backend:
         os.environ["MEGALODOC_BACKEND"] = args.backend  # read by the dispatcher at every call
     run = Budget(args.deadline)

@@ -52,6 +52,7 @@ def test_long_context_streams_both_systems_and_writes_its_table_plot_and_report(
     assert f"wrote {out / 'long_context.json'}" in stdout
     meta = result["meta"]
     assert meta["device"] == "cpu" and meta["config"] == "shipped" and meta["threads"] == 1
+    assert meta["allocator"] == "system"
     stream = {row["system"]: row for row in result["stream"]}
     assert [(row["system"], row["length"]) for row in result["stream"]] == [("megalodoc", 2048),
                                                                            ("llama-width", 2048)]
@@ -70,6 +71,7 @@ def test_long_context_streams_both_systems_and_writes_its_table_plot_and_report(
     for row in result["one_shot"]:
         assert row["status"] == "ok" and row["length"] == 2048 and len(row["runs"]) == 1, row
         assert row["tokens_per_s"] > 0 and row["peak_memory_bytes"] > 0, row
+        assert len(row["minor_faults_runs"]) == 1 and row["minor_faults_runs"][0] >= 0, row
     assert (out / "long_context.png").read_bytes().startswith(PNG_MAGIC)
 
     report = run_bench("long_context_report.py", out / "long_context.json", "--png", tmp_path / "again.png",
@@ -83,9 +85,19 @@ def test_train_step_times_trunk_and_whole_step_for_both_systems(tmp_path: Path, 
     result = read_json(tmp_path / "train_step_cpu.json")
     assert result["meta"]["tokens"] == 256 and result["meta"]["vocab"] == shipped.config.vocab_size
     assert set(result["systems"]) == {"megalodoc", "llama-width"}
+    assert result["meta"]["allocator"] == "system"
     for name, row in result["systems"].items():
         assert len(row["trunk_runs_s"]) == len(row["step_runs_s"]) == 3, name
         assert min(row["trunk_runs_s"]) > 0 and min(row["step_runs_s"]) > 0, name
+        assert row["trunk_minor_faults"] >= 0 and row["step_minor_faults"] >= 0, name
+
+
+def test_train_step_runs_on_tcmalloc_when_asked(tmp_path: Path):
+    stdout = run_bench("train_step_cpu.py", "--tokens", 128, "--repeats", 1, "--allocator", "tcmalloc",
+                       "--out", tmp_path)
+    result = read_json(tmp_path / "train_step_cpu.json")
+    assert result["meta"]["allocator"] == "tcmalloc" and "allocator: tcmalloc" in stdout
+    assert set(result["systems"]) == {"megalodoc", "llama-width"}
 
 
 def test_roofline_counts_every_matrix_product_of_both_systems(tmp_path: Path):

@@ -1,0 +1,61 @@
+"""The C allocator under a CPU measurement: which one runs, the page faults it takes, and tcmalloc on request.
+
+With glibc's malloc, a block of 32 MiB or more is mapped fresh when it is allocated and handed back to
+the kernel when it is freed (mallopt cannot keep blocks that large), so every such allocation lands on
+pages the process does not hold, and the kernel faults each 4 KiB page in on first touch. A 2K-token
+one-shot step with logits allocates several (2048, 8192) fp32 tensors (64 MiB each) in the LM head and
+the loss: tens of thousands of faults per step, whose count and cost depend on the state of the heap
+that the previous call left. tcmalloc keeps freed memory in the process and reuses it, so under it a
+comparison measures the systems' compute. PyTorch's CPU performance guide suggests the same.
+
+`run_under("tcmalloc")` re-executes the running script once with Debian's libtcmalloc_minimal preloaded
+(a benchmark's own process-wide choice; the library never makes it). Memory it keeps stays in the
+process, so peak RSS under tcmalloc includes what earlier measurements left: read memory figures from
+runs under the system allocator. `minor_faults()` counts faults, so a run can record what each
+measurement paid.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import resource
+import sys
+from pathlib import Path
+
+ALLOCATORS = ("system", "tcmalloc")
+_REEXEC_MARK = "MEGALODOC_BENCH_PRELOADED"  # set on the re-executed process: a second attempt is an error
+
+
+def loaded_allocator() -> str:
+    """'tcmalloc' when a tcmalloc library is mapped into this process, else 'system' (the C library's)."""
+    maps = Path("/proc/self/maps")
+    text = maps.read_text() if maps.exists() else ""
+    return "tcmalloc" if "libtcmalloc" in text else "system"
+
+
+def run_under(allocator: str) -> str:
+    """Makes sure this process runs on `allocator` (one of ALLOCATORS) and returns its name: for tcmalloc,
+    re-executes the process (same interpreter and arguments) with the library preloaded, unless it already
+    is. Exits with a message where the library is missing or the preload did not take."""
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
+    if allocator == "system" or loaded_allocator() == allocator:
+        return allocator
+    library = ctypes.util.find_library("tcmalloc_minimal")
+    if library is None:
+        sys.exit("--allocator tcmalloc: libtcmalloc_minimal is not installed "
+                 "(Debian: apt-get install libtcmalloc-minimal4)")
+    if os.environ.get(_REEXEC_MARK):
+        sys.exit(f"--allocator tcmalloc: {library} was preloaded but is not mapped into the process")
+    preload = " ".join(filter(None, (os.environ.get("LD_PRELOAD"), library)))
+    env = {**os.environ, "LD_PRELOAD": preload, _REEXEC_MARK: "1"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)  # the interpreter's own arguments
+    raise AssertionError("unreachable: execve returns only by raising")
+
+
+def minor_faults() -> int:
+    """Page faults this process has taken so far that needed no disk read (getrusage's ru_minflt)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
