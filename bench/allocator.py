@@ -37,7 +37,8 @@ def loaded_allocator() -> str:
 def run_under(allocator: str) -> str:
     """Makes sure this process runs on `allocator` (one of ALLOCATORS) and returns its name: for tcmalloc,
     re-executes the process (same interpreter and arguments) with the library preloaded, unless it already
-    is. Exits with a message where the library is missing or the preload did not take."""
+    is. Exits with a message where the library is missing or the preload did not take. "system" changes
+    nothing (a library the caller preloaded stays): results record `loaded_allocator()`, what runs."""
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
     if allocator == "system" or loaded_allocator() == allocator:

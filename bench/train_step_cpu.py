@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from allocator import ALLOCATORS, minor_faults, run_under
+from allocator import ALLOCATORS, loaded_allocator, minor_faults, run_under
 from bench_result import machine_meta, write_result
 
 from megalodoc.model import load_model
@@ -63,7 +63,7 @@ def faulted(run: Callable[[], float]) -> tuple[float, int]:
 
 def main() -> None:
     args = parse_args()
-    allocator = run_under(args.allocator)
+    run_under(args.allocator)
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     mega = MegalodocSystem(load_model().eval())
@@ -105,7 +105,7 @@ def main() -> None:
                          "step_minor_faults": statistics.median(faults[f"{name} step"])}
     result = {
         "meta": machine_meta(model="shipped", tokens=args.tokens, repeats=args.repeats,
-                             vocab=mega.model.config.vocab_size, allocator=allocator),
+                             vocab=mega.model.config.vocab_size, allocator=loaded_allocator()),
         "systems": systems,
     }
     print_report(result)
