@@ -100,6 +100,18 @@ def test_train_step_runs_on_tcmalloc_when_asked(tmp_path: Path):
     assert set(result["systems"]) == {"megalodoc", "llama-width"}
 
 
+def test_train_cli_allocators_trains_under_both_allocators_to_the_same_weights(tmp_path: Path):
+    stdout = run_bench("train_cli_allocators.py", "--config", "tiny", "--steps", 3, "--rounds", 1, "--batch-size", 2,
+                       "--seq-chunks", 2, "--modules", 8, "--out", tmp_path)
+    result = read_json(tmp_path / "train_cli_allocators.json")
+    assert [(r["allocator"], r["round"]) for r in result["runs"]] == [("system", 1), ("tcmalloc", 1)]
+    for run in result["runs"]:
+        assert run["loaded"] == run["allocator"], run  # a process started with that environment got it
+        assert len(run["tokens_per_s_steps"]) == 3 and run["tokens_per_s"] > 0, run
+    # the allocator changes where tensors live, never their values
+    assert result["weights_identical"] is True and "weights identical in every run: True" in stdout
+
+
 def test_roofline_counts_every_matrix_product_of_both_systems(tmp_path: Path):
     run_bench("roofline_cpu.py", "--tokens", 1024, "--repeats", 1, "--square", 128, "--out", tmp_path)
     result = read_json(tmp_path / "roofline_cpu.json")
