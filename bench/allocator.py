@@ -1,14 +1,17 @@
 """The C allocator under a CPU measurement: which one runs, the page faults it takes, and tcmalloc on request.
 
-With glibc's malloc, a block of 32 MiB or more is mapped fresh when it is allocated and handed back to
-the kernel when it is freed (mallopt cannot keep blocks that large), so every such allocation lands on
-pages the process does not hold, and the kernel faults each 4 KiB page in on first touch. A 2K-token
-one-shot step with logits allocates several (2048, 8192) fp32 tensors (64 MiB each) in the LM head and
-the loss: tens of thousands of faults per step, whose count and cost depend on the state of the heap
-that the previous call left. tcmalloc keeps freed memory in the process and reuses it, so under it a
-comparison measures the systems' compute. PyTorch's CPU performance guide suggests the same.
+With glibc's malloc at its defaults, every block of 32 MiB or more is mapped fresh when it is allocated
+and handed back to the kernel when it is freed (the dynamic mmap threshold stops rising at 32 MiB), so
+every such allocation lands on pages the process does not hold, and the kernel faults each 4 KiB page in
+on first touch. A 2K-token one-shot step with logits allocates several (2048, 8192) fp32 tensors (64 MiB
+each) in the LM head and the loss: about 100,000 faults per step, whose count and cost depend on the state
+of the heap that the previous call left. glibc's own settings (MALLOC_MMAP_MAX_=0 and a 1 GB
+MALLOC_TRIM_THRESHOLD_) still faulted those blocks in at 4 of 6 steps of the head and loss, as the heap
+grew around them. tcmalloc keeps freed memory in the process and reuses it, handing it back only
+gradually (its scavenger, TCMALLOC_RELEASE_RATE, left at its default here), so under it a comparison
+measures the systems' compute. PyTorch's CPU performance guide suggests jemalloc or tcmalloc for this.
 
-`run_under("tcmalloc")` re-executes the running script once with Debian's libtcmalloc_minimal preloaded
+`run_under("tcmalloc")` re-executes the running process once with Debian's libtcmalloc_minimal preloaded
 (a benchmark's own process-wide choice; the library never makes it). Memory it keeps stays in the
 process, so peak RSS under tcmalloc includes what earlier measurements left: read memory figures from
 runs under the system allocator. `minor_faults()` counts faults, so a run can record what each
@@ -49,7 +52,7 @@ def run_under(allocator: str) -> str:
                  "(Debian: apt-get install libtcmalloc-minimal4)")
     if os.environ.get(_REEXEC_MARK):
         sys.exit(f"--allocator tcmalloc: {library} was preloaded but is not mapped into the process")
-    preload = " ".join(filter(None, (os.environ.get("LD_PRELOAD"), library)))
+    preload = " ".join(filter(None, (library, os.environ.get("LD_PRELOAD"))))  # first, so that it serves malloc
     env = {**os.environ, "LD_PRELOAD": preload, _REEXEC_MARK: "1"}
     sys.stdout.flush()
     sys.stderr.flush()

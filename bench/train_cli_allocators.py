@@ -5,7 +5,8 @@
 A training step materializes the logits of the whole batch (batch x length x vocabulary fp32: 256 MiB for
 8 x 1,024 tokens and the shipped 8K vocabulary) and the loss's tensors of that size; glibc maps every such
 block fresh and faults its pages in at each step, tcmalloc keeps and reuses them (bench/allocator.py).
-Each round runs the same command once per allocator, in a fresh process with LD_PRELOAD set for tcmalloc,
+Each round runs the same command once per allocator (the order swapped from one round to the next), in a
+fresh process with LD_PRELOAD set for tcmalloc,
 on a corpus of Python standard-library modules written into --out (or --data). Records each run's tokens/s
 per step from its train_log.jsonl (median of the steps after the first two), its wall time, and the
 sha256 of the weights it saved: the allocator must not change a single bit. Writes
@@ -79,7 +80,8 @@ def shown_command(args: argparse.Namespace, steps: int) -> str:
     return "python3 " + " ".join(command)
 
 
-def run_training(args: argparse.Namespace, data: Path, out: Path, steps: int, preload: str | None) -> dict:
+def run_training(args: argparse.Namespace, data: Path, out: Path, steps: int, preload: str | None,
+                 expected: str = "system") -> dict:
     """One `megalodoc train` process into `out` (emptied first); its per-step records, wall time and the
     weights' sha256."""
     if out.exists():
@@ -89,6 +91,8 @@ def run_training(args: argparse.Namespace, data: Path, out: Path, steps: int, pr
     if preload:
         env["LD_PRELOAD"] = preload
     probe = subprocess.run([sys.executable, "-c", LOADED_PROBE], env=env, capture_output=True, text=True, check=True)
+    if probe.stdout.strip() != expected:
+        sys.exit(f"a process started with LD_PRELOAD={preload} runs on {probe.stdout.strip()}, not {expected}")
     t0 = time.perf_counter()
     done = subprocess.run(train_command(args, data, out, steps), env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -116,8 +120,9 @@ def main() -> None:
     run_training(args, data, args.out / "runs" / "warm-up", 2, None)  # builds the corpus's token cache
     runs: list[dict] = []
     for round_index in range(args.rounds):
-        for name, preload in (("system", None), ("tcmalloc", tcmalloc)):
-            run = run_training(args, data, args.out / "runs" / f"{name}-{round_index + 1}", args.steps, preload)
+        order = (("system", None), ("tcmalloc", tcmalloc))
+        for name, preload in order if round_index % 2 == 0 else order[::-1]:
+            run = run_training(args, data, args.out / "runs" / f"{name}-{round_index + 1}", args.steps, preload, name)
             runs.append({"allocator": name, "round": round_index + 1, **run})
             print(f"round {round_index + 1} {name:<8} {run['tokens_per_s']:>8,.0f} tok/s  {run['wall_s']:6.1f} s",
                   flush=True)

@@ -102,7 +102,9 @@ def main() -> None:
         systems[name] = {"trunk_s": trunk, "step_s": step, "head_and_loss_s": step - trunk,
                          "trunk_runs_s": times[f"{name} trunk"], "step_runs_s": times[f"{name} step"],
                          "trunk_minor_faults": statistics.median(faults[f"{name} trunk"]),
-                         "step_minor_faults": statistics.median(faults[f"{name} step"])}
+                         "step_minor_faults": statistics.median(faults[f"{name} step"]),
+                         "trunk_minor_faults_runs": faults[f"{name} trunk"],
+                         "step_minor_faults_runs": faults[f"{name} step"]}
     result = {
         "meta": machine_meta(model="shipped", tokens=args.tokens, repeats=args.repeats,
                              vocab=mega.model.config.vocab_size, allocator=loaded_allocator()),
