@@ -37,19 +37,24 @@ def loaded_allocator() -> str:
     return "tcmalloc" if "libtcmalloc" in text else "system"
 
 
-def run_under(allocator: str) -> str:
-    """Makes sure this process runs on `allocator` (one of ALLOCATORS) and returns its name: for tcmalloc,
+def tcmalloc_library() -> str:
+    """The name LD_PRELOAD takes for libtcmalloc_minimal; exits with the package to install where it is missing."""
+    library = ctypes.util.find_library("tcmalloc_minimal")
+    if library is None:
+        sys.exit("tcmalloc: libtcmalloc_minimal is not installed (Debian: apt-get install libtcmalloc-minimal4)")
+    return library
+
+
+def run_under(allocator: str) -> None:
+    """Makes sure this process runs on `allocator` (one of ALLOCATORS): for tcmalloc,
     re-executes the process (same interpreter and arguments) with the library preloaded, unless it already
     is. Exits with a message where the library is missing or the preload did not take. "system" changes
     nothing (a library the caller preloaded stays): results record `loaded_allocator()`, what runs."""
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
     if allocator == "system" or loaded_allocator() == allocator:
-        return allocator
-    library = ctypes.util.find_library("tcmalloc_minimal")
-    if library is None:
-        sys.exit("--allocator tcmalloc: libtcmalloc_minimal is not installed "
-                 "(Debian: apt-get install libtcmalloc-minimal4)")
+        return
+    library = tcmalloc_library()
     if os.environ.get(_REEXEC_MARK):
         sys.exit(f"--allocator tcmalloc: {library} was preloaded but is not mapped into the process")
     preload = " ".join(filter(None, (library, os.environ.get("LD_PRELOAD"))))  # first, so that it serves malloc

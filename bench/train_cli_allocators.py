@@ -16,7 +16,6 @@ train_cli_allocators.json into --out and prints a table.
 from __future__ import annotations
 
 import argparse
-import ctypes.util
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ import sysconfig
 import time
 from pathlib import Path
 
+from allocator import tcmalloc_library
 from bench_result import machine_meta, write_result
 
 from megalodoc.ingest.corpus.build import write_corpus
@@ -36,8 +36,8 @@ from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR
 
 SKIPPED_STEPS = 2  # the first steps allocate and warm up
 # run with the training's environment: the allocator a process started so actually gets
-LOADED_PROBE = "import pathlib; print('tcmalloc' if 'libtcmalloc' in pathlib.Path('/proc/self/maps').read_text() " \
-               "else 'system')"
+LOADED_PROBE = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); " \
+               "from allocator import loaded_allocator; print(loaded_allocator())"
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,9 +112,7 @@ def run_training(args: argparse.Namespace, data: Path, out: Path, steps: int, pr
 
 def main() -> None:
     args = parse_args()
-    tcmalloc = ctypes.util.find_library("tcmalloc_minimal")
-    if tcmalloc is None:
-        sys.exit("libtcmalloc_minimal is not installed (Debian: apt-get install libtcmalloc-minimal4)")
+    tcmalloc = tcmalloc_library()
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.data or stdlib_corpus(args.out / "corpus", args.modules)
     run_training(args, data, args.out / "runs" / "warm-up", 2, None)  # builds the corpus's token cache
