@@ -33,9 +33,10 @@ from megalodoc.storage.status import DocumentStatus
 from megalodoc.storage.unit import UnitOfWork
 
 
-def load_document(session: Session, document_id: int, lock: bool = False) -> Document:
-    """The document row, or NotFoundError. `lock` takes a row lock on PostgreSQL (SELECT ... FOR UPDATE)."""
-    row = get_row(session, Document, document_id, lock=lock)
+def load_document(session: Session, document_id: int, lock: bool = False, key_share: bool = False) -> Document:
+    """The document row, or NotFoundError. `lock` takes a row lock on PostgreSQL (SELECT ... FOR UPDATE);
+    `key_share` keeps it from being deleted until the transaction ends (`get_row`)."""
+    row = get_row(session, Document, document_id, lock=lock, key_share=key_share)
     if row is None:
         raise NotFoundError(f"no document with id {document_id}")
     return row

@@ -18,7 +18,7 @@ from megalodoc.storage.convert import (
 )
 from megalodoc.storage.documents import load_document
 from megalodoc.storage.errors import NotFoundError
-from megalodoc.storage.models import Document, SessionRow, SnapshotRow, TurnRow, utcnow
+from megalodoc.storage.models import SessionRow, SnapshotRow, TurnRow, utcnow
 from megalodoc.storage.records import SessionRecord, StatePayload, TurnRecord
 from megalodoc.storage.row_ids import get_row, guard_ids
 from megalodoc.storage.snapshots import (
@@ -46,16 +46,6 @@ def _load_turn(session: Session, turn_id: int, *, key_share: bool = False) -> Tu
     return row
 
 
-def _hold_document(session: Session, document_id: int) -> Document:
-    """The document row, kept from being deleted until the transaction ends (`get_row`'s key_share): a
-    delete in progress in another transaction is waited for and then gives NotFoundError, not a
-    foreign-key violation when the new row that references the document is inserted."""
-    row = get_row(session, Document, document_id, key_share=True)
-    if row is None:
-        raise NotFoundError(f"no document with id {document_id}")
-    return row
-
-
 def _check_snapshot_of(session: Session, snapshot_id: int, document_id: int) -> SnapshotRow:
     snapshot = get_row(session, SnapshotRow, snapshot_id)
     if snapshot is None:
@@ -79,7 +69,7 @@ class SessionsMixin:
         optional_text("title", title)
 
         def work(session: Session) -> SessionRecord:
-            document = _hold_document(session, document_id)
+            document = load_document(session, document_id, key_share=True)  # a new session will reference it
             limit = max(document.committed_position, document.token_count or 0)
             if position > limit:
                 raise ValueError(
