@@ -118,11 +118,17 @@ def _pid_namespace() -> str | None:
         return None
 
 
+def _this_place() -> str | None:
+    """host/namespace: where a pid of this process means this process; None when the namespace cannot
+    be read."""
+    namespace = _pid_namespace()
+    return None if namespace is None else f"{socket.gethostname()}/{namespace}"
+
+
 def default_worker_id() -> str:
     """host/namespace:pid:random, unique per ingest worker; the namespace part (see `_pid_namespace`) is
     left out (host:pid:random) when it cannot be read."""
-    namespace = _pid_namespace()
-    place = socket.gethostname() if namespace is None else f"{socket.gethostname()}/{namespace}"
+    place = _this_place() or socket.gethostname()
     return f"{place}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -156,8 +162,8 @@ def _release_if_holder_died(store: Store, document: DocumentRecord) -> bool:
     holder = document.claimed_by or ""
     place, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    namespace = _pid_namespace()
-    if namespace is None or place != f"{socket.gethostname()}/{namespace}":
+    here = _this_place()
+    if here is None or place != here:
         return False
     if not pid_text.isdigit():
         return False
@@ -423,14 +429,13 @@ def ingest_path(
         if document.status != DocumentStatus.INGESTING:
             document = store.set_status(document.id, DocumentStatus.INGESTING)
         with _reading_here(settings.worker_id):  # counted from before the claim: never released as left over
-            return _claim_and_read(store, bundle, source, document, path, settings, on_progress, cancel, started,
+            return _claim_and_read(store, bundle, source, document, shown, settings, on_progress, cancel, started,
                                    times, notes)
 
 
 def _claim_and_read(store: Store, bundle: ModelBundle, source: Source, document: DocumentRecord,
-                    path: str | os.PathLike, settings: IngestSettings, on_progress: ProgressCallback | None,
+                    shown: str, settings: IngestSettings, on_progress: ProgressCallback | None,
                     cancel: CancelToken | None, started: float, times: StageTimes, notes: dict) -> IngestOutcome:
-    shown = shown_name(path)
     if not store.claim_document(document.id, settings.worker_id, settings.lease_seconds):
         if not _release_if_holder_died(store, store.get_document(document.id)) or not store.claim_document(
             document.id, settings.worker_id, settings.lease_seconds

@@ -92,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
     # does not. It must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-    import logging
-
     import torch
 
     if getattr(args, "log_level", None) is None and not getattr(args, "verbose", 0):

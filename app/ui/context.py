@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from megalodoc.app.ui.errors import UiError
 from megalodoc.app.ui.guard import HandlerGate
 from megalodoc.app.ui.jobs import FileTask, IngestJobs
 from megalodoc.app.ui.uploads import (
@@ -22,6 +21,7 @@ from megalodoc.app.ui.uploads import (
     receive_uploads,
     remove_stale_incoming,
     remove_upload,
+    store_failed,
 )
 from megalodoc.ingest.sources.names import shown_name
 from megalodoc.storage import DocumentRecord, DocumentStatus
@@ -97,10 +97,8 @@ class AppContext:
             self.unstage(stored)  # and the copies placed already go unless something else needs them
             for placed in stored:
                 self.remove_copy_unless_used(placed.path)
-            # placing is the server's own writing (a full disk, say)
-            if isinstance(exc, OSError) and len(stored) < len(received):
-                raise UiError(f"{received[len(stored)].name}: the server could not store the upload "
-                              f"({exc.strerror})") from exc
+            if isinstance(exc, OSError):  # placing received[len(stored)] is the server's own writing
+                raise store_failed(received[len(stored)].name, exc) from exc
             raise
         return stored
 

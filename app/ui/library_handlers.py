@@ -19,7 +19,7 @@ from megalodoc.app.ui.formatting import (
 )
 from megalodoc.app.ui.jobs import FileTask
 from megalodoc.app.ui.picked import picked_id
-from megalodoc.app.ui.uploads import StoredUpload
+from megalodoc.app.ui.uploads import StoredUpload, upload_path
 from megalodoc.ingest.estimate import estimate_ingest, model_costs
 from megalodoc.storage import DocumentStatus, IngestStatus
 
@@ -148,22 +148,19 @@ def resume_ingest(ctx: AppContext, doc_id: int | str | None) -> int:
         raise UiError(f"{doc.name} is already read completely")
     if ctx.jobs.live_progress(doc.id) is not None:
         raise UiError(f"{doc.name} is being read now")
-    source = _uploaded_source(ctx, doc.name, doc.source_path)
-    if not (source.is_file() or source.is_dir()):
-        raise UiError(f"{doc.name}: its uploaded file is no longer in the server's data folder; upload it again")
-    return ctx.jobs.start([(source, doc.name)])
+    return ctx.jobs.start([(_uploaded_source(ctx, doc.name, doc.source_path), doc.name)])
 
 
 def _uploaded_source(ctx: AppContext, name: str, source_path: str | None) -> Path:
-    """The document's source, resolved (symlinks followed), when it lies in this server's uploads; else
+    """The document's source, resolved (symlinks followed), when it is still in this server's uploads; else
     UiError: the web app reads nothing outside its data folder."""
-    if not source_path:
-        raise UiError(f"{name}: its uploaded file is no longer in the server's data folder; upload it again")
-    source = Path(source_path).resolve()
-    if not source.is_relative_to((ctx.data_dir / "uploads").resolve()):
+    source = upload_path(source_path, ctx.data_dir)
+    if source_path and source is None:
         raise UiError(f"{name} was read from {source_path}, outside this server's data folder, and this page "
                       f"reads only its own uploads: resume it on the machine that has the file with "
                       f"`megalodoc ingest {source_path}` (the same --db), or upload the file here")
+    if source is None or not (source.is_file() or source.is_dir()):
+        raise UiError(f"{name}: its uploaded file is no longer in the server's data folder; upload it again")
     return source
 
 
@@ -173,8 +170,6 @@ def delete_document(ctx: AppContext, doc_id: int | str | None) -> str:
     doc = ctx.service.store.get_document(_chosen(doc_id))
     if ctx.jobs.live_progress(doc.id) is not None:
         raise UiError(f"{doc.name} is being read now: cancel the ingest first")
-    if ctx.service.sessions(doc.id):  # said here: the store's refusal speaks of the Python API's force=True
-        raise UiError(_in_use(ctx, doc.id, doc.name))
     try:
         ctx.service.delete_document(doc.id)
     except DocumentInUseError as exc:  # said here: the store's refusal speaks of the Python API's force=True

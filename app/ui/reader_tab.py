@@ -90,9 +90,9 @@ def build_reader_tab(ctx: AppContext, settings: SettingsTab) -> gr.Dropdown:
 
     def session_picked(sid: int | None, page: PagePicks) -> Any:
         with page.lock:
-            if repeated(sid, page.session):  # leaves the turn picked as it is
-                return gr.update(choices=h.turn_choices(ctx, sid))
             choices = h.turn_choices(ctx, sid)
+            if repeated(sid, page.session):  # leaves the turn picked as it is
+                return gr.update(choices=choices)
             page.session = sid
             return gr.update(choices=choices, value=None)
 

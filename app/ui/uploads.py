@@ -106,7 +106,7 @@ def _receive(source: Path, incoming: Path) -> ReceivedUpload:
         try:
             writer = open(partial, "xb")  # created as any new file is (0666 less the umask), never reused
         except OSError as exc:
-            raise UiError(f"{shown}: the server could not store the upload ({exc.strerror})") from exc
+            raise store_failed(shown, exc) from exc
         try:
             with writer:  # closing flushes: a full disk may show only then
                 while block := _read_block(reader, shown):
@@ -114,7 +114,7 @@ def _receive(source: Path, incoming: Path) -> ReceivedUpload:
                     writer.write(block)
         except OSError as exc:  # reading errors arrive as UiError: this one is the server's writing
             partial.unlink(missing_ok=True)
-            raise UiError(f"{shown}: the server could not store the upload ({exc.strerror})") from exc
+            raise store_failed(shown, exc) from exc
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -166,14 +166,25 @@ def remove_stale_incoming(data_dir: Path, older_than_s: float = STALE_INCOMING_S
     return removed
 
 
+def store_failed(shown: str, exc: OSError) -> UiError:
+    """The page's message for an upload the server could not write into its data folder (a full disk, say)."""
+    return UiError(f"{shown}: the server could not store the upload ({exc.strerror})")
+
+
+def upload_path(path: str | os.PathLike | None, data_dir: Path) -> Path | None:
+    """`path` resolved (symlinks followed) when it lies inside DATA_DIR/uploads, else None: what the web
+    app may read or remove."""
+    if not path:
+        return None
+    target = Path(path).resolve()
+    return target if (data_dir / "uploads").resolve() in target.parents else None
+
+
 def remove_upload(path: str | os.PathLike | None, data_dir: Path) -> bool:
     """Delete a stored upload (and its folder when empty) if it lies inside DATA_DIR/uploads; anything
     else is left alone. Returns whether a file was removed."""
-    if not path:
-        return False
-    uploads = (data_dir / "uploads").resolve()
-    target = Path(path).resolve()
-    if uploads not in target.parents or not target.is_file():
+    target = upload_path(path, data_dir)
+    if target is None or not target.is_file():
         return False
     target.unlink()
     try:
