@@ -123,7 +123,16 @@ def _one_new_token(
     """chunked_attention for L = 1 without gradients (decoding): the token sits at position n of its chunk
     and attends to the n cached keys and itself. Same inputs and outputs."""
     n = cached_keys.shape[1]
-    q, k = rotary(q, n, C), rotary(k, n, C)  # (B, 1, H, d_z)
+    return attend_one_token(rotary(q, n, C), rotary(k, n, C), v, cached_keys, cached_values, C)
+
+
+def attend_one_token(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cached_keys: torch.Tensor, cached_values: torch.Tensor,
+    C: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """_one_new_token with q and k (B, 1, H, d_z) already rotated to the token's position n in its chunk
+    (n = cached_keys.shape[1]): o (B, 1, H, d_v) and the cache carried after the token."""
+    n = cached_keys.shape[1]
     if n + 1 < C:  # the chunk stays unfinished: the keys attended are the cache returned
         keys, values = _append(cached_keys, k, C), _append(cached_values, v, C)  # (B, n+1, H, d)
     else:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from megalodoc.model.config import MegalodonConfig
+from megalodoc.model.decode_step import decode_hidden_states, decode_step_applies
 from megalodoc.model.ffn import NormalizedFeedForward
 from megalodoc.model.init import init_embedding_like, init_linear
 from megalodoc.model.mega_attention import MovingAverageGatedAttention
@@ -57,6 +58,8 @@ class Megalodon(nn.Module):
         self.rope = Rotary(config.head_dim, config.rope_base)
         self.layers = nn.ModuleList(MegaBlock(config, i) for i in range(config.num_layers))
         self.output = OutputLayer(config)
+        # one token after a state without gradients on the CPU takes model/decode_step.py; False: the modules
+        self.fast_decode = True
         self.reset_parameters()
 
     @torch.no_grad()
@@ -134,6 +137,8 @@ class Megalodon(nn.Module):
             state.validate(self.config, batch_size=B, check_values=False)  # shapes only: no device sync
             if torch.is_grad_enabled():  # a call with gradients cannot save inference tensors for its backward
                 state = state.with_normal_tensors()
+        if self.fast_decode and decode_step_applies(self, ids, state):
+            return decode_hidden_states(self, ids, state)  # type: ignore[arg-type]
         cfg = self.config
         if L == 0:  # nothing to read; the layers assume at least one token
             return self.embed(ids), state if state is not None else self.initial_state(B)  # (B, 0, D)

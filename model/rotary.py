@@ -20,7 +20,7 @@ class Rotary(nn.Module):
         # (real dtype, device) -> (freqs version, rotations (P, 1, d/2) complex for positions 0..P-1)
         self._tables: dict[tuple[torch.dtype, torch.device], tuple[int, torch.Tensor]] = {}
 
-    def _rotations(self, work: torch.dtype, device: torch.device, needed: int) -> torch.Tensor:
+    def rotations(self, work: torch.dtype, device: torch.device, needed: int) -> torch.Tensor:
         """exp(i * position * freqs) (P, 1, d/2) complex in `work` precision, P >= needed."""
         key = (work, device)
         hit = self._tables.get(key)
@@ -37,6 +37,13 @@ class Rotary(nn.Module):
         Python int when every token sits at that position (a decoding step: the table row is taken by an
         index instead of gathering with a positions tensor)."""
         work = torch.float64 if x.dtype == torch.float64 else torch.float32
-        rotations = self._rotations(work, x.device, num_positions)[positions]  # (L, 1, d/2), or (1, d/2)
-        pairs = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())  # (B, L, H, d/2)
-        return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
+        rotations = self.rotations(work, x.device, num_positions)[positions]  # (L, 1, d/2), or (1, d/2)
+        out = rotate(x if x.dtype == work else x.to(work), rotations)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+def rotate(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """x (..., d) real in the rotations' precision, pairs interleaved; rotations (..., d/2) complex,
+    broadcast against x's pairs -> x rotated (..., d)."""
+    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)).contiguous())  # (..., d/2)
+    return torch.view_as_real(pairs * rotations).flatten(-2)

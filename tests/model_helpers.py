@@ -1,4 +1,4 @@
-"""Shared builders for model tests: random CEMA coefficients and small configs."""
+"""Shared builders and checks for model tests: random CEMA coefficients, small configs, state comparison."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import dataclasses
 import torch
 
 from megalodoc.model import MegalodonConfig
+
+from tolerances import assert_close
 
 
 def random_cema_coefficients(D: int, N: int, dtype: torch.dtype = torch.float64, seed: int = 0):
@@ -29,3 +31,16 @@ def micro_config(**overrides) -> MegalodonConfig:
         cema_ndim=2, chunk_size=4, norm_num_groups=2, swiglu=True,
     )
     return dataclasses.replace(base, **overrides)
+
+
+def assert_states_close(a, b, atol, what):  # noqa: ANN001 (test helper)
+    """Every tensor of two model states within atol (the norm counts equal), naming the first that differs."""
+    assert a.position == b.position, f"{what}: position {a.position} != {b.position}"
+    for i, (la, lb) in enumerate(zip(a.layers, b.layers, strict=True)):
+        assert_close(la.ema, lb.ema, atol, f"{what}: layers.{i}.ema")
+        assert torch.equal(la.norm.count, lb.norm.count), f"{what}: layers.{i}.norm.count"
+        assert_close(la.norm.mean, lb.norm.mean, atol, f"{what}: layers.{i}.norm.mean")
+        assert_close(la.norm.var, lb.norm.var, atol, f"{what}: layers.{i}.norm.var")
+        assert_close(la.keys, lb.keys, atol, f"{what}: layers.{i}.keys")
+        assert_close(la.values, lb.values, atol, f"{what}: layers.{i}.values")
+    assert_close(a.final_norm.mean, b.final_norm.mean, atol, f"{what}: final_norm.mean")

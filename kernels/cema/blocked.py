@@ -77,6 +77,15 @@ def _blocks(
     return y.reshape(D, B, L).transpose(0, 1), e.transpose(0, 1)
 
 
+def cema_one_step(
+    x: torch.Tensor, p: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, omega: torch.Tensor, h: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the recurrence, no autocast handling: x (B, D) real, p (D, N) and omega (D,) in x's
+    dtype, q and gamma (D, N) and h (B, D, N) in the matching complex dtype -> y (B, D), h (B, D, N)."""
+    h = torch.addcmul(q * h, p, x.unsqueeze(-1))  # q h + p x  (B, D, N)
+    return torch.addcmul((gamma * h).real.sum(-1), x, omega), h  # Re(sum_n gamma h) + omega x  (B, D)
+
+
 @without_autocast
 def cema_blocked(
     x: torch.Tensor,
@@ -105,8 +114,7 @@ def cema_blocked(
     if L == 0:
         return x.new_zeros(B, 0, D), (h if output_final_state else None)
     if L == 1:  # decoding: one step of the recurrence on (B, D) views, no transposed copies
-        h = q * h + p * xr.reshape(B, D, 1)  # (B, D, N)
-        y = torch.addcmul((gamma * h).real.sum(-1), xr.reshape(B, D), omega.to(rdtype))  # (B, D)
+        y, h = cema_one_step(xr.reshape(B, D), p, q, gamma, omega.to(rdtype), h)  # (B, D), (B, D, N)
         return y.view(B, 1, D).to(x.dtype), (h if output_final_state else None)
     xt = _transposed(xr)  # (B, D, L)
     if L <= _RECURRENCE_MAX_LEN:

@@ -7,7 +7,7 @@ import torch
 
 from megalodoc.model import Megalodon, MegalodonConfig
 
-from model_helpers import micro_config
+from model_helpers import assert_states_close, micro_config
 from tolerances import FLOAT64_EXACT, STREAM_VS_ONESHOT_LOGITS, assert_close
 
 
@@ -19,18 +19,6 @@ def run_in_pieces(model, ids, sizes):
         pos += size
     assert pos == ids.shape[1]
     return torch.cat(outs, dim=1), state
-
-
-def assert_states_close(a, b, atol, what):
-    assert a.position == b.position, f"{what}: position {a.position} != {b.position}"
-    for i, (la, lb) in enumerate(zip(a.layers, b.layers, strict=True)):
-        assert_close(la.ema, lb.ema, atol, f"{what}: layers.{i}.ema")
-        assert torch.equal(la.norm.count, lb.norm.count), f"{what}: layers.{i}.norm.count"
-        assert_close(la.norm.mean, lb.norm.mean, atol, f"{what}: layers.{i}.norm.mean")
-        assert_close(la.norm.var, lb.norm.var, atol, f"{what}: layers.{i}.norm.var")
-        assert_close(la.keys, lb.keys, atol, f"{what}: layers.{i}.keys")
-        assert_close(la.values, lb.values, atol, f"{what}: layers.{i}.values")
-    assert_close(a.final_norm.mean, b.final_norm.mean, atol, f"{what}: final_norm.mean")
 
 
 @pytest.fixture(scope="module")
