@@ -55,7 +55,7 @@ class ComplexEMA(nn.Module):
         gamma = torch.view_as_complex(self.gamma.to(real).contiguous()) / math.sqrt(self.ndim)  # (D, N)
         return alpha, q, gamma
 
-    def _coefficients_for_call(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def coefficients_for_call(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(p, q, gamma, omega). With gradients off they are computed once and reused (the same tensor
         objects, so the kernel's tables of powers of q are reused too) until a parameter changes. The
         cache keeps detached aliases of the parameters it was computed from (so their storage cannot be
@@ -83,6 +83,6 @@ class ComplexEMA(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, D), state (B, D, N) complex or None -> y (B, L, D), new state (B, D, N)."""
-        p, q, gamma, omega = self._coefficients_for_call()  # omega (D,)
+        p, q, gamma, omega = self.coefficients_for_call()  # omega (D,)
         y, h = cema(x, p, q, gamma, omega, initial_state=state, output_final_state=True)
         return y, h

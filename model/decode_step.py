@@ -30,14 +30,24 @@ from megalodoc.model.rotary import rotate
 from megalodoc.model.state import LayerState, ModelState, NormState
 
 
-def decode_step_applies(model: torch.nn.Module, ids: torch.Tensor, state: ModelState | None) -> bool:
-    """Whether model.hidden_states(ids, state) may take decode_hidden_states."""
+def decode_step_applies(model: torch.nn.Module, ids: torch.Tensor) -> bool:
+    """Whether model.hidden_states(ids, state) may take decode_hidden_states, given a state."""
     weight = model.embed.weight
     return (
-        ids.shape[1] == 1 and state is not None and not model.training and not torch.is_grad_enabled()
+        ids.shape[1] == 1 and not model.training and not torch.is_grad_enabled()
         and weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64)
         and not torch.is_autocast_enabled("cpu") and choose_backend(weight) == "torch"
+        and _no_dropout(model)
     )
+
+
+def _no_dropout(model: torch.nn.Module) -> bool:
+    """No module would drop anything: every rate is 0 (the presets), or no submodule is in train mode
+    (a model in eval mode can hold one that was put back into train mode)."""
+    cfg = model.config
+    if cfg.dropout == cfg.hidden_dropout == cfg.attention_dropout == 0.0:
+        return True
+    return not any(module.training for module in model.modules())
 
 
 def _norm(norm: TimestepNorm, x: torch.Tensor, state: NormState) -> tuple[torch.Tensor, NormState]:
@@ -59,29 +69,33 @@ def _block(block: torch.nn.Module, x: torch.Tensor, state: LayerState, rotation:
     B, D = x.shape
     H, dz, dv, eps = cfg.num_heads, cfg.head_dim, cfg.value_head_dim, cfg.norm_eps
     x_tn, norm_state = _norm(mega.timenorm, x, state.norm)  # (B, D)
-    p, q, gamma, omega = mega.cema._coefficients_for_call()  # (D, N) x3, (D,)
-    ema = state.ema if state.ema.dtype == q.dtype else state.ema.to(q.dtype)
+    p, q, gamma, omega = mega.cema.coefficients_for_call()  # (D, N) x3, (D,)
+    ema = state.ema if state.ema.dtype == q.dtype else state.ema.to(q.dtype)  # (B, D, N) complex
     c, ema = cema_one_step(x_tn, p, q, gamma, omega, ema)  # (B, D), (B, D, N)
-    mx = c * torch.rsqrt(c.pow(2).mean(-1, keepdim=True) + mega.rmsnorm.eps) * (mega.rmsnorm.weight + 1.0)
+    rms = mega.rmsnorm
+    mx = c * torch.rsqrt(c.pow(2).mean(-1, keepdim=True) + rms.eps) * (rms.weight + 1.0)  # (B, D)
     z = F.linear(mx, mega.wz.weight, mega.wz.bias).view(B, 1, H, dz)  # (B, 1, H, d_z)
     z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + eps)  # per-head RMS, no affine
-    scale = ((mega.gamma + 1.0) / math.sqrt(dz)).view(2, H, dz)
-    offset = mega.beta.view(2, H, dz)
+    scale = ((mega.gamma + 1.0) / math.sqrt(dz)).view(2, H, dz)  # (2, H, d_z): q's, then k's
+    offset = mega.beta.view(2, H, dz)  # (2, H, d_z)
     q_rot = rotate(torch.addcmul(offset[0], z, scale[0]), rotation)  # (B, 1, H, d_z)
     k_rot = rotate(torch.addcmul(offset[1], z, scale[1]), rotation)
     v = F.silu(F.linear(x_tn, mega.wv.weight, mega.wv.bias), inplace=True).view(B, 1, H, dv)
     r = F.silu(F.linear(mx, mega.wr.weight, mega.wr.bias), inplace=True)  # (B, E)
-    o, keys, values = attend_one_token(q_rot, k_rot, v, state.keys, state.values, C)  # (B, 1, H, d_v)
+    # the cache in the model's dtype, as the modules convert it (a state made by a wider model fits too)
+    cached_keys = state.keys if state.keys.dtype == x.dtype else state.keys.to(x.dtype)  # (B, n, H, d_z)
+    cached_values = state.values if state.values.dtype == x.dtype else state.values.to(x.dtype)  # (B, n, H, d_v)
+    o, keys, values = attend_one_token(q_rot, k_rot, v, cached_keys, cached_values, C)  # (B, 1, H, d_v)
     u = r.mul_(o.view(B, -1))  # (B, E)
     y = torch.addmm(mega.wh1.bias, mx, mega.wh1.weight.t()).addmm_(u, mega.wh2.weight.t()).add_(x)  # (B, D)
-    h = F.layer_norm(y, (D,), ffn.norm.weight + 1.0, ffn.norm.bias, ffn.norm.eps)
+    h = F.layer_norm(y, (D,), ffn.norm.weight + 1.0, ffn.norm.bias, ffn.norm.eps)  # (B, D)
     a = F.silu(F.linear(h, ffn.fc1.weight), inplace=True)  # (B, F)
     if ffn.fc3 is not None:
         a = a.mul_(F.linear(h, ffn.fc3.weight))
     if ffn.alpha is not None:
-        out = F.linear(a, ffn.fc2.weight).mul_(ffn.alpha).add_(x)
+        out = F.linear(a, ffn.fc2.weight).mul_(ffn.alpha).add_(x)  # (B, D)
     else:
-        out = torch.addmm(x, a, ffn.fc2.weight.t())  # the two-hop residual: the block input x
+        out = torch.addmm(x, a, ffn.fc2.weight.t())  # (B, D); the two-hop residual: the block input x
     return out, LayerState(ema=ema, norm=norm_state, keys=keys, values=values)
 
 

@@ -137,8 +137,8 @@ class Megalodon(nn.Module):
             state.validate(self.config, batch_size=B, check_values=False)  # shapes only: no device sync
             if torch.is_grad_enabled():  # a call with gradients cannot save inference tensors for its backward
                 state = state.with_normal_tensors()
-        if self.fast_decode and decode_step_applies(self, ids, state):
-            return decode_hidden_states(self, ids, state)  # type: ignore[arg-type]
+        if state is not None and self.fast_decode and decode_step_applies(self, ids):
+            return decode_hidden_states(self, ids, state)
         cfg = self.config
         if L == 0:  # nothing to read; the layers assume at least one token
             return self.embed(ids), state if state is not None else self.initial_state(B)  # (B, 0, D)

@@ -43,4 +43,6 @@ def assert_states_close(a, b, atol, what):  # noqa: ANN001 (test helper)
         assert_close(la.norm.var, lb.norm.var, atol, f"{what}: layers.{i}.norm.var")
         assert_close(la.keys, lb.keys, atol, f"{what}: layers.{i}.keys")
         assert_close(la.values, lb.values, atol, f"{what}: layers.{i}.values")
+    assert torch.equal(a.final_norm.count, b.final_norm.count), f"{what}: final_norm.count"
     assert_close(a.final_norm.mean, b.final_norm.mean, atol, f"{what}: final_norm.mean")
+    assert_close(a.final_norm.var, b.final_norm.var, atol, f"{what}: final_norm.var")

@@ -10,6 +10,8 @@ TWIN_VS_NAIVE_FP32 = 1e-5
 TRITON_VS_TWIN_REL_RMS = 5e-3
 # Streamed vs one-shot logits, fp32 on CPU.
 STREAM_VS_ONESHOT_LOGITS = 1e-4
+# The written-out decoding step vs the modules, fp32: the same products, only a few sums in another order.
+DECODE_STEP_VS_MODULES_FP32 = 1e-5
 # float64 comparisons between two exact formulations of the same quantity.
 FLOAT64_EXACT = 1e-10
 

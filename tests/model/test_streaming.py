@@ -139,13 +139,16 @@ def test_attention_is_chunk_local_when_streaming(tiny, monkeypatch):
         assert not torch.allclose(o[:, :head], call["o"][:, :head]), f"layer {layer}: the cache was not used"
 
 
-def test_state_is_never_mutated(tiny):
+@pytest.mark.parametrize("fast_decode", [True, False], ids=["decode step", "modules"])
+def test_state_is_never_mutated(tiny, fast_decode):
     ids = torch.randint(0, 256, (2, 21), generator=torch.Generator().manual_seed(7))
+    model = copy.deepcopy(tiny)
+    model.fast_decode = fast_decode  # a one-token call takes model/decode_step.py, or the modules
     with torch.no_grad():
-        _, state = tiny(ids)
+        _, state = model(ids)
         before = {k: v.clone() for k, v in state.to_flat().items()}
-        tiny(ids[:, :9], state)
-        tiny(ids[:, :1], state)
+        model(ids[:, :9], state)
+        model(ids[:, :1], state)
     after = state.to_flat()
     for key, value in before.items():
         assert torch.equal(value, after[key]), f"{key} was modified by a forward call"

@@ -90,12 +90,15 @@ def test_two_threads_appending_to_one_chunk_cache_each_get_their_own_slot():
     assert all(torch.equal(t, b) for t, b in zip(cache, before, strict=True)), "the shared cache changed"
 
 
+@pytest.mark.parametrize("fast_decode", [True, False], ids=["decode step", "modules"])
 @pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
-def test_two_threads_continuing_one_model_state_match_sequential_calls(mode):
+def test_two_threads_continuing_one_model_state_match_sequential_calls(mode, fast_decode):
     """Megalodon.forward from one shared mid-chunk state in two threads at once, one token each, then one
-    more token each: logits and states equal the same calls made one after the other."""
+    more token each: logits and states equal the same calls made one after the other, through the
+    written-out decoding step and through the modules."""
     torch.manual_seed(0)
     model = Megalodon(MegalodonConfig.preset("tiny")).eval()
+    model.fast_decode = fast_decode
     prefix = torch.randint(0, model.config.vocab_size, (1, 5))  # mid-chunk: the state holds the chunk's keys
     new = {"a": torch.tensor([[11]]), "b": torch.tensor([[12]])}
     nxt = torch.tensor([[13]])
