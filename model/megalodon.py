@@ -169,11 +169,15 @@ class Megalodon(nn.Module):
             return None, new_state
         if last_logits_only:
             x = x[:, -1:]  # (B, 1, D)
-        head = self.embed.weight if self.config.share_emb else self.output.output.weight  # (V, D)
-        logits = F.linear(x, head)  # (B, L, V)
+        logits = F.linear(x, self.head_weight)  # (B, L, V)
         if logits.dtype != torch.float64:
             logits = logits.float()  # fp32 logits whatever the compute dtype
         return logits, new_state
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The LM head's weight (V, D): the embedding's when share_emb."""
+        return self.embed.weight if self.config.share_emb else self.output.output.weight
 
     def num_parameters(self) -> int:
         """Trainable parameters, counting a tied head once."""

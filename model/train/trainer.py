@@ -28,19 +28,27 @@ from megalodoc.model.init import spread_cema_memory
 from megalodoc.model.train import checkpoints as ckpt
 from megalodoc.model.train.distributed import DistInfo, barrier, mean_across_ranks, setup, sum_across_ranks, teardown
 from megalodoc.model.train.errors import TrainingInputError
+from megalodoc.model.train.linear_cross_entropy import linear_cross_entropy
 from megalodoc.model.train.token_data import TokenFile, WindowSampler, gather_windows
 from megalodoc.model.train.train_config import TrainConfig, lr_lambda, make_optimizer
 
 
 class LanguageModelLoss(nn.Module):
     """Mean next-token cross entropy of a Megalodon over whole multi-chunk sequences (fresh state at the
-    start of each sequence, carried across its chunk boundaries)."""
+    start of each sequence, carried across its chunk boundaries). With gradients, without autocast and in
+    fp32/fp64 (CPU training), the head and the loss run a block of rows at a time
+    (model/train/linear_cross_entropy.py) instead of holding the whole (B*L, V) logits."""
 
     def __init__(self, model: Megalodon) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weight = self.model.head_weight  # (V, D)
+        if (torch.is_grad_enabled() and not torch.is_autocast_enabled(ids.device.type)
+                and weight.dtype in (torch.float32, torch.float64)):
+            h, _ = self.model.hidden_states(ids)  # (B, L, D)
+            return linear_cross_entropy(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1))
         logits, _ = self.model(ids)  # (B, L, V) fp32
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 

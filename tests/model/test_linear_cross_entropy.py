@@ -1,0 +1,107 @@
+"""The blockwise head and cross-entropy (model/train/linear_cross_entropy.py) against its twin, the plain
+F.cross_entropy(F.linear(h, W), targets): loss and gradients, in every block layout; and the training
+loss that uses it against the plain one, over a whole model's gradients."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from megalodoc.model import Megalodon, MegalodonConfig
+from megalodoc.model.train.linear_cross_entropy import (
+    ROW_BLOCK_ELEMENTS,
+    linear_cross_entropy,
+    plain_linear_cross_entropy,
+)
+from megalodoc.model.train.trainer import LanguageModelLoss
+
+from tolerances import FLOAT64_EXACT, TWIN_VS_NAIVE_FP32, assert_close
+
+
+class MatrixProducts(TorchDispatchMode):
+    """Counts the matrix products run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (the protocol)
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.addmm_, torch.ops.aten.bmm):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def inputs(M: int, D: int, V: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    h = (torch.randn(M, D, generator=g, dtype=torch.float64) * 2).to(dtype).requires_grad_()
+    w = torch.randn(V, D, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    targets = torch.randint(0, V, (M,), generator=g)
+    return h, w, targets
+
+
+def loss_and_grads(fn, h, w, targets, scale: float = 1.0):
+    h, w = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    loss = fn(h, w, targets)
+    (loss * scale).backward()
+    return loss.detach(), h.grad, w.grad
+
+
+# rows: 1 per block, a block that leaves a short last one, exactly two blocks, one block bigger than M
+@pytest.mark.parametrize("rows", [1, 8, 19, 64])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_loss_and_gradients_equal_the_plain_expression(rows, dtype):
+    h, w, targets = inputs(38, 12, 50, dtype)
+    got = loss_and_grads(lambda *a: linear_cross_entropy(*a, rows=rows), h, w, targets, scale=3.0)
+    want = loss_and_grads(plain_linear_cross_entropy, h, w, targets, scale=3.0)  # an upstream gradient of 3
+    tol = FLOAT64_EXACT if dtype == torch.float64 else TWIN_VS_NAIVE_FP32
+    for name, g, e in zip(("loss", "grad h", "grad W"), got, want, strict=True):
+        assert_close(g, e, tol, f"rows={rows} {dtype} {name}", rtol=tol)
+
+
+def test_only_the_gradients_asked_for_are_computed():
+    h, w, targets = inputs(10, 4, 7, torch.float64)
+    frozen = w.detach()
+    loss = linear_cross_entropy(h, frozen, targets, rows=3)
+    loss.backward()
+    assert h.grad is not None and frozen.grad is None
+    assert_close(h.grad, torch.autograd.grad(plain_linear_cross_entropy(h, frozen, targets), h)[0],
+                 FLOAT64_EXACT, "grad h with a frozen head")
+    with torch.no_grad(), MatrixProducts() as products:  # the loss alone: one product per block of 3 rows
+        assert_close(linear_cross_entropy(h, w, targets, rows=3), plain_linear_cross_entropy(h, w, targets),
+                     FLOAT64_EXACT, "loss without gradients")
+    assert products.count == 4 + 1  # four blocks, and the plain expression's one
+    with MatrixProducts() as products:
+        linear_cross_entropy(h, w, targets, rows=3)
+    assert products.count == 4 * 3  # with gradients: the logits, then the gradients of h and of W per block
+
+
+def test_the_default_block_holds_at_most_the_block_elements_and_bad_rows_are_refused():
+    h, w, targets = inputs(5, 3, 4, torch.float64)
+    assert ROW_BLOCK_ELEMENTS // 8192 == 512  # the shipped vocabulary: 16 MiB fp32 blocks of 512 rows
+    assert_close(linear_cross_entropy(h, w, targets), plain_linear_cross_entropy(h, w, targets), FLOAT64_EXACT,
+                 "default rows")
+    with pytest.raises(ValueError, match="rows must be at least 1"):
+        linear_cross_entropy(h, w, targets, rows=0)
+    with pytest.raises((IndexError, RuntimeError)):  # a target outside the vocabulary
+        linear_cross_entropy(h, w, torch.tensor([0, 1, 2, 3, 4]), rows=2)
+
+
+@pytest.mark.parametrize("share_emb", [True, False], ids=["tied head", "own head"])
+def test_the_training_loss_gives_the_plain_loss_and_gradients(share_emb):
+    torch.manual_seed(0)
+    model = Megalodon(MegalodonConfig.preset("tiny", share_emb=share_emb)).double().eval()
+    plain = copy.deepcopy(model)
+    ids = torch.randint(0, model.config.vocab_size, (2, 41), generator=torch.Generator().manual_seed(1))
+    x, targets = ids[:, :-1], ids[:, 1:]
+    loss = LanguageModelLoss(model)(x, targets)  # takes the blockwise loss (gradients on, no autocast)
+    loss.backward()
+    logits, _ = plain(x)
+    want = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    want.backward()
+    assert_close(loss.detach(), want.detach(), FLOAT64_EXACT, "loss")
+    for (name, p), q in zip(model.named_parameters(), plain.parameters(), strict=True):
+        assert_close(p.grad, q.grad, FLOAT64_EXACT, f"grad {name}", rtol=1e-9)
