@@ -4,8 +4,8 @@ The plain way, F.cross_entropy(F.linear(h, W), targets), holds the whole (M, V) 
 and, in the backward, their gradient: for a CPU training step of 8 x 1,024 tokens over the shipped
 model's 8,192-token vocabulary, several 256 MiB tensors. glibc's malloc maps every block of 32 MiB or
 more afresh and returns it at free, so each of them is faulted in page by page on every step (see
-bench/allocator.py). Here the forward takes M rows a block at a time (at most ROW_BLOCK_ELEMENTS logits,
-16 MiB in fp32) and computes, besides the loss, the gradients of the mean loss with respect to h and W:
+bench/allocator.py). Here the forward takes M rows a block at a time (at most ROW_BLOCK_BYTES of logits,
+16 MiB) and computes, besides the loss, the gradients of the mean loss with respect to h and W:
 
     logits = h_b W^T,  lse = logsumexp(logits),  loss_b = sum(lse - logits[target]),
     dlogits = (softmax(logits) - onehot(target)) / M,  grad_h_b = dlogits W,  grad_W += dlogits^T h_b
@@ -14,7 +14,9 @@ The backward only scales the stored gradients by the incoming one. The products 
 forward and backward (three (M, D, V) matrix products), so the arithmetic is the same; only the order of
 the sums differs. Its twin is the plain expression (`plain_linear_cross_entropy`), compared in
 tests/model/test_linear_cross_entropy.py. It computes gradients in the forward, so it is meant for a
-training step (a forward whose loss is always differentiated), not for evaluation.
+training step (a forward whose loss is differentiated once; no double backward); without gradients
+only the loss is computed. It keeps the gradients, not h and W: a backward after either was changed in
+place raises, as autograd does for the plain expression.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-# Largest logits block in elements: 4M fp32 values are 16 MiB. glibc maps the first such block afresh and,
-# once it is freed, raises its mmap threshold above it (up to 32 MiB), so the later blocks come from the
-# heap and are reused from block to block and step to step.
-ROW_BLOCK_ELEMENTS = 1 << 22
+# Largest logits block: 16 MiB (4M fp32 values, 512 rows of the shipped vocabulary). glibc maps the first
+# such block afresh and, once it is freed, raises its mmap threshold above it (up to 32 MiB), so the later
+# blocks come from the heap and are reused from block to block and step to step.
+ROW_BLOCK_BYTES = 16 << 20
 
 
 def plain_linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -50,6 +52,9 @@ class LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:
         M = h.shape[0]
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # refs, not saved values, to see in-place changes (an inference tensor has no version: never changed)
+        ctx.inputs = (h, weight)
+        ctx.versions = tuple(None if t.is_inference() else t._version for t in ctx.inputs)
         total = torch.zeros((), dtype=h.dtype, device=h.device)
         grad_h = torch.empty_like(h) if want_h else None  # (M, D)
         grad_w = torch.zeros_like(weight) if want_w else None  # (V, D)
@@ -65,28 +70,48 @@ class LinearCrossEntropy(torch.autograd.Function):
             if grad_w is not None:
                 grad_w.addmm_(dlogits.t(), h_b)  # (V, D)
         ctx.save_for_backward(*(g for g in (grad_h, grad_w) if g is not None))
-        ctx.has = (want_h, want_w)
+        ctx.wants = (want_h, want_w)
         return total / M
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        for name, t, version in zip(("h", "weight"), ctx.inputs, ctx.versions, strict=True):
+            if version is not None and t._version != version:
+                raise RuntimeError(f"linear_cross_entropy: {name} was modified in place after the forward; its "
+                                   "gradients were computed from the values before")
         saved = list(ctx.saved_tensors)
-        grad_h = saved.pop(0) * grad_loss if ctx.has[0] else None
-        grad_w = saved.pop(0) * grad_loss if ctx.has[1] else None
+        grad_h = saved.pop(0) * grad_loss if ctx.wants[0] else None
+        grad_w = saved.pop(0) * grad_loss if ctx.wants[1] else None
         return grad_h, grad_w, None, None
 
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          rows: int | None = None) -> torch.Tensor:
-    """Mean cross-entropy of h (M, D) W^T against targets (M,) a block of `rows` at a time (default: as
-    many as fit ROW_BLOCK_ELEMENTS logits). Where no gradient will be asked for (no_grad, or neither h
-    nor the weight needs one), only the loss is computed."""
+    """Mean cross-entropy of h (M, D) W^T against targets (M,) int64 a block of `rows` at a time (default:
+    as many as fit ROW_BLOCK_BYTES of logits). Where no gradient will be asked for (no_grad, or neither h
+    nor the weight needs one), only the loss is computed. Targets must lie in [0, V) (no ignore_index)."""
+    _check_inputs(h, weight, targets)
     if rows is None:
-        rows = max(1, ROW_BLOCK_ELEMENTS // weight.shape[0])
+        rows = max(1, ROW_BLOCK_BYTES // (weight.shape[0] * weight.element_size()))
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
         return LinearCrossEntropy.apply(h, weight, targets, rows)
-    total = sum(_block_loss(h[i : i + rows], weight, targets[i : i + rows])[2] for i in range(0, h.shape[0], rows))
+    total = torch.zeros((), dtype=h.dtype, device=h.device)
+    for start in range(0, h.shape[0], rows):
+        total += _block_loss(h[start : start + rows], weight, targets[start : start + rows])[2]
     return total / h.shape[0]
+
+
+def _check_inputs(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> None:
+    """Shapes and dtypes the blocks rely on, named where they do not fit (reading no tensor data)."""
+    problems = []
+    if h.dim() != 2 or weight.dim() != 2 or (h.dim() == 2 == weight.dim() and h.shape[1] != weight.shape[1]):
+        problems.append(f"h {tuple(h.shape)} and weight {tuple(weight.shape)} must be (M, D) and (V, D)")
+    if h.dtype != weight.dtype:
+        problems.append(f"h is {h.dtype} and weight {weight.dtype}")
+    if targets.dtype != torch.int64 or targets.dim() != 1 or (h.dim() >= 1 and targets.shape[0] != h.shape[0]):
+        problems.append(f"targets are {targets.dtype}{tuple(targets.shape)}, expected int64 ({h.shape[0]},)")
+    if problems:
+        raise ValueError("linear_cross_entropy: " + "; ".join(problems))

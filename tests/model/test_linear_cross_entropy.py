@@ -12,11 +12,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from megalodoc.model import Megalodon, MegalodonConfig
-from megalodoc.model.train.linear_cross_entropy import (
-    ROW_BLOCK_ELEMENTS,
-    linear_cross_entropy,
-    plain_linear_cross_entropy,
-)
+from megalodoc.model.train.linear_cross_entropy import linear_cross_entropy, plain_linear_cross_entropy
 from megalodoc.model.train.trainer import LanguageModelLoss
 
 from tolerances import FLOAT64_EXACT, TWIN_VS_NAIVE_FP32, assert_close
@@ -35,7 +31,9 @@ class MatrixProducts(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def inputs(M: int, D: int, V: int, dtype: torch.dtype, seed: int = 0):
+def inputs(M: int, D: int, V: int, dtype: torch.dtype, seed: int = 0
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """h (M, D) and weight (V, D) needing gradients, targets (M,)."""
     g = torch.Generator().manual_seed(seed)
     h = (torch.randn(M, D, generator=g, dtype=torch.float64) * 2).to(dtype).requires_grad_()
     w = torch.randn(V, D, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
@@ -43,7 +41,9 @@ def inputs(M: int, D: int, V: int, dtype: torch.dtype, seed: int = 0):
     return h, w, targets
 
 
-def loss_and_grads(fn, h, w, targets, scale: float = 1.0):
+def loss_and_grads(fn, h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor,  # noqa: ANN001
+                   scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fn's loss and the gradients of h and w after backward from scale * loss."""
     h, w = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
     loss = fn(h, w, targets)
     (loss * scale).backward()
@@ -65,9 +65,11 @@ def test_loss_and_gradients_equal_the_plain_expression(rows, dtype):
 def test_only_the_gradients_asked_for_are_computed():
     h, w, targets = inputs(10, 4, 7, torch.float64)
     frozen = w.detach()
-    loss = linear_cross_entropy(h, frozen, targets, rows=3)
+    with MatrixProducts() as products:
+        loss = linear_cross_entropy(h, frozen, targets, rows=3)
+    assert products.count == 4 * 2  # per block: the logits and the gradient of h only
     loss.backward()
-    assert h.grad is not None and frozen.grad is None
+    assert h.grad is not None
     assert_close(h.grad, torch.autograd.grad(plain_linear_cross_entropy(h, frozen, targets), h)[0],
                  FLOAT64_EXACT, "grad h with a frozen head")
     with torch.no_grad(), MatrixProducts() as products:  # the loss alone: one product per block of 3 rows
@@ -79,15 +81,42 @@ def test_only_the_gradients_asked_for_are_computed():
     assert products.count == 4 * 3  # with gradients: the logits, then the gradients of h and of W per block
 
 
-def test_the_default_block_holds_at_most_the_block_elements_and_bad_rows_are_refused():
+@pytest.mark.parametrize(("dtype", "rows"), [(torch.float32, 512), (torch.float64, 256)], ids=str)
+def test_the_default_block_holds_16_mib_of_logits(dtype, rows):
+    """At the shipped vocabulary, 16 MiB blocks: 512 fp32 rows, 256 fp64 rows (counted as products)."""
+    h, w, targets = inputs(2 * rows + 1, 3, 8192, dtype)
+    with torch.no_grad(), MatrixProducts() as products:
+        got = linear_cross_entropy(h, w, targets)
+    assert products.count == 3  # two full blocks and one row
+    tol = FLOAT64_EXACT if dtype == torch.float64 else TWIN_VS_NAIVE_FP32
+    assert_close(got, plain_linear_cross_entropy(h, w, targets), tol, f"{dtype} default rows", rtol=tol)
+
+
+def test_bad_inputs_are_named():
     h, w, targets = inputs(5, 3, 4, torch.float64)
-    assert ROW_BLOCK_ELEMENTS // 8192 == 512  # the shipped vocabulary: 16 MiB fp32 blocks of 512 rows
-    assert_close(linear_cross_entropy(h, w, targets), plain_linear_cross_entropy(h, w, targets), FLOAT64_EXACT,
-                 "default rows")
     with pytest.raises(ValueError, match="rows must be at least 1"):
         linear_cross_entropy(h, w, targets, rows=0)
+    with pytest.raises(ValueError, match=r"targets are torch.int64\(4,\), expected int64 \(5,\)"):
+        linear_cross_entropy(h, w, targets[:4])
+    with pytest.raises(ValueError, match="targets are torch.int32"):
+        linear_cross_entropy(h, w, targets.int())
+    with pytest.raises(ValueError, match=r"must be \(M, D\) and \(V, D\)"):
+        linear_cross_entropy(h[None], w, targets)
+    with pytest.raises(ValueError, match="h is torch.float32 and weight torch.float64"):
+        linear_cross_entropy(h.float(), w, targets)
     with pytest.raises((IndexError, RuntimeError)):  # a target outside the vocabulary
         linear_cross_entropy(h, w, torch.tensor([0, 1, 2, 3, 4]), rows=2)
+    with torch.no_grad():  # no rows: the mean of nothing, as the plain expression
+        assert torch.isnan(linear_cross_entropy(h[:0], w, targets[:0]))
+
+
+def test_a_backward_after_an_in_place_change_of_the_head_is_refused():
+    h, w, targets = inputs(6, 3, 5, torch.float64)
+    loss = linear_cross_entropy(h, w, targets, rows=4)
+    with torch.no_grad():
+        w.mul_(2.0)
+    with pytest.raises(RuntimeError, match="weight was modified in place after the forward"):
+        loss.backward()
 
 
 @pytest.mark.parametrize("share_emb", [True, False], ids=["tied head", "own head"])
@@ -98,6 +127,7 @@ def test_the_training_loss_gives_the_plain_loss_and_gradients(share_emb):
     ids = torch.randint(0, model.config.vocab_size, (2, 41), generator=torch.Generator().manual_seed(1))
     x, targets = ids[:, :-1], ids[:, 1:]
     loss = LanguageModelLoss(model)(x, targets)  # takes the blockwise loss (gradients on, no autocast)
+    assert type(loss.grad_fn).__name__ == "LinearCrossEntropyBackward"
     loss.backward()
     logits, _ = plain(x)
     want = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
@@ -105,3 +135,14 @@ def test_the_training_loss_gives_the_plain_loss_and_gradients(share_emb):
     assert_close(loss.detach(), want.detach(), FLOAT64_EXACT, "loss")
     for (name, p), q in zip(model.named_parameters(), plain.parameters(), strict=True):
         assert_close(p.grad, q.grad, FLOAT64_EXACT, f"grad {name}", rtol=1e-9)
+
+
+def test_the_training_loss_keeps_the_plain_expression_under_autocast_and_for_bf16():
+    torch.manual_seed(0)
+    model = Megalodon(MegalodonConfig.preset("tiny")).eval()
+    ids = torch.randint(0, model.config.vocab_size, (1, 9), generator=torch.Generator().manual_seed(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = LanguageModelLoss(model)(ids[:, :-1], ids[:, 1:])
+    in_bf16 = LanguageModelLoss(model.bfloat16())(ids[:, :-1], ids[:, 1:])
+    for loss in (under_autocast, in_bf16):
+        assert type(loss.grad_fn).__name__ != "LinearCrossEntropyBackward" and torch.isfinite(loss)
