@@ -35,9 +35,10 @@ from megalodoc.model.train.train_config import TrainConfig, lr_lambda, make_opti
 
 class LanguageModelLoss(nn.Module):
     """Mean next-token cross entropy of a Megalodon over whole multi-chunk sequences (fresh state at the
-    start of each sequence, carried across its chunk boundaries). With gradients, without autocast and in
-    fp32/fp64 (CPU training), the head and the loss run a block of rows at a time
-    (model/train/linear_cross_entropy.py) instead of holding the whole (B*L, V) logits."""
+    start of each sequence, carried across its chunk boundaries). Without autocast and in fp32/fp64 (CPU
+    training and validation), the head and the loss run a block of rows at a time
+    (model/train/linear_cross_entropy.py) instead of holding the whole (B*L, V) logits; without gradients
+    (validation) only the loss is computed."""
 
     def __init__(self, model: Megalodon) -> None:
         super().__init__()
@@ -45,8 +46,7 @@ class LanguageModelLoss(nn.Module):
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = self.model.head_weight  # (V, D)
-        if (torch.is_grad_enabled() and not torch.is_autocast_enabled(ids.device.type)
-                and weight.dtype in (torch.float32, torch.float64)):
+        if not torch.is_autocast_enabled(ids.device.type) and weight.dtype in (torch.float32, torch.float64):
             h, _ = self.model.hidden_states(ids)  # (B, L, D)
             return linear_cross_entropy(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1))
         logits, _ = self.model(ids)  # (B, L, V) fp32
@@ -99,8 +99,8 @@ def evaluate(model: Megalodon, data: TokenFile, window: int, sequences: int, mic
         ids, targets = gather_windows(data.tokens, starts[i : i + micro], window)
         ids, targets = ids.to(info.device), targets.to(info.device)
         with _autocast(info.device):
-            logits, _ = model(ids)
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
+            loss = LanguageModelLoss(model)(ids, targets)  # on the CPU a block of rows at a time
+        total += loss.item() * targets.numel()
         count += targets.numel()
     total, count = sum_across_ranks([total, count], info)
     model.train(was_training)

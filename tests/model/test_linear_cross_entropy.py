@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import megalodoc.model.train.linear_cross_entropy as lce
 from megalodoc.model import Megalodon, MegalodonConfig
+from megalodoc.model.train.distributed import DistInfo
 from megalodoc.model.train.linear_cross_entropy import linear_cross_entropy, plain_linear_cross_entropy
-from megalodoc.model.train.trainer import LanguageModelLoss
+from megalodoc.model.train.token_data import TokenFile, gather_windows
+from megalodoc.model.train.trainer import LanguageModelLoss, evaluate
 
 from tolerances import FLOAT64_EXACT, TWIN_VS_NAIVE_FP32, assert_close
 
@@ -29,6 +33,22 @@ class MatrixProducts(TorchDispatchMode):
         if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.addmm_, torch.ops.aten.bmm):
             self.count += 1
         return func(*args, **(kwargs or {}))
+
+
+class LogitShapes(TorchDispatchMode):
+    """Records the rows of every matrix product whose output has `vocab` columns (the head's logits)."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.rows: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (the protocol)
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm) \
+                and out.shape[-1] == self.vocab:
+            self.rows.append(out.numel() // self.vocab)
+        return out
 
 
 def inputs(M: int, D: int, V: int, dtype: torch.dtype, seed: int = 0
@@ -146,3 +166,42 @@ def test_the_training_loss_keeps_the_plain_expression_under_autocast_and_for_bf1
     in_bf16 = LanguageModelLoss(model.bfloat16())(ids[:, :-1], ids[:, 1:])
     for loss in (under_autocast, in_bf16):
         assert type(loss.grad_fn).__name__ != "LinearCrossEntropyBackward" and torch.isfinite(loss)
+
+
+def test_without_gradients_the_training_loss_runs_in_blocks(monkeypatch):
+    """Validation (no_grad) takes the blockwise loss too: no (B*L, V) logits, the plain loss's value."""
+    torch.manual_seed(0)
+    model = Megalodon(MegalodonConfig.preset("tiny")).double().eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 41), generator=torch.Generator().manual_seed(3))
+    x, targets = ids[:, :-1], ids[:, 1:]
+    V = model.config.vocab_size
+    rows = 16  # 80 rows of logits in blocks of 16
+    monkeypatch.setattr(lce, "ROW_BLOCK_BYTES", rows * V * 8)
+    with torch.no_grad(), LogitShapes(V) as shapes:
+        loss = LanguageModelLoss(model)(x, targets)
+    assert shapes.rows == [rows] * 5
+    with torch.no_grad():
+        logits, _ = model(x)
+    want = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    assert_close(loss, want, FLOAT64_EXACT, "validation loss")
+
+
+def test_validation_gives_the_plain_mean_loss(tmp_path, monkeypatch):
+    """trainer.evaluate over a token file: the mean next-token loss of its windows, computed in blocks."""
+    torch.manual_seed(0)
+    model = Megalodon(MegalodonConfig.preset("tiny")).double()
+    monkeypatch.setattr(lce, "ROW_BLOCK_BYTES", 20 * model.config.vocab_size * 8)  # blocks of 20 rows
+    tokens = np.random.default_rng(4).integers(0, model.config.vocab_size, 200).astype(np.uint16)
+    data = TokenFile(tmp_path / "val.bin", tokens, {"tokens": 200, "bytes": 800})
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    model.train()
+    with LogitShapes(model.config.vocab_size) as shapes:
+        got = evaluate(model, data, window=33, sequences=5, micro=2, info=info)
+    assert shapes.rows == [20, 20, 20, 6] * 2 + [20, 13]  # micro-batches of 2, 2 and 1 windows of 33
+    assert model.training  # put back as it was
+    starts = np.linspace(0, len(data) - 34, 5).astype(np.int64)
+    ids, targets = gather_windows(data.tokens, starts, 33)
+    with torch.no_grad():
+        logits, _ = model.eval()(ids)
+    want = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
+    assert got == pytest.approx(want, rel=1e-12)
