@@ -4,12 +4,14 @@ root, into a temporary folder); the checks read the JSON back: the systems, leng
 for are all there and ran, the figures are consistent with each other, the plots are PNG files. Timings
 themselves are not judged here (they are the benchmarks' business, not the tests').
 
-The GPU-only scripts (bench/gpu_call_cost.py, bench/attention_gpu.py, and long_context.py's GPU command)
-need CUDA: here they are only checked to refuse at once, with a message, on a machine without it.
+The GPU-only scripts (bench/gpu_call_cost.py, bench/attention_gpu.py, bench/gpu_checks.py and
+long_context.py's GPU command) need CUDA: here they are only checked to refuse at once, with a message, on
+a machine without it (and gpu_checks.py's step runner on plain commands).
 bench/evidence.py reads two whole documents and is covered by the reader's own tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -212,7 +214,8 @@ def test_reader_ask_benchmark_answers_a_question(tmp_path: Path):
     ["long_context.py", "--device", "cuda", "--dtype", "bf16", "--config", "mega200M", "--quick", "--cuda-graph",
      "--call-tokens", "8192", "--stream-repeats", "1", "--out", "{out}"],
     ["long_context.py", "--cuda-graph", "--out", "{out}"],
-], ids=["gpu_call_cost", "attention_gpu", "long_context-cuda", "long_context-cuda-graph-on-cpu"])
+    ["gpu_checks.py", "{out}"],
+], ids=["gpu_call_cost", "attention_gpu", "long_context-cuda", "long_context-cuda-graph-on-cpu", "gpu_checks"])
 def test_gpu_commands_refuse_at_once_without_cuda(tmp_path: Path, command: list[str]):
     out = tmp_path / "out"
     script, *args = command
@@ -222,3 +225,26 @@ def test_gpu_commands_refuse_at_once_without_cuda(tmp_path: Path, command: list[
     last = result.stderr.strip().splitlines()[-1]
     assert "CUDA" in last or "--device cuda" in last, last
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_gpu_checks_runs_a_step_to_its_limit_and_records_it(tmp_path: Path):
+    """bench/gpu_checks.py's step runner (the part that runs without CUDA): a step's exit status, output
+    and time are recorded, and a step past its limit is killed and recorded as stopped."""
+    spec = importlib.util.spec_from_file_location("gpu_checks", ROOT / "bench" / "gpu_checks.py")
+    gpu_checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_checks)
+    ok = gpu_checks.run_step("ok", [sys.executable, "-c", "print('one'); print('two')"], 60, tmp_path)
+    assert ok["status"] == "passed" and ok["returncode"] == 0 and ok["last_lines"] == ["one", "two"]
+    assert (tmp_path / "ok.log").read_text() == "one\ntwo\n"
+    failed = gpu_checks.run_step("bad", [sys.executable, "-c", "raise SystemExit(3)"], 60, tmp_path)
+    assert failed["status"] == "failed" and failed["returncode"] == 3
+    slow = gpu_checks.run_step("slow", [sys.executable, "-c", "import time; print('started', flush=True); "
+                                                              "time.sleep(60)"], 2, tmp_path)
+    assert slow["status"] == "stopped after 2 s" and slow["returncode"] is None
+    assert slow["last_lines"] == ["started"] and slow["seconds"] < 30
+    steps = gpu_checks.steps(tmp_path)
+    assert list(steps) == list(gpu_checks.SHARES) == ["kernels", "long_context", "call_cost"]
+    assert sum(gpu_checks.SHARES.values()) == pytest.approx(1.0)
+    for name, target in (("kernels", "tests/kernels"), ("long_context", "bench/long_context.py"),
+                         ("call_cost", "bench/gpu_call_cost.py")):  # what each step runs is in the repository
+        assert target in steps[name] and (ROOT / target).exists(), steps[name]
