@@ -121,6 +121,10 @@ class Generation:
         if state is not None and state.batch_size != 1:
             raise ValueError(f"generation runs one sequence; state has batch size {state.batch_size}")
         self.model = model.model if isinstance(model, ModelBundle) else model
+        tokenizer = model.tokenizer if isinstance(model, ModelBundle) else None
+        vocab = self.model.config.vocab_size
+        # a tokenizer may have fewer pieces than the model has embeddings: only ids it can decode are picked
+        self.pickable = vocab if tokenizer is None else min(vocab, tokenizer.vocab_size)
         self.settings = settings or SamplingSettings()
         self.prompt = ids
         self.initial_state = state
@@ -173,7 +177,7 @@ class Generation:
         s = self.settings
         logits = self._feed(self.prompt, compute_logits=s.max_new_tokens > 0, last_logits_only=True)
         while len(self.tokens) < s.max_new_tokens:
-            token = pick_token(logits[0, -1].cpu(), s, self._generator)
+            token = pick_token(logits[0, -1, : self.pickable].cpu(), s, self._generator)
             self.tokens.append(token)
             try:
                 yield token

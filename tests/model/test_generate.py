@@ -210,3 +210,29 @@ def test_last_logits_only_gives_the_last_row_of_the_full_logits_and_the_same_sta
     torch.testing.assert_close(last, full[:, -1:], rtol=tolerance, atol=tolerance)
     for name, tensor in full_state.to_flat().items():
         assert torch.equal(last_state.to_flat()[name], tensor), name
+
+
+@pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled"])
+def test_a_tokenizer_with_fewer_pieces_than_embeddings_only_gets_ids_it_has(greedy):
+    """A model with more embeddings than its tokenizer has pieces (allowed: at most vocab_size) never
+    picks an id the tokenizer cannot decode, and the text of what it generated decodes."""
+    from megalodoc.model import load_bundle
+    from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR, TOKENIZER_FILE
+    from megalodoc.model.tokenizer import IncrementalDecoder
+
+    torch.manual_seed(0)
+    model = Megalodon(MegalodonConfig.preset("tiny", vocab_size=16384)).eval()  # the tokenizer has 8192 pieces
+    bundle = load_bundle(model, tokenizer=DEFAULT_MODEL_DIR / TOKENIZER_FILE)
+    pieces = bundle.tokenizer.vocab_size
+    assert pieces == 8192
+    with torch.no_grad():  # this model's own choice lies beyond the pieces: the restriction is what decides
+        logits, _ = model(torch.tensor([[5, 6, 7]]))
+    assert int(logits[0, -1].argmax()) >= pieces or not greedy
+    settings = SamplingSettings(max_new_tokens=40, greedy=greedy, temperature=50.0, seed=3)
+    generation = Generation(bundle, [5, 6, 7], settings=settings)
+    tokens = list(generation)
+    assert len(tokens) == 40 and max(tokens) < pieces
+    decoder = IncrementalDecoder(bundle.tokenizer)
+    assert "".join(decoder.push(t) for t in tokens) + decoder.finish() == bundle.tokenizer.decode(tokens)
+    if greedy:  # the best of the ids the tokenizer has
+        assert tokens[0] == int(logits[0, -1, :pieces].argmax())
