@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--threads", type=int, help="torch threads for the model (default: torch's choice)")
     ingest.add_argument("--quiet", action="store_true", help="no progress line, only the summary")
     ingest.add_argument("--estimate", action="store_true",
-                        help="only print the estimate of tokens, time and disk for the paths, read nothing")
+                        help="only print the estimate of tokens, time and disk for the paths; reads no "
+                             "document and opens no database")
     add_cap_arguments(ingest, token_cap=True)
     ingest.set_defaults(handler=run_ingest)
     listing = subparsers.add_parser("list", help="list the documents in the library")
@@ -56,14 +57,35 @@ _BEFORE_READING = "\ninterrupted before reading anything"
 _WHILE_READING = "\ninterrupted: the last snapshot is kept; run the same command again to resume"
 
 
-def _print_estimate(library, paths: list[str], snapshot_every: int, stream) -> IngestEstimate:
+def _print_estimate(bundle, source_options, paths: list[str], snapshot_every: int, stream) -> IngestEstimate:
     from megalodoc.ingest.estimate import estimate_ingest, model_costs
 
-    speed, state_bytes, chunk = model_costs(library.bundle)
-    estimate = estimate_ingest(paths, library.source_options, tokens_per_second=speed, state_bytes=state_bytes,
+    speed, state_bytes, chunk = model_costs(bundle)
+    estimate = estimate_ingest(paths, source_options, tokens_per_second=speed, state_bytes=state_bytes,
                                chunk_size=chunk, snapshot_every=snapshot_every)
     print(estimate.summary(), file=stream)
     return estimate
+
+
+def _estimate_only(args: argparse.Namespace) -> int:
+    """--estimate: the model and the paths only; no database is opened or created."""
+    from megalodoc.ingest.pipeline import IngestError
+    from megalodoc.ingest.sources import SourceOptions
+    from megalodoc.model import CheckpointError, load_bundle
+
+    try:
+        bundle = load_bundle(args.model)
+        if bundle.tokenizer is None:
+            raise IngestError(f"{bundle.source}: the model has no tokenizer.model; ingest needs the model's own "
+                              "tokenizer")
+        options = SourceOptions(caps=caps_from_args(args, token_cap=True))
+    except (IngestError, CheckpointError, ValueError) as exc:
+        print(f"megalodoc ingest: {exc}", file=sys.stderr)
+        return 2
+    estimate = _print_estimate(bundle, options, args.paths, args.snapshot_every, sys.stdout)
+    for item in estimate.inputs:
+        print(f"  {item.line()}")
+    return 0
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -82,6 +104,8 @@ def run_ingest(args: argparse.Namespace) -> int:
             import torch
 
             torch.set_num_threads(args.threads)  # once, for this process: the library never changes it
+        if args.estimate:  # nothing is read or written, so an interrupt may end it at once
+            return _estimate_only(args)
         try:
             library = Library(args.db, args.model, snapshot_every=args.snapshot_every,
                               caps=caps_from_args(args, token_cap=True))
@@ -102,22 +126,17 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def _estimate(args: argparse.Namespace, library, cancel) -> int | None:
-    """Print the estimate unless --quiet; the exit status when the command ends here (--estimate, or
-    interrupted), else None."""
-    if not args.estimate and args.quiet:
+    """Print the estimate on stderr unless --quiet; the exit status when the command ends here
+    (interrupted), else None."""
+    if args.quiet:
         return None
     try:
-        estimate = _print_estimate(library, args.paths, args.snapshot_every,
-                                   sys.stdout if args.estimate else sys.stderr)
+        _print_estimate(library.bundle, library.source_options, args.paths, args.snapshot_every, sys.stderr)
     except KeyboardInterrupt:
         cancel.cancel()
     if cancel.cancelled:  # also when the interrupt's KeyboardInterrupt was dropped on its way
         print(_BEFORE_READING, file=sys.stderr)
         return 130
-    if args.estimate:
-        for item in estimate.inputs:
-            print(f"  {item.line()}")
-        return 0
     return None
 
 

@@ -163,6 +163,9 @@ def test_cli_estimate_reads_nothing_and_cap_flags_apply(tmp_path: Path, model_di
     assert cli_main([*args, "--estimate"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("estimate: 1 input, about ") and f"{pdf}: pdf, 5 pages, about " in out
+    assert not db.exists()  # --estimate opens no database (it had created and migrated this one)
+    assert cli_main([*args, "--estimate", "--model", str(tmp_path / "no-model")]) == 2
+    assert "megalodoc ingest: " in capsys.readouterr().err and not db.exists()
     assert cli_main([*args, "--max-pages", "4"]) == 1
     out = capsys.readouterr().out
     assert "5 pages, over the cap of 4 (--max-pages)" in out
