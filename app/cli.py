@@ -18,7 +18,10 @@ from megalodoc.app.interrupts import exit_at_once_on_interrupt
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every command module's subcommands registered."""
-    parser = argparse.ArgumentParser(prog="megalodoc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="megalodoc",
+        description="Read long documents and code into a library through a Megalodon model, then ask, continue "
+                    "and branch from any point (`megalodoc serve` for the web app).")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more: -v for progress of each step (INFO), -vv for DEBUG")
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
