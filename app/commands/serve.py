@@ -78,12 +78,17 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     try:
         auth = parse_auth(args.auth)
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         print(f"megalodoc serve: {exc}", file=sys.stderr)
         return 2
-    if (problem := listen_problem(args.host, args.port)) is not None:  # before the model loads
+    # before the model loads, and before anything is created
+    if (problem := listen_problem(args.host, args.port)) is not None:
         print(f"megalodoc serve: {problem}", file=sys.stderr)
+        return 2
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"megalodoc serve: {exc}", file=sys.stderr)
         return 2
     # Gradio keeps its own copy of every upload: inside the data folder too, not in /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(data_dir / "gradio-cache"))

@@ -31,6 +31,7 @@ def test_each_problem_names_the_option_to_change(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert served.returncode == 2 and served.stderr.strip().splitlines()[-1] == f"megalodoc serve: {said}"
     assert not (tmp_path / "x.db").exists()  # refused before the store (and the model) opened
+    assert not (tmp_path / "data").exists()  # and before the data folder was made
     # 192.0.2.1 is reserved for documentation (RFC 5737): never an address of this machine
     assert listen_problem("192.0.2.1", port).startswith("--host 192.0.2.1: not an address of this machine (")
     assert listen_problem("nosuchhost.invalid", port).startswith(  # .invalid never resolves (RFC 2606)
