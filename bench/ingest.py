@@ -68,6 +68,8 @@ def default_pdf() -> Path:
     """The Debian Reference PDF (fetched into .data/bench if apt-get can), else the libtasn1 manual."""
     if not DEBIAN_REFERENCE.is_file() and shutil.which("apt-get") and shutil.which("dpkg"):
         BENCH_DATA.mkdir(parents=True, exist_ok=True)
+        print(f"fetching the Debian Reference PDF: apt-get download debian-reference-en into {BENCH_DATA} "
+              "(--pdf FILE reads another PDF)", flush=True)
         try:
             subprocess.run(["apt-get", "download", "debian-reference-en"], cwd=BENCH_DATA, check=True,
                            capture_output=True, timeout=300)

@@ -11,6 +11,7 @@ bench/evidence.py reads two whole documents and is covered by the reader's own t
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
 import json
 import os
@@ -27,6 +28,8 @@ from megalodoc.model import load_model
 ROOT = Path(__file__).resolve().parents[2]
 LIBTASN1 = Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NEEDS_TCMALLOC = pytest.mark.skipif(ctypes.util.find_library("tcmalloc_minimal") is None,
+                                    reason="libtcmalloc_minimal is not installed (.ci/run installs it)")
 
 
 def run_bench(script: str, *args: object, timeout: float = 600) -> str:
@@ -96,6 +99,7 @@ def test_train_step_times_trunk_and_whole_step_for_both_systems(tmp_path: Path, 
         assert len(row["trunk_minor_faults_runs"]) == len(row["step_minor_faults_runs"]) == 3, name
 
 
+@NEEDS_TCMALLOC
 def test_train_step_runs_on_tcmalloc_when_asked(tmp_path: Path):
     stdout = run_bench("train_step_cpu.py", "--tokens", 128, "--repeats", 1, "--allocator", "tcmalloc",
                        "--out", tmp_path)
@@ -104,6 +108,7 @@ def test_train_step_runs_on_tcmalloc_when_asked(tmp_path: Path):
     assert set(result["systems"]) == {"megalodoc", "llama-width"}
 
 
+@NEEDS_TCMALLOC
 def test_train_cli_allocators_trains_under_both_allocators_to_the_same_weights(tmp_path: Path):
     stdout = run_bench("train_cli_allocators.py", "--config", "tiny", "--steps", 3, "--rounds", 1, "--batch-size", 2,
                        "--seq-chunks", 2, "--modules", 8, "--out", tmp_path)
