@@ -23,6 +23,7 @@ from megalodoc.ingest.sources.pdf_extract import extract_page, open_pdf
 from megalodoc.ingest.sources.repo import HEADER
 from megalodoc.model import ModelBundle, state_to_bytes
 from megalodoc.model.boundary import CALL_CHUNKS, call_span
+from megalodoc.model.tokenizer import Tokenizer
 from megalodoc.storage.blob_encoding import DEFAULT_ENCODING, encode_blob
 
 DEFAULT_BYTES_PER_TOKEN = 3.3
@@ -36,7 +37,9 @@ DEFAULT_CHUNK_SIZE = 128
 STORED_BYTES_PER_TOKEN_OVER_TEXT = 8
 """Besides a state per snapshot, each token stores its id and its share of the chunk text and of the
 full-text index: about twice the text plus this."""
-PDF_SAMPLE_PAGES = 3
+PDF_SAMPLE_PAGES = 6
+SAMPLE_CHARS = 64_000
+"""Characters of an input's text tokenized to measure its bytes per token, when a tokenizer is given."""
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,13 @@ def estimate_ingest(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     bytes_per_token: float = DEFAULT_BYTES_PER_TOKEN,
+    tokenizer: Tokenizer | None = None,
 ) -> IngestEstimate:
     """Estimate reading ``paths`` (see the module doc). Never raises for a bad input: it becomes a
-    ``problem``. Pass ``model_costs(model)`` results for this machine's speed and the model's state size."""
+    ``problem``. Pass ``model_costs(model)`` results for this machine's speed and the model's state size.
+    With the model's ``tokenizer``, each input's bytes per token are measured on a sample of its own text
+    (up to SAMPLE_CHARS characters from its start; a PDF's sampled pages) instead of ``bytes_per_token``:
+    code and sparse pages take more tokens per byte than the held-out average."""
     if tokens_per_second <= 0 or state_bytes < 0 or chunk_size < 1 or snapshot_every < 1 or bytes_per_token <= 0:
         raise ValueError("estimate_ingest: speeds, sizes and counts must be positive")
     options = options or SourceOptions()
@@ -131,40 +138,58 @@ def estimate_ingest(
         shown = os.fspath(path)
         try:
             with open_source(path, options) as source:
-                text_bytes = _text_bytes(source)
+                text_bytes, sample = _text_bytes(source, tokenizer is not None)
                 kind, units, unit_name = source.kind, source.unit_count, source.unit_name
         except SourceError as error:
             results.append(InputEstimate(shown, None, 0, "", 0, 0, 0.0, 0, str(error)))
             continue
-        tokens = math.ceil(text_bytes / bytes_per_token)
+        per_token = bytes_per_token
+        if tokenizer is not None and sample.strip():
+            per_token = len(sample.encode("utf-8")) / max(1, len(tokenizer.encode(sample)))
+        tokens = math.ceil(text_bytes / per_token)
         spacing = math.ceil(snapshot_every / CALL_CHUNKS) * CALL_CHUNKS  # snapshots fall after whole calls
         snapshots = math.ceil(tokens / (chunk_size * spacing)) if tokens else 0
-        disk = snapshots * state_bytes + tokens * (2 * bytes_per_token + STORED_BYTES_PER_TOKEN_OVER_TEXT)
+        disk = snapshots * state_bytes + tokens * (2 * per_token + STORED_BYTES_PER_TOKEN_OVER_TEXT)
         results.append(InputEstimate(shown, kind, units, unit_name, text_bytes, tokens,
                                      tokens / tokens_per_second, int(disk)))
     return IngestEstimate(tuple(results), tokens_per_second)
 
 
-def _text_bytes(source: Source) -> int:
-    if isinstance(source, TextSource):
-        return source.size
-    if isinstance(source, RepoSource):
-        headers = sum(len(HEADER.format(path=source.display_path(file.path))) + 1 for file in source.files)
-        return sum(file.size for file in source.files) + headers
+def _text_bytes(source: Source, want_sample: bool) -> tuple[int, str]:
+    """The input's bytes of text and, if asked, a sample of its text as ingest reads it ("" if not)."""
     if isinstance(source, PdfSource):
         return _pdf_text_bytes(source)
-    raise TypeError(f"no estimate for {type(source).__name__}")  # pragma: no cover
+    if isinstance(source, TextSource):
+        size = source.size
+    elif isinstance(source, RepoSource):
+        headers = sum(len(HEADER.format(path=source.display_path(file.path))) + 1 for file in source.files)
+        size = sum(file.size for file in source.files) + headers
+    else:
+        raise TypeError(f"no estimate for {type(source).__name__}")  # pragma: no cover
+    return size, (_leading_text(source) if want_sample else "")
 
 
-def _pdf_text_bytes(source: PdfSource) -> int:
-    """Pages times the mean text of up to PDF_SAMPLE_PAGES pages spread over the document."""
+def _leading_text(source: Source) -> str:
+    """Up to SAMPLE_CHARS characters of the input's text stream from its start."""
+    taken: list[str] = []
+    count = 0
+    for piece in source.pieces():
+        taken.append(piece.text)
+        count += len(piece.text)
+        if count >= SAMPLE_CHARS:
+            break
+    return "".join(taken)[:SAMPLE_CHARS]
+
+
+def _pdf_text_bytes(source: PdfSource) -> tuple[int, str]:
+    """Pages times the mean text of up to PDF_SAMPLE_PAGES pages spread over the document (the middles of
+    equal parts: a title page alone says little), and those pages' text."""
     pages = source.page_count
-    step = max(1, pages // PDF_SAMPLE_PAGES)
-    sample = list(range(0, pages, step))[:PDF_SAMPLE_PAGES]
+    sample = sorted({min(pages - 1, int((i + 0.5) * pages / PDF_SAMPLE_PAGES)) for i in range(PDF_SAMPLE_PAGES)})
     reader = open_pdf(source.path, source.content_hash)
     texts = [extract_page(reader, index).text for index in sample]
     mean = sum(len(text.encode("utf-8")) for text in texts) / max(len(texts), 1)
-    return int(mean * pages)
+    return int(mean * pages), "\n".join(texts)
 
 
 def _count(tokens: int) -> str:

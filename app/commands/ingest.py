@@ -62,7 +62,7 @@ def _print_estimate(bundle, source_options, paths: list[str], snapshot_every: in
 
     speed, state_bytes, chunk = model_costs(bundle)
     estimate = estimate_ingest(paths, source_options, tokens_per_second=speed, state_bytes=state_bytes,
-                               chunk_size=chunk, snapshot_every=snapshot_every)
+                               chunk_size=chunk, snapshot_every=snapshot_every, tokenizer=bundle.tokenizer)
     print(estimate.summary(), file=stream)
     return estimate
 

@@ -55,7 +55,8 @@ def upload_estimate(ctx: AppContext, stored: Sequence[StoredUpload]) -> str:
             ctx.ingest_costs = model_costs(ctx.service.bundle)
         speed, state_bytes, chunk = ctx.ingest_costs
     estimate = estimate_ingest([s.path for s in stored], ctx.service.source_options, tokens_per_second=speed,
-                               state_bytes=state_bytes, chunk_size=chunk, snapshot_every=ctx.service.snapshot_every)
+                               state_bytes=state_bytes, chunk_size=chunk, snapshot_every=ctx.service.snapshot_every,
+                               tokenizer=ctx.service.tokenizer)
     lines = []
     for upload, item in zip(stored, estimate.inputs, strict=True):
         line = item.line().replace(str(upload.path), upload.name)  # the name they uploaded, not our path
