@@ -279,7 +279,8 @@ def main() -> None:
     config = bundle.model.config
     print(f"model: {args.model or 'the shipped default model'}, {bundle.model.num_parameters():,} parameters, "
           f"chunk size {config.chunk_size}; boundary state {boundary_state_nbytes(config):,} bytes of tensors")
-    print(f"input: {path}; ingest threads {args.ingest_threads}, state_at threads {args.query_threads}; "
+    read = "the store's write path only (a state of 4 chunks of json/decoder.py)" if args.writes_only else path
+    print(f"input: {read}; ingest threads {args.ingest_threads}, state_at threads {args.query_threads}; "
           f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}\n")
     if args.writes_only:
         from megalodoc.model import state_to_bytes
