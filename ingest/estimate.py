@@ -185,6 +185,8 @@ def _pdf_text_bytes(source: PdfSource) -> tuple[int, str]:
     """Pages times the mean text of up to PDF_SAMPLE_PAGES pages spread over the document (the middles of
     equal parts: a title page alone says little), and those pages' text."""
     pages = source.page_count
+    if not pages:
+        return 0, ""
     sample = sorted({min(pages - 1, int((i + 0.5) * pages / PDF_SAMPLE_PAGES)) for i in range(PDF_SAMPLE_PAGES)})
     reader = open_pdf(source.path, source.content_hash)
     texts = [extract_page(reader, index).text for index in sample]
