@@ -166,19 +166,23 @@ def _text_bytes(source: Source, want_sample: bool) -> tuple[int, str]:
         size = sum(file.size for file in source.files) + headers
     else:
         raise TypeError(f"no estimate for {type(source).__name__}")  # pragma: no cover
-    return size, (_leading_text(source) if want_sample else "")
+    if not want_sample:
+        return size, ""
+    sample, whole = _leading_text(source)
+    # the whole stream was read: its own size (an HTML file's text without its markup) rather than the file's
+    return (len(sample.encode("utf-8")) if whole else size), sample
 
 
-def _leading_text(source: Source) -> str:
-    """Up to SAMPLE_CHARS characters of the input's text stream from its start."""
+def _leading_text(source: Source) -> tuple[str, bool]:
+    """Up to SAMPLE_CHARS characters of the input's text stream from its start, and whether that is all of it."""
     taken: list[str] = []
     count = 0
     for piece in source.pieces():
         taken.append(piece.text)
         count += len(piece.text)
-        if count >= SAMPLE_CHARS:
-            break
-    return "".join(taken)[:SAMPLE_CHARS]
+        if count > SAMPLE_CHARS:
+            return "".join(taken)[:SAMPLE_CHARS], False
+    return "".join(taken), True
 
 
 def _pdf_text_bytes(source: PdfSource) -> tuple[int, str]:
