@@ -191,7 +191,7 @@ def _pdf_text_bytes(source: PdfSource) -> tuple[int, str]:
     pages = source.page_count
     if not pages:
         return 0, ""
-    sample = sorted({min(pages - 1, int((i + 0.5) * pages / PDF_SAMPLE_PAGES)) for i in range(PDF_SAMPLE_PAGES)})
+    sample = sorted({int((i + 0.5) * pages / PDF_SAMPLE_PAGES) for i in range(PDF_SAMPLE_PAGES)})  # all < pages
     reader = open_pdf(source.path, source.content_hash)
     texts = [extract_page(reader, index).text for index in sample]
     mean = sum(len(text.encode("utf-8")) for text in texts) / max(len(texts), 1)
