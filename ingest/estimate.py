@@ -1,10 +1,11 @@
 """How long an ingest will take and how much disk it will fill, before it starts.
 
 ``estimate_ingest(paths, options, ...)`` opens each input the way ingest does (so refusals and caps show
-up here too, as ``problem``), measures its text (a text file's size, a repository's files, a PDF's page
-count times the text of a few sampled pages) and turns it into tokens, seconds and bytes of disk with
-the model's measured costs (``model_costs``) or the documented defaults. The command line prints it
-before a large ingest; the reader app shows it before an upload is read.
+up here too, as ``problem``), measures its text (a text file's size, an HTML file's size times its share
+of text, a repository's files, a PDF's page count times the text of a few sampled pages) and turns it into
+tokens, seconds and bytes of disk with the model's measured costs (``model_costs``) or the documented
+defaults. The command line prints it before a large ingest; the reader app shows it before an upload is
+read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import PdfSource, RepoSource, Source, SourceError, SourceOptions, TextSource, open_source
+from megalodoc.ingest.sources.decoding import iter_decoded
+from megalodoc.ingest.sources.html_text import HtmlTextExtractor
 from megalodoc.ingest.sources.pdf_extract import extract_page, open_pdf
 from megalodoc.ingest.sources.repo import HEADER
 from megalodoc.model import ModelBundle, state_to_bytes
@@ -40,6 +43,8 @@ full-text index: about twice the text plus this."""
 PDF_SAMPLE_PAGES = 6
 SAMPLE_CHARS = 64_000
 """Characters of an input's text tokenized to measure its bytes per token, when a tokenizer is given."""
+HTML_FEED_CHARS = 16_384
+"""Characters of an HTML file given to the text extractor at a time while its share of text is measured."""
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,30 @@ def _text_bytes(source: Source, want_sample: bool) -> tuple[int, str]:
         size = sum(file.size for file in source.files) + headers
     else:
         raise TypeError(f"no estimate for {type(source).__name__}")  # pragma: no cover
-    if not want_sample:
-        return size, ""
-    sample, whole = _leading_text(source)
-    # the whole stream was read: its own size (an HTML file's text without its markup) rather than the file's
-    return (len(sample.encode("utf-8")) if whole else size), sample
+    sample = ""
+    if want_sample:
+        sample, whole = _leading_text(source)
+        if whole:  # the whole stream was read: its own size (an HTML file's text without its markup)
+            return len(sample.encode("utf-8")), sample
+    if isinstance(source, TextSource) and source.format == "html":  # ingest drops the markup
+        size = int(size * _html_text_share(source))
+    return size, sample
+
+
+def _html_text_share(source: TextSource) -> float:
+    """Characters of readable text per character of an HTML file, over its start: fed to the extractor
+    HTML_FEED_CHARS at a time until SAMPLE_CHARS of text came out (or the file ended)."""
+    parser = HtmlTextExtractor()
+    fed = produced = 0
+    for block in iter_decoded(source.path, source.encoding):
+        for start in range(0, len(block), HTML_FEED_CHARS):
+            part = block[start:start + HTML_FEED_CHARS]
+            parser.feed(part)
+            fed += len(part)
+            produced += len(parser.take())
+            if produced >= SAMPLE_CHARS:
+                return produced / fed
+    return produced / max(fed, 1)
 
 
 def _leading_text(source: Source) -> tuple[str, bool]:

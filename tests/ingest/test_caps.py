@@ -234,18 +234,42 @@ def test_estimate_measures_each_inputs_bytes_per_token_with_the_tokenizer(tmp_pa
     assert measured.inputs[0].text_bytes == default.inputs[0].text_bytes > 2 * SAMPLE_CHARS
 
 
+def table_page(folder: Path, count: int, label: str) -> Path:
+    """An HTML page of a `count`-row table, mostly markup; `label` is each row's link text ({n}: its number)."""
+    rows = "".join(f'<tr class="row"><td style="padding:2px">{n}</td><td><a href="#n{n}">{label.format(n=n)}</a>'
+                   f'</td></tr>\n' for n in range(count))
+    page = folder / "table.html"
+    page.write_text(f"<html><head><title>Items</title></head><body><table>\n{rows}</table></body></html>\n")
+    return page
+
+
+def text_and_tokens(path: Path, options: SourceOptions, tokenizer) -> tuple[str, int]:
+    """The text ingest reads from `path` and its token count: what the model would be fed."""
+    with open_source(path, options) as source:
+        text = "".join(piece.text for piece in source.pieces())
+    return text, len(tokenizer.encode(text))
+
+
 def test_a_small_inputs_estimate_counts_the_text_ingest_reads(tmp_path: Path, tokenizer):
     """An input whose whole text stream fits the sample is counted by that text, not by its file size: an
     HTML page's markup is not read, so it is not counted (by the file's size, this page with the shipped
     tokenizer came out at 7.5x the tokens read)."""
-    rows = "".join(f'<tr class="row"><td style="padding:2px">{n}</td><td><a href="#n{n}">item {n}</a></td></tr>\n'
-                   for n in range(200))
-    page = tmp_path / "table.html"
-    page.write_text(f"<html><head><title>Items</title></head><body><table>\n{rows}</table></body></html>\n")
-    options = SourceOptions(pdf_workers=0)
-    with open_source(page, options) as source:
-        text = "".join(piece.text for piece in source.pieces())
-        truth = len(tokenizer.encode(text))
+    page, options = table_page(tmp_path, 200, "item {n}"), SourceOptions(pdf_workers=0)
+    text, truth = text_and_tokens(page, options, tokenizer)
     [got] = estimate_ingest([page], options, tokenizer=tokenizer).inputs
     assert got.text_bytes == len(text.encode()) < page.stat().st_size / 2
     assert abs(got.tokens - truth) <= 0.02 * truth, (got.tokens, truth)
+
+
+def test_an_html_file_longer_than_the_sample_is_counted_by_its_share_of_text(tmp_path: Path, tokenizer):
+    """An HTML file whose text is longer than the sample is counted by its size times the share of text
+    in its start, with or without a tokenizer: the markup ingest drops is not counted (by the file's size
+    this page came out at several times the tokens read)."""
+    page, options = table_page(tmp_path, 4000, "item number {n} of the list"), SourceOptions(pdf_workers=0)
+    text, truth = text_and_tokens(page, options, tokenizer)
+    assert len(text) > 2 * SAMPLE_CHARS and page.stat().st_size > 2.5 * len(text.encode())
+    [measured] = estimate_ingest([page], options, tokenizer=tokenizer).inputs
+    [plain] = estimate_ingest([page], options).inputs
+    for got in (measured, plain):
+        assert abs(got.text_bytes - len(text.encode())) <= 0.05 * len(text.encode()), (got.text_bytes, len(text))
+    assert abs(measured.tokens - truth) <= 0.1 * truth, (measured.tokens, truth)
