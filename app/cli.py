@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with exit_at_once_on_interrupt("interrupted"):  # importing the command modules
         parser = build_parser()
     args = parser.parse_args(argv)
+    args.own_process = argv is None  # the command line is this process's: a command may re-execute it
     configure_logging(args.verbose, args.log_level)
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -1,15 +1,16 @@
 """`megalodoc train` on CPU under the system allocator (glibc) and under tcmalloc, taking turns.
 
     python bench/train_cli_allocators.py [--out bench/results/train_cli_allocators] [--steps 10] [--rounds 2]
+                                         [--processes 2]   # under torchrun, as README's training recipe
 
-A training step materializes the logits of the whole batch (batch x length x vocabulary fp32: 256 MiB for
-8 x 1,024 tokens and the shipped 8K vocabulary) and the loss's tensors of that size; glibc maps every such
-block fresh and faults its pages in at each step, tcmalloc keeps and reuses them (bench/allocator.py).
+glibc maps every large block fresh and faults its pages in at each step, tcmalloc keeps and reuses them
+(megalodoc/app/allocator.py).
 Each round runs the same command once per allocator (the order swapped from one round to the next), in a
-fresh process with LD_PRELOAD set for tcmalloc,
-on a corpus of Python standard-library modules written into --out (or --data). Records each run's tokens/s
-per step from its train_log.jsonl (median of the steps after the first two), its wall time, and the
-sha256 of the weights it saved: the allocator must not change a single bit. Writes
+fresh process with `--allocator system` or `--allocator tcmalloc` (the command then re-executes itself with
+the library preloaded, and names the allocator it runs on), on a corpus of Python standard-library modules
+written into --out (or --data). Records each run's tokens/s per step from its train_log.jsonl (median of the
+steps after the first two), its wall time, and the sha256 of the weights it saved: the allocator must not
+change a single bit. Writes
 train_cli_allocators.json into --out and prints a table.
 """
 
@@ -27,7 +28,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from allocator import tcmalloc_library
+from allocator import ALLOCATORS, tcmalloc_library
 from bench_result import machine_meta, write_result
 
 from megalodoc.ingest.corpus.build import write_corpus
@@ -35,9 +36,7 @@ from megalodoc.ingest.corpus.works import Work
 from megalodoc.model.checkpoint import DEFAULT_MODEL_DIR
 
 SKIPPED_STEPS = 2  # the first steps allocate and warm up
-# run with the training's environment: the allocator a process started so actually gets
-LOADED_PROBE = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); " \
-               "from allocator import loaded_allocator; print(loaded_allocator())"
+LOADED_LINE = "megalodoc train: C allocator "  # the line the command prints once it runs on its allocator
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seq-chunks", type=int, default=8)
     p.add_argument("--rounds", type=int, default=2, help="runs of each allocator, taking turns")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the training processes")
+    p.add_argument("--processes", type=int, default=1,
+                   help="training processes: more than 1 runs the command under torchrun (gloo, data parallel)")
     args = p.parse_args()
     if args.steps <= SKIPPED_STEPS:
         p.error(f"--steps must be more than {SKIPPED_STEPS} (the first {SKIPPED_STEPS} steps are not timed)")
@@ -66,45 +67,44 @@ def stdlib_corpus(folder: Path, modules: int) -> Path:
     return folder
 
 
-def train_command(args: argparse.Namespace, data: Path, out: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "megalodoc.app.cli", "train", "--config", args.config, "--data", str(data),
+def train_command(args: argparse.Namespace, data: Path, out: Path, steps: int, allocator: str) -> list[str]:
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.processes)] \
+        if args.processes > 1 else []
+    return [sys.executable, *launcher, "-m", "megalodoc.app.cli", "train", "--config", args.config, "--data", str(data),
             "--tokenizer", str(DEFAULT_MODEL_DIR / "tokenizer.model"), "--out", str(out), "--steps", str(steps),
             "--warmup-steps", "1", "--seq-chunks", str(args.seq_chunks), "--batch-size", str(args.batch_size),
-            "--log-every", "1", "--val-every", "0", "--checkpoint-every", str(10 * steps)]
+            "--log-every", "1", "--val-every", "0", "--checkpoint-every", str(10 * steps), "--allocator", allocator]
 
 
 def shown_command(args: argparse.Namespace, steps: int) -> str:
     """The training command as a reader would type it: no interpreter, corpus or run paths of this machine."""
-    command = train_command(args, Path("CORPUS"), Path("RUN"), steps)[1:]
+    command = train_command(args, Path("CORPUS"), Path("RUN"), steps, "ALLOCATOR")[1:]
     command[command.index("--tokenizer") + 1] = "model/default/tokenizer.model"
     return "python3 " + " ".join(command)
 
 
-def run_training(args: argparse.Namespace, data: Path, out: Path, steps: int, preload: str | None,
-                 expected: str = "system") -> dict:
-    """One `megalodoc train` process into `out` (emptied first); its per-step records, wall time and the
-    weights' sha256."""
+def run_training(args: argparse.Namespace, data: Path, out: Path, steps: int, allocator: str) -> dict:
+    """One `megalodoc train --allocator allocator` process into `out` (emptied first); the allocator it
+    reported, its per-step records, wall time and the weights' sha256."""
     if out.exists():
         shutil.rmtree(out)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     env.pop("LD_PRELOAD", None)
-    if preload:
-        env["LD_PRELOAD"] = preload
-    probe = subprocess.run([sys.executable, "-c", LOADED_PROBE], env=env, capture_output=True, text=True, check=True)
-    if probe.stdout.strip() != expected:
-        sys.exit(f"a process started with LD_PRELOAD={preload} runs on {probe.stdout.strip()}, not {expected}")
     t0 = time.perf_counter()
-    done = subprocess.run(train_command(args, data, out, steps), env=env, capture_output=True, text=True)
+    done = subprocess.run(train_command(args, data, out, steps, allocator), env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
-        sys.exit(f"megalodoc train exited {done.returncode} (allocator preload {preload}):\n{done.stderr[-3000:]}")
+        sys.exit(f"megalodoc train exited {done.returncode} (--allocator {allocator}):\n{done.stderr[-3000:]}")
+    loaded = [line[len(LOADED_LINE):].strip() for line in done.stderr.splitlines() if line.startswith(LOADED_LINE)]
+    if loaded != [allocator]:
+        sys.exit(f"megalodoc train --allocator {allocator} reported the allocators {loaded}")
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     steps_done = [r for r in records if "tokens_per_s" in r]
     weights = hashlib.sha256()
     for shard in sorted((out / "model").glob("*.safetensors")):
         weights.update(shard.read_bytes())
     timed = [r["tokens_per_s"] for r in steps_done if r["step"] > SKIPPED_STEPS]
-    return {"loaded": probe.stdout.strip(), "wall_s": wall,
+    return {"loaded": loaded[0], "wall_s": wall,
             "tokens_per_s_steps": [r["tokens_per_s"] for r in steps_done],
             "tokens_per_s": statistics.median(timed) if timed else None, "final_loss": steps_done[-1]["loss"],
             "weights_sha256": weights.hexdigest()}
@@ -115,19 +115,18 @@ def main() -> None:
     tcmalloc = tcmalloc_library()
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.data or stdlib_corpus(args.out / "corpus", args.modules)
-    run_training(args, data, args.out / "runs" / "warm-up", 2, None)  # builds the corpus's token cache
+    run_training(args, data, args.out / "runs" / "warm-up", 2, "system")  # builds the corpus's token cache
     runs: list[dict] = []
     for round_index in range(args.rounds):
-        order = (("system", None), ("tcmalloc", tcmalloc))
-        for name, preload in order if round_index % 2 == 0 else order[::-1]:
-            run = run_training(args, data, args.out / "runs" / f"{name}-{round_index + 1}", args.steps, preload, name)
+        for name in ALLOCATORS if round_index % 2 == 0 else ALLOCATORS[::-1]:
+            run = run_training(args, data, args.out / "runs" / f"{name}-{round_index + 1}", args.steps, name)
             runs.append({"allocator": name, "round": round_index + 1, **run})
             print(f"round {round_index + 1} {name:<8} {run['tokens_per_s']:>8,.0f} tok/s  {run['wall_s']:6.1f} s",
                   flush=True)
     result = {
         "meta": machine_meta(command=shown_command(args, args.steps),
-                             training_threads=args.threads, steps=args.steps, rounds=args.rounds,
-                             skipped_steps=SKIPPED_STEPS, tcmalloc=tcmalloc),
+                             training_threads=args.threads, processes=args.processes, steps=args.steps,
+                             rounds=args.rounds, skipped_steps=SKIPPED_STEPS, tcmalloc=tcmalloc),
         "runs": runs,
         "weights_identical": len({r["weights_sha256"] for r in runs}) == 1,
     }
@@ -137,7 +136,9 @@ def main() -> None:
 
 def print_report(result: dict) -> None:
     runs = result["runs"]
-    print(f"megalodoc train, {result['meta']['steps']} steps, OMP_NUM_THREADS={result['meta']['training_threads']}")
+    meta = result["meta"]
+    print(f"megalodoc train, {meta['steps']} steps, {meta['processes']} process(es), "
+          f"OMP_NUM_THREADS={meta['training_threads']}")
     print(f"{'allocator':<10} {'round':>5} {'tok/s':>8} {'wall s':>7} {'final loss':>11}")
     for r in runs:
         print(f"{r['allocator']:<10} {r['round']:>5} {r['tokens_per_s']:>8,.0f} {r['wall_s']:>7.1f} "

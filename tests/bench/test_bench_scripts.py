@@ -109,13 +109,17 @@ def test_train_step_runs_on_tcmalloc_when_asked(tmp_path: Path):
 
 
 @NEEDS_TCMALLOC
-def test_train_cli_allocators_trains_under_both_allocators_to_the_same_weights(tmp_path: Path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_train_cli_allocators_trains_under_both_allocators_to_the_same_weights(tmp_path: Path, processes: int):
     stdout = run_bench("train_cli_allocators.py", "--config", "tiny", "--steps", 3, "--rounds", 1, "--batch-size", 2,
-                       "--seq-chunks", 2, "--modules", 8, "--out", tmp_path)
+                       "--seq-chunks", 2, "--modules", 8, "--processes", processes, "--out", tmp_path)
     result = read_json(tmp_path / "train_cli_allocators.json")
+    assert result["meta"]["processes"] == processes and f"{processes} process(es)" in stdout
+    # the command itself says which allocator it runs on, after re-executing itself (one line under torchrun)
+    assert ("torch.distributed.run" in result["meta"]["command"]) == (processes > 1)
     assert [(r["allocator"], r["round"]) for r in result["runs"]] == [("system", 1), ("tcmalloc", 1)]
     for run in result["runs"]:
-        assert run["loaded"] == run["allocator"], run  # a process started with that environment got it
+        assert run["loaded"] == run["allocator"], run
         assert len(run["tokens_per_s_steps"]) == 3 and run["tokens_per_s"] > 0, run
     # the allocator changes where tensors live, never their values
     assert result["weights_identical"] is True and "weights identical in every run: True" in stdout

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
+from megalodoc.app.allocator import loaded_allocator, tcmalloc_library
 from megalodoc.app.cli import main as cli_main
 from megalodoc.ingest.corpus.build import write_corpus
 from megalodoc.ingest.corpus.tokenizer import train_corpus_tokenizer
@@ -226,6 +230,68 @@ def test_cli_trains_from_a_corpus_folder(corpus: dict, tmp_path: Path, capsys: p
     assert "step 2/2 loss" in out and "validation loss" in out
     config = json.loads((tmp_path / "run/model/config.json").read_text())["config"]
     assert config["vocab_size"] == VOCAB and config["chunk_size"] == 16
+
+
+NEEDS_TCMALLOC = pytest.mark.skipif(tcmalloc_library() is None,
+                                    reason="libtcmalloc_minimal is not installed (.ci/run installs it)")
+ALLOCATOR_LINE = "megalodoc train: C allocator "
+
+
+def run_train_command(corpus: dict, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m megalodoc.app.cli train` for one step in a process of its own, started on the system
+    allocator (no LD_PRELOAD), as a person's shell starts it."""
+    cmd = [sys.executable, "-m", "megalodoc.app.cli", "train", "--config", "tiny", "--data", str(corpus["dir"]),
+           "--tokenizer", str(corpus["tokenizer"]), "--out", str(out), "--steps", "1", "--batch-size", "2",
+           "--seq-chunks", "2", "--warmup-steps", "0", "--val-batches", "0", "--device", "cpu", *extra]
+    base = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**base, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+@NEEDS_TCMALLOC
+@pytest.mark.parametrize("choice, runs_on", [(None, "tcmalloc"), ("tcmalloc", "tcmalloc"), ("system", "system")])
+def test_the_command_trains_on_the_allocator_chosen(corpus: dict, tmp_path: Path, choice: str | None,
+                                                    runs_on: str) -> None:
+    done = run_train_command(corpus, tmp_path / "run", *(["--allocator", choice] if choice else []))
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the line is printed after the re-execution, from what /proc/self/maps then holds
+    said = [line[len(ALLOCATOR_LINE):] for line in done.stderr.splitlines() if line.startswith(ALLOCATOR_LINE)]
+    assert said == [runs_on], done.stderr[-3000:]
+    assert "step 1/1 loss" in done.stdout and (tmp_path / "run/model/config.json").is_file()
+
+
+@NEEDS_TCMALLOC
+def test_a_preload_that_does_not_take_is_reported_not_retried(corpus: dict, tmp_path: Path) -> None:
+    # the mark the re-executed process carries, on a process where tcmalloc is not mapped
+    done = run_train_command(corpus, tmp_path / "run", "--allocator", "tcmalloc",
+                             env={"MEGALODOC_TCMALLOC_PRELOADED": "1"})
+    assert done.returncode == 2
+    assert done.stderr.startswith("megalodoc train: --allocator tcmalloc: tcmalloc: libtcmalloc_minimal"), done.stderr
+    assert "was preloaded but is not mapped into the process" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(loaded_allocator() == "tcmalloc", reason="this test process already runs on tcmalloc")
+def test_called_from_python_the_process_is_not_re_executed(corpus: dict, tmp_path: Path, capsys) -> None:
+    rc = cli_main(["train", "--config", "tiny", "--data", str(corpus["dir"]), "--tokenizer", str(corpus["tokenizer"]),
+                   "--out", str(tmp_path / "run"), "--steps", "1", "--allocator", "tcmalloc"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("megalodoc train: --allocator tcmalloc: this process was not started by the megalodoc "
+                          "command"), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_tcmalloc_is_named_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from megalodoc.app import allocator
+
+    if allocator.loaded_allocator() == "tcmalloc":
+        pytest.skip("this test process already runs on tcmalloc")
+    monkeypatch.setattr(allocator, "tcmalloc_library", lambda: None)  # as on a machine without the package
+    with pytest.raises(allocator.AllocatorError, match=r"not installed \(Debian: apt-get install libtcmalloc-minimal4"):
+        allocator.reexec_on("tcmalloc")
+    with pytest.raises(ValueError, match="allocator must be one of"):
+        allocator.reexec_on("jemalloc")
 
 
 def test_cli_reports_an_unusable_input_in_one_line(corpus: dict, tmp_path: Path, capsys) -> None:

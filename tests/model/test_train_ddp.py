@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from megalodoc.app.allocator import tcmalloc_library
 from megalodoc.ingest.corpus.build import write_corpus
 from megalodoc.ingest.corpus.tokenizer import train_corpus_tokenizer
 from megalodoc.ingest.corpus.works import Work
@@ -42,6 +43,8 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 process(es) on cpu" in proc.stdout
+    if tcmalloc_library() is not None:  # each worker re-executed itself on tcmalloc; rank 0 says so
+        assert proc.stderr.count("megalodoc train: C allocator tcmalloc") == 1, proc.stderr[-3000:]
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
