@@ -15,7 +15,10 @@ length, so that they share the machine's state):
    stream, median kept). Streams and decoding run under torch.inference_mode, as ingest and generation
    run; the one-shot forward under torch.no_grad, as the surprise curve runs;
 2. one-shot (training-style, with logits): forward, and forward + backward of the cross-entropy, at
-   2K, 4K, 8K, 32K tokens;
+   2K, 4K, 8K, 32K tokens. The loss is the same expression for every system (F.cross_entropy of its whole
+   logits), or with --one-shot-loss own each system's own training loss: megalodoc train's
+   (LanguageModelLoss: on a CPU the head and the cross-entropy a block of rows at a time) and
+   transformers' (LlamaForCausalLM with labels=), both reading the length's first L - 1 tokens;
 One-shot rows record the minor page faults of each timed run. --allocator tcmalloc reruns the script on
 tcmalloc, which keeps freed memory in the process (bench/allocator.py): timings then leave out the page
 faults that glibc's fresh 64 MiB blocks take, and peak RSS holds what earlier measurements left.
@@ -57,6 +60,7 @@ from allocator import ALLOCATORS, loaded_allocator, minor_faults, run_under  # n
 
 from megalodoc.model import Megalodon, MegalodonConfig, load_model  # noqa: E402
 from megalodoc.model.cuda_graph import GraphedStream  # noqa: E402
+from megalodoc.model.train.trainer import LanguageModelLoss  # noqa: E402
 
 from llama_baseline import (  # noqa: E402
     build_llama,
@@ -191,6 +195,10 @@ class MegalodocSystem:
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(ids)[0]
 
+    def training_loss(self, ids: torch.Tensor) -> torch.Tensor:
+        """`megalodoc train`'s loss of reading ids[:, :-1] and predicting ids[:, 1:] (L - 1 targets)."""
+        return LanguageModelLoss(self.model)(ids[:, :-1], ids[:, 1:])
+
 
 class LlamaSystem:
     def __init__(self, name: str, model, config, kv_bytes_per_token: int) -> None:
@@ -239,6 +247,11 @@ class LlamaSystem:
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids).logits
+
+    def training_loss(self, ids: torch.Tensor) -> torch.Tensor:
+        """transformers' own causal-LM loss of reading ids[:, :-1] (it shifts the labels itself: L - 2
+        targets, its last position unlabelled)."""
+        return self.model(input_ids=ids[:, :-1], labels=ids[:, :-1]).loss
 
 
 # ---------------------------------------------------------------- measurements
@@ -336,13 +349,16 @@ def measure_decode(system, ids: torch.Tensor, device: torch.device, n: int) -> d
     return out
 
 
-def one_shot_once(system, ids: torch.Tensor, device: torch.device, backward: bool) -> float:
-    """Seconds of one forward (no grad) or forward + backward of the next-token cross-entropy."""
+def one_shot_once(system, ids: torch.Tensor, device: torch.device, backward: bool, loss: str = "shared") -> float:
+    """Seconds of one forward (no grad) or forward + backward of the next-token cross-entropy: the same
+    expression for every system ("shared") or the system's own training loss ("own")."""
     t0 = time.perf_counter()
     if backward:
-        logits = system.logits(ids)
-        loss = F.cross_entropy(logits[0, :-1].float(), ids[0, 1:])
-        loss.backward()
+        if loss == "own":
+            value = system.training_loss(ids)
+        else:
+            value = F.cross_entropy(system.logits(ids)[0, :-1].float(), ids[0, 1:])
+        value.backward()
         system.model.zero_grad(set_to_none=True)
     else:
         with torch.no_grad():
@@ -363,6 +379,8 @@ def one_shot_rows(systems, ids_all: torch.Tensor, lengths: list[int], device, ar
             here: dict[str, dict] = {}
             for system in systems:
                 row = here[system.name] = {"system": system.name, "length": L, "backward": backward}
+                if backward:
+                    row["loss"] = args.one_shot_loss
                 prev = last.get((system.name, backward))
                 # megalodoc's cost grows linearly, a Transformer's at most quadratically (attention):
                 # skip what would exceed the budget (timed runs plus one warm-up)
@@ -386,7 +404,7 @@ def one_shot_rows(systems, ids_all: torch.Tensor, lengths: list[int], device, ar
                     try:
                         with Meter(device) as meter:
                             faults = minor_faults()
-                            seconds = one_shot_once(system, ids, device, backward)
+                            seconds = one_shot_once(system, ids, device, backward, args.one_shot_loss)
                             faults = minor_faults() - faults
                     except OOM:
                         row.update(status="stopped: out of memory")
@@ -438,6 +456,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baselines", default="llama-width,llama-params",
                         help="comma-separated subset of llama-width,llama-params, run in this order ('' for none)")
     parser.add_argument("--no-one-shot", action="store_true")
+    parser.add_argument("--one-shot-loss", choices=("shared", "own"), default="shared",
+                        help="forward+backward loss: F.cross_entropy of the whole logits for every system, or "
+                             "each system's own training loss (megalodoc train's, transformers' labels=)")
     parser.add_argument("--call-tokens", type=int, default=None,
                         help="tokens per streaming call for every system (default: megalodoc's chunk size)")
     parser.add_argument("--stream-repeats", type=int, default=3,

@@ -53,8 +53,10 @@ def shipped():
 
 def test_long_context_streams_both_systems_and_writes_its_table_plot_and_report(tmp_path: Path):
     out = tmp_path / "lc"
+    # the shared loss expression runs in train_step_cpu.py's test; here each system's own
     stdout = run_bench("long_context.py", "--max-tokens", 2048, "--time-budget", 60, "--baselines", "llama-width",
-                       "--stream-repeats", 2, "--repeats", 1, "--decode-tokens", 4, "--out", out)
+                       "--stream-repeats", 2, "--repeats", 1, "--decode-tokens", 4, "--one-shot-loss", "own",
+                       "--out", out)
     result = read_json(out / "long_context.json")
     assert f"wrote {out / 'long_context.json'}" in stdout
     meta = result["meta"]
@@ -79,12 +81,56 @@ def test_long_context_streams_both_systems_and_writes_its_table_plot_and_report(
         assert row["status"] == "ok" and row["length"] == 2048 and len(row["runs"]) == 1, row
         assert row["tokens_per_s"] > 0 and row["peak_memory_bytes"] > 0, row
         assert len(row["minor_faults_runs"]) == 1 and isinstance(row["minor_faults_runs"][0], int), row
+        assert row.get("loss") == ("own" if row["backward"] else None), row
     assert (out / "long_context.png").read_bytes().startswith(PNG_MAGIC)
 
     report = run_bench("long_context_report.py", out / "long_context.json", "--png", tmp_path / "again.png",
                        "--markdown")
     assert "megalodoc" in report and "llama-width" in report and "2K" in report
     assert (tmp_path / "again.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# each system's own training loss against the shared expression, on the same tokens (L - 1 read)
+OWN_LOSS_SCRIPT = f"""
+import json, sys
+import torch
+import torch.nn.functional as F
+sys.path.append({str(ROOT / "bench")!r})
+import long_context as lc
+from llama_baseline import build_llama, llama_specs, megalodon_non_embedding_parameters
+from megalodoc.model import load_model
+torch.manual_seed(0)
+model = load_model()
+spec = llama_specs(model.config, megalodon_non_embedding_parameters(model))[0]
+llama, config = build_llama(spec, torch.device("cpu"), torch.float32, max_positions=1024)
+ids = torch.randint(4, model.config.vocab_size, (1, 301))
+out = {{}}
+for system in (lc.MegalodocSystem(model), lc.LlamaSystem(spec.name, llama, config, 0)):
+    own = system.training_loss(ids)
+    own.backward()
+    grads = sum(int(p.grad is not None) for p in system.model.parameters())
+    system.model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        logits = system.logits(ids[:, :-1])[0]  # (300, V)
+    targets = ids[0, 1:]  # (300,)
+    if system.name != "megalodoc":  # transformers' loss leaves its last position unlabelled
+        logits, targets = logits[:-1], targets[:-1]
+    out[system.name] = [own.item(), F.cross_entropy(logits, targets).item(), grads]
+print(json.dumps(out))
+"""
+
+
+def test_each_systems_own_training_loss_is_the_shared_cross_entropy_and_reaches_every_weight(tmp_path: Path):
+    env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
+    # not from the repository root, whose kernels/ folder transformers would take for its `kernels` package
+    done = subprocess.run([sys.executable, "-c", OWN_LOSS_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(result) == {"megalodoc", "llama-width"}
+    for name, (own, shared, grads) in result.items():
+        assert abs(own - shared) <= 1e-5 * shared, (name, own, shared)
+        assert grads > 10, (name, grads)  # backward reached the weights
 
 
 def test_train_step_times_trunk_and_whole_step_for_both_systems(tmp_path: Path, shipped):
