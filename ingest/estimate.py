@@ -10,6 +10,7 @@ read.
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import time
@@ -20,8 +21,8 @@ import torch
 
 from megalodoc.ingest.snapshot_spacing import DEFAULT_SNAPSHOT_EVERY
 from megalodoc.ingest.sources import PdfSource, RepoSource, Source, SourceError, SourceOptions, TextSource, open_source
-from megalodoc.ingest.sources.decoding import iter_decoded
 from megalodoc.ingest.sources.html_text import HtmlTextExtractor
+from megalodoc.ingest.sources.path_checks import open_binary
 from megalodoc.ingest.sources.pdf_extract import extract_page, open_pdf
 from megalodoc.ingest.sources.repo import HEADER
 from megalodoc.model import ModelBundle, state_to_bytes
@@ -43,8 +44,8 @@ full-text index: about twice the text plus this."""
 PDF_SAMPLE_PAGES = 6
 SAMPLE_CHARS = 64_000
 """Characters of an input's text tokenized to measure its bytes per token, when a tokenizer is given."""
-HTML_FEED_CHARS = 16_384
-"""Characters of an HTML file given to the text extractor at a time while its share of text is measured."""
+HTML_FEED_BYTES = 16_384
+"""Bytes of an HTML file read and given to the text extractor at a time while its share of text is measured."""
 
 
 @dataclass(frozen=True)
@@ -182,18 +183,22 @@ def _text_bytes(source: Source, want_sample: bool) -> tuple[int, str]:
 
 
 def _html_text_share(source: TextSource) -> float:
-    """Characters of readable text per character of an HTML file, over its start: fed to the extractor
-    HTML_FEED_CHARS at a time until SAMPLE_CHARS of text came out (or the file ended)."""
+    """UTF-8 bytes of readable text per byte of an HTML file, over its start: the file read HTML_FEED_BYTES
+    at a time, decoded as ingest decodes it and given to the extractor, until SAMPLE_CHARS of text came
+    out (or the file ended). In bytes on both sides: a page of non-ASCII text, or in UTF-16, has other
+    bytes per character in the file than in its text."""
     parser = HtmlTextExtractor()
-    fed = produced = 0
-    for block in iter_decoded(source.path, source.encoding):
-        for start in range(0, len(block), HTML_FEED_CHARS):
-            part = block[start:start + HTML_FEED_CHARS]
-            parser.feed(part)
-            fed += len(part)
-            produced += len(parser.take())
-            if produced >= SAMPLE_CHARS:
-                return produced / fed
+    decoder = codecs.getincrementaldecoder(source.encoding)()
+    fed = produced = chars = 0
+    with open_binary(source.path) as handle:
+        while raw := handle.read(HTML_FEED_BYTES):
+            parser.feed(decoder.decode(raw))
+            fed += len(raw)
+            text = parser.take()
+            produced += len(text.encode("utf-8"))
+            chars += len(text)
+            if chars >= SAMPLE_CHARS:
+                break
     return produced / max(fed, 1)
 
 

@@ -234,12 +234,13 @@ def test_estimate_measures_each_inputs_bytes_per_token_with_the_tokenizer(tmp_pa
     assert measured.inputs[0].text_bytes == default.inputs[0].text_bytes > 2 * SAMPLE_CHARS
 
 
-def table_page(folder: Path, count: int, label: str) -> Path:
+def table_page(folder: Path, count: int, label: str, encoding: str = "utf-8") -> Path:
     """An HTML page of a `count`-row table, mostly markup; `label` is each row's link text ({n}: its number)."""
     rows = "".join(f'<tr class="row"><td style="padding:2px">{n}</td><td><a href="#n{n}">{label.format(n=n)}</a>'
                    f'</td></tr>\n' for n in range(count))
     page = folder / "table.html"
-    page.write_text(f"<html><head><title>Items</title></head><body><table>\n{rows}</table></body></html>\n")
+    page.write_text(f"<html><head><title>Items</title></head><body><table>\n{rows}</table></body></html>\n",
+                    encoding=encoding)
     return page
 
 
@@ -261,15 +262,23 @@ def test_a_small_inputs_estimate_counts_the_text_ingest_reads(tmp_path: Path, to
     assert abs(got.tokens - truth) <= 0.02 * truth, (got.tokens, truth)
 
 
-def test_an_html_file_longer_than_the_sample_is_counted_by_its_share_of_text(tmp_path: Path, tokenizer):
+@pytest.mark.parametrize("label, encoding", [
+    ("item number {n} of the list", "utf-8"),
+    ("一覧の項目 {n} 番", "utf-8"),  # three bytes per character in the file and in the text
+    ("item number {n} of the list", "utf-16"),  # two bytes per character in the file, one in the text
+])
+def test_an_html_file_longer_than_the_sample_is_counted_by_its_share_of_text(tmp_path: Path, tokenizer, label: str,
+                                                                             encoding: str):
     """An HTML file whose text is longer than the sample is counted by its size times the share of text
-    in its start, with or without a tokenizer: the markup ingest drops is not counted (by the file's size
-    this page came out at several times the tokens read)."""
-    page, options = table_page(tmp_path, 4000, "item number {n} of the list"), SourceOptions(pdf_workers=0)
+    in its start (in bytes, UTF-8 for the text), with or without a tokenizer: the markup ingest drops is
+    not counted (by the file's size the first page came out at several times the tokens read)."""
+    page = table_page(tmp_path, 4000 if label.isascii() else 10000, label, encoding)
+    options = SourceOptions(pdf_workers=0)
     text, truth = text_and_tokens(page, options, tokenizer)
-    assert len(text) > 2 * SAMPLE_CHARS and page.stat().st_size > 2.5 * len(text.encode())
+    text_bytes = len(text.encode())
+    assert len(text) > 2 * SAMPLE_CHARS and page.stat().st_size > 2 * text_bytes
     [measured] = estimate_ingest([page], options, tokenizer=tokenizer).inputs
     [plain] = estimate_ingest([page], options).inputs
     for got in (measured, plain):
-        assert abs(got.text_bytes - len(text.encode())) <= 0.05 * len(text.encode()), (got.text_bytes, len(text))
+        assert abs(got.text_bytes - text_bytes) <= 0.05 * text_bytes, (got.text_bytes, text_bytes)
     assert abs(measured.tokens - truth) <= 0.1 * truth, (measured.tokens, truth)
