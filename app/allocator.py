@@ -46,12 +46,15 @@ def tcmalloc_library() -> str | None:
 def reexec_on(allocator: str) -> None:
     """Makes sure this process runs on `allocator` (one of ALLOCATORS). For tcmalloc, unless it already
     runs, re-executes the process with the library preloaded: this call then never returns. "system"
-    changes nothing (a library the caller preloaded stays). Raises AllocatorError where the library is
-    missing or a preload did not take, ValueError for an unknown name."""
+    changes nothing (a library the caller preloaded stays). Raises AllocatorError off Linux, where the
+    library is missing or where a preload did not take; ValueError for an unknown name."""
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
     if allocator == "system" or loaded_allocator() == allocator:
+        os.environ.pop(_REEXEC_MARK, None)  # the process runs as asked: its children start afresh
         return
+    if not sys.platform.startswith("linux"):
+        raise AllocatorError("tcmalloc: preloading it needs Linux (LD_PRELOAD, and /proc/self/maps to check it)")
     library = tcmalloc_library()
     if library is None:
         raise AllocatorError(f"tcmalloc: libtcmalloc_minimal is not installed ({PACKAGE_HINT})")

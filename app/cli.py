@@ -60,12 +60,13 @@ def configure_logging(verbose: int, level: str | None) -> None:
         package.addHandler(handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit status."""
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run one command (`argv`, default sys.argv[1:]); returns the exit status. `own_process`: the process
+    was started as this command (see `run`), so a command may re-execute it (`train --allocator`)."""
     with exit_at_once_on_interrupt("interrupted"):  # importing the command modules
         parser = build_parser()
     args = parser.parse_args(argv)
-    args.own_process = argv is None  # the command line is this process's: a command may re-execute it
+    args.own_process = own_process
     configure_logging(args.verbose, args.log_level)
     if not getattr(args, "handler", None):
         parser.print_help()
@@ -85,5 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
+def started_as_command() -> bool:
+    """Whether the interpreter was started with this command's arguments at the end of its own (the
+    console script, `python -m megalodoc.app.cli`, torchrun's workers), so that re-executing it with
+    sys.orig_argv runs the same command again. Not so where a program set sys.argv itself (IPython's
+    `%run`, a wrapper that rewrites its arguments)."""
+    tail = sys.argv[1:]
+    return not tail or sys.orig_argv[len(sys.orig_argv) - len(tail):] == tail
+
+
+def run() -> int:
+    """Entry point of the `megalodoc` console script and of `python -m megalodoc.app.cli`."""
+    return main(own_process=started_as_command())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

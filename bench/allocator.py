@@ -1,6 +1,6 @@
 """The C allocator under a CPU measurement: which one runs, the page faults it takes, and tcmalloc on request.
 
-Why the allocator matters is in megalodoc/app/allocator.py. For a 2K-token one-shot step with logits, which
+Why the allocator matters is in app/allocator.py. For a 2K-token one-shot step with logits, which
 allocates several (2048, 8192) fp32 tensors (64 MiB each) in the LM head and the loss, glibc faults about
 100,000 pages in per step, a count and cost that depend on the state of the heap the previous call left.
 glibc's own settings (MALLOC_MMAP_MAX_=0 and a 1 GB MALLOC_TRIM_THRESHOLD_) still faulted those blocks in

@@ -4,7 +4,7 @@
                                          [--processes 2]   # under torchrun, as README's training recipe
 
 glibc maps every large block fresh and faults its pages in at each step, tcmalloc keeps and reuses them
-(megalodoc/app/allocator.py).
+(app/allocator.py).
 Each round runs the same command once per allocator (the order swapped from one round to the next), in a
 fresh process with `--allocator system` or `--allocator tcmalloc` (the command then re-executes itself with
 the library preloaded, and names the allocator it runs on), on a corpus of Python standard-library modules
@@ -137,7 +137,7 @@ def main() -> None:
 def print_report(result: dict) -> None:
     runs = result["runs"]
     meta = result["meta"]
-    print(f"megalodoc train, {meta['steps']} steps, {meta['processes']} process(es), "
+    print(f"megalodoc train, {meta['steps']} steps, {meta.get('processes', 1)} process(es), "
           f"OMP_NUM_THREADS={meta['training_threads']}")
     print(f"{'allocator':<10} {'round':>5} {'tok/s':>8} {'wall s':>7} {'final loss':>11}")
     for r in runs:

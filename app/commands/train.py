@@ -6,7 +6,7 @@
 
 On a CPU the command runs on tcmalloc where it is installed (`--allocator auto`): it re-executes itself
 with the library preloaded, since glibc's malloc faults every large block of a step in afresh
-(megalodoc/app/allocator.py; training the shipped model ran 1.04x-1.15x the tokens/s in README's runs).
+(app/allocator.py; training the shipped model ran 1.04x-1.15x the tokens/s in README's runs).
 """
 
 from __future__ import annotations
@@ -35,36 +35,47 @@ def _handler(args: argparse.Namespace) -> int:
 
 def _choose_allocator(args: argparse.Namespace) -> None:
     """Runs the process on the allocator --allocator names, re-executing it with tcmalloc preloaded where
-    that is asked for (auto: for CPU training on Linux, where the library is installed). Only a process the command
-    line started is re-executed: called from Python (`main([...])`), auto leaves the allocator as it is and
-    tcmalloc must already be loaded."""
+    that is asked for. auto: tcmalloc for CPU training on Linux where the library is installed and nothing
+    else is preloaded; where that fails, one line says why and the process goes on as it is. Only a
+    process started as this command is re-executed (`cli.run`): called from Python (`main([...])`), auto
+    leaves the allocator as it is and tcmalloc must already be loaded."""
     import torch
 
     from megalodoc.app.allocator import PACKAGE_HINT, AllocatorError, loaded_allocator, reexec_on, tcmalloc_library
     from megalodoc.model.train.errors import TrainingInputError
 
-    wanted = args.allocator
+    own = getattr(args, "own_process", False)
     first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, one line for the run
-    if wanted == "auto":
+
+    def say(message: str) -> None:
+        if first_rank:
+            print(f"megalodoc train: {message}", file=sys.stderr)
+
+    if args.allocator == "auto":
         device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available()
                                                                             else "cpu")
-        if device.type != "cpu" or not getattr(args, "own_process", False) or not sys.platform.startswith("linux"):
+        if device.type != "cpu" or not own or not sys.platform.startswith("linux"):
             return  # LD_PRELOAD and /proc/self/maps, which tell what runs, are Linux's
-        if tcmalloc_library() is None:
-            if first_rank:
-                print(f"megalodoc train: the system allocator runs; tcmalloc made CPU training faster and is not "
-                      f"installed ({PACKAGE_HINT})", file=sys.stderr)
+        if loaded_allocator() != "tcmalloc" and os.environ.get("LD_PRELOAD"):
+            say(f"LD_PRELOAD={os.environ['LD_PRELOAD']} is set: the allocator is left as it is")
             return
-        wanted = "tcmalloc"
-    if wanted == "tcmalloc" and loaded_allocator() != "tcmalloc" and not getattr(args, "own_process", False):
-        raise TrainingInputError("--allocator tcmalloc: this process was not started by the megalodoc command, so "
-                                 "it cannot be re-executed; start it with LD_PRELOAD=libtcmalloc_minimal.so.4")
-    try:
-        reexec_on(wanted)  # for tcmalloc not yet loaded, the process starts again here with it
-    except AllocatorError as exc:
-        raise TrainingInputError(f"--allocator {wanted}: {exc}") from exc
-    if first_rank:
-        print(f"megalodoc train: C allocator {loaded_allocator()}", file=sys.stderr)
+        if tcmalloc_library() is None:
+            say(f"the system allocator runs; tcmalloc made CPU training faster and is not installed ({PACKAGE_HINT})")
+            return
+        try:
+            reexec_on("tcmalloc")  # unless it already runs, the process starts again here with it
+        except AllocatorError as exc:
+            say(f"the system allocator runs ({exc})")
+            return
+    else:
+        if args.allocator == "tcmalloc" and loaded_allocator() != "tcmalloc" and not own:
+            raise TrainingInputError("--allocator tcmalloc: this process was not started as the megalodoc command, "
+                                     "so it cannot be re-executed; start it with LD_PRELOAD=libtcmalloc_minimal.so.4")
+        try:
+            reexec_on(args.allocator)
+        except AllocatorError as exc:
+            raise TrainingInputError(f"--allocator {args.allocator}: {exc}") from exc
+    say(f"C allocator {loaded_allocator()}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -154,6 +165,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", type=torch_device,
                    help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     p.add_argument("--allocator", choices=("auto", "system", "tcmalloc"), default="auto",
-                   help="the C allocator: tcmalloc (preloaded; the command re-executes itself), the system's, or "
-                        "auto (default): tcmalloc for CPU training on Linux where it is installed")
+                   help="the C allocator: tcmalloc (preloaded; the command re-executes itself), system (whatever "
+                        "the process started with), or auto (default): tcmalloc for CPU training on Linux where "
+                        "it is installed and nothing else is preloaded")
     p.set_defaults(handler=_handler)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -237,10 +238,12 @@ NEEDS_TCMALLOC = pytest.mark.skipif(tcmalloc_library() is None,
 ALLOCATOR_LINE = "megalodoc train: C allocator "
 
 
-def run_train_command(corpus: dict, out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m megalodoc.app.cli train` for one step in a process of its own, started on the system
-    allocator (no LD_PRELOAD), as a person's shell starts it."""
-    cmd = [sys.executable, "-m", "megalodoc.app.cli", "train", "--config", "tiny", "--data", str(corpus["dir"]),
+def run_train_command(corpus: dict, out: Path, *extra: str, env: dict | None = None,
+                      launcher: tuple[str, ...] = (sys.executable, "-m", "megalodoc.app.cli")
+                      ) -> subprocess.CompletedProcess:
+    """`python -m megalodoc.app.cli train` (or `launcher train`) for one step in a process of its own,
+    started on the system allocator (no LD_PRELOAD), as a person's shell starts it."""
+    cmd = [*launcher, "train", "--config", "tiny", "--data", str(corpus["dir"]),
            "--tokenizer", str(corpus["tokenizer"]), "--out", str(out), "--steps", "1", "--batch-size", "2",
            "--seq-chunks", "2", "--warmup-steps", "0", "--val-batches", "0", "--device", "cpu", *extra]
     base = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
@@ -261,6 +264,14 @@ def test_the_command_trains_on_the_allocator_chosen(corpus: dict, tmp_path: Path
 
 
 @NEEDS_TCMALLOC
+@pytest.mark.skipif(shutil.which("megalodoc") is None, reason="the megalodoc console script is not on PATH")
+def test_the_console_script_re_executes_itself_too(corpus: dict, tmp_path: Path) -> None:
+    done = run_train_command(corpus, tmp_path / "run", launcher=(shutil.which("megalodoc"),))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{ALLOCATOR_LINE}tcmalloc" in done.stderr.splitlines(), done.stderr[-3000:]
+
+
+@NEEDS_TCMALLOC
 def test_a_preload_that_does_not_take_is_reported_not_retried(corpus: dict, tmp_path: Path) -> None:
     # the mark the re-executed process carries, on a process where tcmalloc is not mapped
     done = run_train_command(corpus, tmp_path / "run", "--allocator", "tcmalloc",
@@ -273,25 +284,69 @@ def test_a_preload_that_does_not_take_is_reported_not_retried(corpus: dict, tmp_
 
 @pytest.mark.skipif(loaded_allocator() == "tcmalloc", reason="this test process already runs on tcmalloc")
 def test_called_from_python_the_process_is_not_re_executed(corpus: dict, tmp_path: Path, capsys) -> None:
-    rc = cli_main(["train", "--config", "tiny", "--data", str(corpus["dir"]), "--tokenizer", str(corpus["tokenizer"]),
-                   "--out", str(tmp_path / "run"), "--steps", "1", "--allocator", "tcmalloc"])
-    assert rc == 2
+    common = ["train", "--config", "tiny", "--data", str(corpus["dir"]), "--tokenizer", str(corpus["tokenizer"]),
+              "--steps", "1", "--batch-size", "2", "--seq-chunks", "2", "--warmup-steps", "0", "--val-batches", "0",
+              "--device", "cpu"]
+    assert cli_main([*common, "--out", str(tmp_path / "auto")]) == 0  # auto: this process goes on as it is
+    assert ALLOCATOR_LINE not in capsys.readouterr().err and loaded_allocator() == "system"
+    assert (tmp_path / "auto/model/config.json").is_file()
+    assert cli_main([*common, "--out", str(tmp_path / "run"), "--allocator", "tcmalloc"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("megalodoc train: --allocator tcmalloc: this process was not started by the megalodoc "
+    assert err.startswith("megalodoc train: --allocator tcmalloc: this process was not started as the megalodoc "
                           "command"), err
     assert not (tmp_path / "run").exists()
 
 
-def test_a_missing_tcmalloc_is_named_with_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+@NEEDS_TCMALLOC
+def test_a_program_that_sets_sys_argv_itself_is_not_re_executed(corpus: dict, tmp_path: Path) -> None:
+    # as IPython's %run or a wrapper does: the interpreter's own arguments are another program's
+    program = "import sys; from megalodoc.app.cli import run; sys.argv = ['megalodoc', 'train', *sys.argv[1:]]; " \
+              "sys.exit(run())"
+    done = subprocess.run([sys.executable, "-c", program, "--config", "tiny", "--data", str(corpus["dir"]),
+                           "--tokenizer", str(corpus["tokenizer"]), "--out", str(tmp_path / "run"), "--steps", "1",
+                           "--allocator", "tcmalloc"], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "this process was not started as the megalodoc command" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_auto_leaves_another_preloaded_library_in_charge(corpus: dict, tmp_path: Path) -> None:
+    import ctypes.util
+
+    other = ctypes.util.find_library("m")  # a library that serves no malloc: what matters is that one is set
+    done = run_train_command(corpus, tmp_path / "run", env={"LD_PRELOAD": other})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"megalodoc train: LD_PRELOAD={other} is set: the allocator is left as it is" in done.stderr
+    assert ALLOCATOR_LINE not in done.stderr
+
+
+def test_a_missing_tcmalloc_or_another_system_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from megalodoc.app import allocator
 
     if allocator.loaded_allocator() == "tcmalloc":
         pytest.skip("this test process already runs on tcmalloc")
+
+    def no_exec(*_args) -> None:
+        raise AssertionError("the test process must not be re-executed")
+
+    monkeypatch.setattr(allocator.os, "execve", no_exec)
     monkeypatch.setattr(allocator, "tcmalloc_library", lambda: None)  # as on a machine without the package
     with pytest.raises(allocator.AllocatorError, match=r"not installed \(Debian: apt-get install libtcmalloc-minimal4"):
         allocator.reexec_on("tcmalloc")
+    monkeypatch.setattr(allocator.sys, "platform", "darwin")
+    with pytest.raises(allocator.AllocatorError, match="preloading it needs Linux"):
+        allocator.reexec_on("tcmalloc")
     with pytest.raises(ValueError, match="allocator must be one of"):
         allocator.reexec_on("jemalloc")
+
+
+def test_the_re_execution_mark_is_not_passed_on_once_the_allocator_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from megalodoc.app import allocator
+
+    monkeypatch.setenv("MEGALODOC_TCMALLOC_PRELOADED", "1")  # as in a process re-executed on tcmalloc
+    allocator.reexec_on(allocator.loaded_allocator())  # runs on what it asks for: nothing to do
+    assert "MEGALODOC_TCMALLOC_PRELOADED" not in os.environ  # a child asking for tcmalloc may re-execute
 
 
 def test_cli_reports_an_unusable_input_in_one_line(corpus: dict, tmp_path: Path, capsys) -> None:

@@ -39,7 +39,9 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
            "--tokenizer", str(tok), "--out", str(tmp_path / "ddp"), "--steps", str(STEPS),
            "--batch-size", str(BATCH), "--seq-chunks", str(CHUNKS), "--lr", str(LR),
            "--warmup-steps", str(WARMUP), "--log-every", "1", "--val-batches", "0"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # started on the system allocator, so that the workers' re-execution on tcmalloc is what is checked below
+    env = {**{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, "OMP_NUM_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 process(es) on cpu" in proc.stdout
