@@ -4,9 +4,10 @@
     torchrun --standalone --nproc-per-node 2 -m megalodoc.app.cli train ...   # DDP, same global batch
     megalodoc train ... --resume                                              # continue RUN's checkpoint
 
-On a CPU the command runs on tcmalloc where it is installed (`--allocator auto`): it re-executes itself
-with the library preloaded, since glibc's malloc faults every large block of a step in afresh
-(app/allocator.py; training the shipped model ran 1.04x-1.15x the tokens/s in README's runs).
+On a Linux CPU the command runs on tcmalloc where it is installed and LD_PRELOAD is empty (`--allocator
+auto`): it re-executes itself with the library preloaded, since glibc's malloc faults every large block of
+a step in afresh (app/allocator.py; training the shipped model ran 1.04x-1.15x the tokens/s in README's
+runs).
 """
 
 from __future__ import annotations
