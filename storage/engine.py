@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -55,16 +56,41 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def _absolute_sqlite_url(raw: str) -> str:
-    """`sqlite:///relative.db` with its file made absolute; anything else (memory, a file: URI, a URL
-    SQLAlchemy cannot parse, which opening reports) as it is."""
+    """`sqlite:///relative.db` (or a relative `file:` URI, `sqlite:///file:relative.db?uri=true`) with its
+    file made absolute; anything else (memory, an absolute file, a URL SQLAlchemy cannot parse, which
+    opening reports) as it is."""
     try:
         parsed = make_url(raw)
     except (ArgumentError, ValueError):
         return raw
     database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:") or os.path.isabs(database):
+    if not database or database == ":memory:" or os.path.isabs(database):
         return raw
+    if _is_uri(database, parsed.query):
+        path = _uri_file(database, parsed.query)
+        if path is None or os.path.isabs(path):
+            return raw
+        absolute = "file:" + quote(str(Path(path).expanduser().resolve()))
+        return parsed.set(database=absolute).render_as_string(hide_password=False)
     return parsed.set(database=str(Path(database).expanduser().resolve())).render_as_string(hide_password=False)
+
+
+def _is_uri(database: str, query: Mapping[str, object]) -> bool:
+    """Whether SQLite reads the database part as a `file:` URI: only with `uri=true` in the URL's query
+    (without it, `file:x.db` is a file of that name)."""
+    return database.startswith("file:") and str(query.get("uri", "")).lower() == "true"
+
+
+def _uri_file(database: str, query: Mapping[str, object]) -> str | None:
+    """The file a SQLite `file:` URI names (SQLAlchemy's database part, its query given apart),
+    percent-decoded; None for an in-memory database."""
+    rest = database[len("file:"):]
+    if rest.startswith("//"):  # file://[localhost]/absolute/path
+        rest = "/" + rest[2:].partition("/")[2]
+    path = unquote(rest.partition("?")[0].partition("#")[0])
+    if path in ("", ":memory:") or query.get("mode") == "memory":
+        return None
+    return path
 
 
 def _missing_driver(url: str, backend: str, exc: ModuleNotFoundError) -> str:
@@ -79,8 +105,11 @@ def sqlite_file(url: str) -> Path | None:
     `DatabaseUrlError` when `url` cannot be parsed."""
     parsed = parse_url(url)
     database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
+    if _is_uri(database, parsed.query):
+        path = _uri_file(database, parsed.query)
+        return None if path is None else Path(path).expanduser()
     return Path(database).expanduser()
 
 
@@ -96,11 +125,10 @@ def create_store_engine(url: str, sqlite_pragmas: Mapping[str, PragmaValue] | No
             raise StorageError(_missing_driver(url, parsed.get_backend_name(), exc)) from exc
 
     database = parsed.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    if not in_memory:
-        parent = Path(database).expanduser().parent
-        if not parent.is_dir():
-            raise StorageError(f"cannot open database {database}: directory {parent} does not exist")
+    file = sqlite_file(url)
+    in_memory = file is None
+    if file is not None and not file.parent.is_dir():
+        raise StorageError(f"cannot open database {database}: directory {file.parent} does not exist")
     if in_memory:
         # One shared connection, or every connection would see its own empty database.
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
